@@ -1,0 +1,260 @@
+//! Audio codecs behind one interface, over 20 ms frames at the 8 kHz mix rate.
+//!
+//! The mixer works on 8 kHz linear PCM. Every codec decodes *to* and encodes *from*
+//! that rate directly, without a resampler:
+//! - G.711 A/mu-law and L16 are 8 kHz already;
+//! - G.722's lower sub-band is the 0-4 kHz signal sampled at 8 kHz, so the decoder
+//!   runs only the low-band ADPCM (no QMF) and the encoder feeds 8 kHz PCM into the
+//!   low band with a silent high band — still a valid G.722 stream;
+//! - Opus decodes and encodes at 8 kHz natively (narrowband).
+//!
+//! [`Decoder`] and [`Encoder`] are enums rather than trait objects: the set is closed,
+//! dispatch is a jump table, and each value is small enough to live inline in a leg.
+
+pub mod g711;
+pub mod g722;
+pub mod l16;
+pub mod opus;
+
+use serde::{Deserialize, Serialize};
+
+/// Sample rate of the mix, in Hz.
+pub const MIX_RATE: u32 = 8000;
+/// Samples in one 20 ms mix frame at [`MIX_RATE`].
+pub const FRAME_SAMPLES: usize = 160;
+/// Largest payload any encoder writes for one 20 ms frame (L16: 320 bytes).
+pub const MAX_FRAME_PAYLOAD: usize = 400;
+
+/// The codecs a leg can speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum CodecKind {
+    /// G.711 mu-law (RTP/AVP static payload type 0).
+    Pcmu,
+    /// G.711 A-law (static payload type 8).
+    Pcma,
+    /// G.722 at 64 kbit/s (static payload type 9, RTP clock 8000 by RFC 3551).
+    G722,
+    /// Opus (dynamic payload type, RTP clock 48000 by RFC 7587).
+    Opus,
+    /// 16-bit linear, network byte order, 8 kHz mono (dynamic payload type); used
+    /// between nodes so cascaded audio is not companded twice.
+    L16,
+}
+
+impl CodecKind {
+    /// All codecs, in a stable order (used for per-codec tables).
+    pub const ALL: [CodecKind; 5] = [
+        CodecKind::Pcmu,
+        CodecKind::Pcma,
+        CodecKind::G722,
+        CodecKind::Opus,
+        CodecKind::L16,
+    ];
+
+    /// Index into per-codec tables of length [`CodecKind::ALL`]`.len()`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// RTP timestamp units per second.
+    pub fn rtp_clock_rate(self) -> u32 {
+        match self {
+            CodecKind::Opus => 48_000,
+            _ => 8_000,
+        }
+    }
+
+    /// RTP timestamp units in one 20 ms frame.
+    pub fn frame_ts(self) -> u32 {
+        self.rtp_clock_rate() / 50
+    }
+
+    /// The static payload type, when RFC 3551 assigns one.
+    pub fn static_payload_type(self) -> Option<u8> {
+        match self {
+            CodecKind::Pcmu => Some(0),
+            CodecKind::Pcma => Some(8),
+            CodecKind::G722 => Some(9),
+            CodecKind::Opus | CodecKind::L16 => None,
+        }
+    }
+
+    /// The SDP encoding name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CodecKind::Pcmu => "PCMU",
+            CodecKind::Pcma => "PCMA",
+            CodecKind::G722 => "G722",
+            CodecKind::Opus => "opus",
+            CodecKind::L16 => "L16",
+        }
+    }
+
+    /// Parses an SDP encoding name, case-insensitively.
+    pub fn from_name(name: &str) -> Option<Self> {
+        CodecKind::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// Why a codec call failed. Decode errors are counted per leg and the frame is
+/// concealed; they never end a call.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CodecError {
+    #[error("output buffer of {have} samples/bytes is smaller than the {need} needed")]
+    BufferTooSmall { need: usize, have: usize },
+    #[error("payload of {len} bytes is not valid for {codec:?}")]
+    BadPayload { codec: CodecKind, len: usize },
+    #[error("opus: {0}")]
+    Opus(String),
+}
+
+/// A per-leg decoder: payload in, 8 kHz PCM out.
+pub enum Decoder {
+    Pcmu,
+    Pcma,
+    G722(Box<g722::LowBandDecoder>),
+    Opus(Box<opus::OpusDecoder>),
+    L16,
+}
+
+impl Decoder {
+    /// Creates a decoder in its reset state.
+    pub fn new(kind: CodecKind) -> Result<Self, CodecError> {
+        Ok(match kind {
+            CodecKind::Pcmu => Decoder::Pcmu,
+            CodecKind::Pcma => Decoder::Pcma,
+            CodecKind::G722 => Decoder::G722(Box::default()),
+            CodecKind::Opus => Decoder::Opus(Box::new(opus::OpusDecoder::new()?)),
+            CodecKind::L16 => Decoder::L16,
+        })
+    }
+
+    pub fn kind(&self) -> CodecKind {
+        match self {
+            Decoder::Pcmu => CodecKind::Pcmu,
+            Decoder::Pcma => CodecKind::Pcma,
+            Decoder::G722(_) => CodecKind::G722,
+            Decoder::Opus(_) => CodecKind::Opus,
+            Decoder::L16 => CodecKind::L16,
+        }
+    }
+
+    /// How many 8 kHz samples `payload` decodes to, or an error when the payload
+    /// cannot be valid for this codec (e.g. odd-length L16).
+    pub fn samples_in(&self, payload: &[u8]) -> Result<usize, CodecError> {
+        match self {
+            Decoder::Pcmu | Decoder::Pcma | Decoder::G722(_) => Ok(payload.len()),
+            Decoder::L16 if payload.len() % 2 == 0 => Ok(payload.len() / 2),
+            Decoder::L16 => Err(CodecError::BadPayload {
+                codec: CodecKind::L16,
+                len: payload.len(),
+            }),
+            Decoder::Opus(d) => d.samples_in(payload),
+        }
+    }
+
+    /// Decodes `payload` into `out` and returns the number of samples written.
+    pub fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
+        let need = self.samples_in(payload)?;
+        if out.len() < need {
+            return Err(CodecError::BufferTooSmall {
+                need,
+                have: out.len(),
+            });
+        }
+        match self {
+            Decoder::Pcmu => {
+                for (o, &b) in out.iter_mut().zip(payload) {
+                    *o = g711::ulaw_decode(b);
+                }
+                Ok(need)
+            }
+            Decoder::Pcma => {
+                for (o, &b) in out.iter_mut().zip(payload) {
+                    *o = g711::alaw_decode(b);
+                }
+                Ok(need)
+            }
+            Decoder::G722(d) => Ok(d.decode(payload, out)),
+            Decoder::L16 => Ok(l16::decode(payload, out)),
+            Decoder::Opus(d) => d.decode(payload, out),
+        }
+    }
+
+    /// Fills `out` for a lost frame with the codec's own concealment and returns
+    /// true, or returns false when the codec has none (then the caller applies the
+    /// generic waveform-repetition concealment).
+    pub fn conceal(&mut self, out: &mut [i16]) -> bool {
+        match self {
+            Decoder::Opus(d) => d.conceal(out).is_ok(),
+            _ => false,
+        }
+    }
+}
+
+/// A per-leg (or per-mix) encoder: 8 kHz PCM in, payload out.
+pub enum Encoder {
+    Pcmu,
+    Pcma,
+    G722(Box<g722::LowBandEncoder>),
+    Opus(Box<opus::OpusEncoder>),
+    L16,
+}
+
+impl Encoder {
+    /// Creates an encoder in its reset state.
+    pub fn new(kind: CodecKind) -> Result<Self, CodecError> {
+        Ok(match kind {
+            CodecKind::Pcmu => Encoder::Pcmu,
+            CodecKind::Pcma => Encoder::Pcma,
+            CodecKind::G722 => Encoder::G722(Box::default()),
+            CodecKind::Opus => Encoder::Opus(Box::new(opus::OpusEncoder::new()?)),
+            CodecKind::L16 => Encoder::L16,
+        })
+    }
+
+    pub fn kind(&self) -> CodecKind {
+        match self {
+            Encoder::Pcmu => CodecKind::Pcmu,
+            Encoder::Pcma => CodecKind::Pcma,
+            Encoder::G722(_) => CodecKind::G722,
+            Encoder::Opus(_) => CodecKind::Opus,
+            Encoder::L16 => CodecKind::L16,
+        }
+    }
+
+    /// Encodes `pcm` (8 kHz) into `out` and returns the payload length.
+    pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
+        let need = match self {
+            Encoder::L16 => pcm.len() * 2,
+            Encoder::Opus(_) => 1, // Opus sizes itself; it checks `out` on its own.
+            _ => pcm.len(),
+        };
+        if out.len() < need {
+            return Err(CodecError::BufferTooSmall {
+                need,
+                have: out.len(),
+            });
+        }
+        match self {
+            Encoder::Pcmu => {
+                for (o, &x) in out.iter_mut().zip(pcm) {
+                    *o = g711::ulaw_encode(x);
+                }
+                Ok(pcm.len())
+            }
+            Encoder::Pcma => {
+                for (o, &x) in out.iter_mut().zip(pcm) {
+                    *o = g711::alaw_encode(x);
+                }
+                Ok(pcm.len())
+            }
+            Encoder::G722(e) => Ok(e.encode(pcm, out)),
+            Encoder::L16 => Ok(l16::encode(pcm, out)),
+            Encoder::Opus(e) => e.encode(pcm, out),
+        }
+    }
+}

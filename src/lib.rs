@@ -1,0 +1,30 @@
+//! scnf — a software conference mixer node.
+//!
+//! # Shape
+//! A sans-IO core wrapped in a thin I/O shell:
+//! - [`codec`], [`rtp`], [`jitter`] and [`mixer`] are plain types you can call from a
+//!   test: bytes and `now` in, bytes and decisions out.
+//! - [`engine`] is one media worker's state machine: the rooms and legs it owns. It
+//!   never reads the clock, the network or the environment.
+//! - [`io`] is the tokio shell: sockets, the one timer per worker, the control API.
+//!
+//! # The run-loop vocabulary
+//! Every core type that reacts to time follows the same contract:
+//! - `handle_*(now, ..)` feeds an input (a datagram, a command, a timeout);
+//! - `poll_transmit()` / `poll_event()` drain what the input produced, until `None`;
+//! - `poll_timeout()` says when the core next wants `handle_timeout(now)`.
+//!
+//! The shell calls them in that order, then sleeps until the next deadline or the
+//! next datagram, whichever comes first.
+
+pub mod codec;
+pub mod config;
+pub mod engine;
+pub mod io;
+pub mod jitter;
+pub mod mixer;
+pub mod rtp;
+pub mod util;
+
+#[cfg(test)]
+pub(crate) mod testutil;
