@@ -258,3 +258,15 @@ impl Encoder {
         }
     }
 }
+
+impl Encoder {
+    /// Makes this encoder continue exactly where `other` (same codec) stands, so a
+    /// listener can switch from the room's shared stream to its own without a
+    /// discontinuity its decoder would hear. Stateless codecs ignore it; Opus is never
+    /// shared (see the engine), so it has nothing to copy.
+    pub fn clone_state_from(&mut self, other: &Encoder) {
+        if let (Encoder::G722(mine), Encoder::G722(theirs)) = (self, other) {
+            mine.as_mut().clone_from(theirs.as_ref());
+        }
+    }
+}

@@ -1,1 +1,9 @@
-//! (being written)
+//! The I/O shell: sockets, worker threads, the one timer per worker, and the
+//! control API. Everything here is thin; decisions live in [`crate::engine`].
+
+pub mod node;
+pub mod udp;
+pub mod worker;
+
+pub use node::{LegInfo, NodeError, NodeHandle};
+pub use worker::{NodeEvent, WorkerStats};
