@@ -118,7 +118,7 @@ impl Default for JitterSection {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MixerSection {
-    /// Most talkers mixed at once per room (loudest win). Default 4.
+    /// Most talkers mixed at once per room (loudest win). Default 6.
     pub max_talkers: usize,
     /// Frames quieter than this never count as speech, dBFS. Default -50.
     pub talker_threshold_dbfs: f64,
@@ -129,7 +129,7 @@ pub struct MixerSection {
 impl Default for MixerSection {
     fn default() -> Self {
         MixerSection {
-            max_talkers: 4,
+            max_talkers: 6,
             talker_threshold_dbfs: -50.0,
             talker_hangover_ms: 400,
         }

@@ -19,10 +19,12 @@
 
 pub mod codec;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod io;
 pub mod jitter;
 pub mod mixer;
+pub mod probe;
 pub mod rtp;
 pub mod util;
 

@@ -22,7 +22,7 @@ use crate::codec::FRAME_SAMPLES;
 /// Mixer settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MixConfig {
-    /// Most talkers summed at once; the loudest win. Default 4.
+    /// Most talkers summed at once; the loudest win. Default 6.
     pub max_talkers: usize,
     /// Limiter knee, as a linear sample value. Default [`limiter::DEFAULT_KNEE`].
     pub knee: i32,
@@ -33,7 +33,7 @@ pub struct MixConfig {
 impl Default for MixConfig {
     fn default() -> Self {
         MixConfig {
-            max_talkers: 4,
+            max_talkers: 6,
             knee: limiter::DEFAULT_KNEE,
             talker: talker::TalkerConfig::default(),
         }
