@@ -3,6 +3,7 @@
 //! generator.
 
 pub mod participant;
+pub mod swarm;
 pub mod tone;
 
 pub use participant::{Heard, Participant, Source};
