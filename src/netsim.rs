@@ -76,10 +76,15 @@ impl Rng {
 pub enum Jitter {
     None,
     /// Uniform in `[0, max]`.
-    Uniform { max: Duration },
+    Uniform {
+        max: Duration,
+    },
     /// Half-normal (|N(0, std_dev)|) capped at `max`: mostly small, a long tail, as on
     /// real access links.
-    Normal { std_dev: Duration, max: Duration },
+    Normal {
+        std_dev: Duration,
+        max: Duration,
+    },
 }
 
 /// Which packets the path loses.
@@ -87,7 +92,9 @@ pub enum Jitter {
 pub enum Loss {
     None,
     /// Each packet lost independently with probability `p`.
-    Bernoulli { p: f64 },
+    Bernoulli {
+        p: f64,
+    },
     /// Gilbert-Elliott: before each packet the chain moves good->bad with
     /// `p_enter_bad` and bad->good with `p_leave_bad`; the packet is then lost with
     /// `loss_good` or `loss_bad`. Mean burst length in the bad state is
@@ -306,9 +313,7 @@ impl Path {
         match self.cfg.jitter {
             Jitter::None => Duration::ZERO,
             Jitter::Uniform { max } => max.mul_f64(self.rng.next_f64()),
-            Jitter::Normal { std_dev, max } => {
-                std_dev.mul_f64(self.rng.normal().abs()).min(max)
-            }
+            Jitter::Normal { std_dev, max } => std_dev.mul_f64(self.rng.normal().abs()).min(max),
         }
     }
 
@@ -387,7 +392,10 @@ mod tests {
         assert!(got.windows(2).all(|w| w[0].1 <= w[1].1));
         for &(idx, at) in &got {
             let sent = u128::from(idx) * 20_000;
-            assert!(at >= sent + 20_000, "packet {idx} arrived before the latency");
+            assert!(
+                at >= sent + 20_000,
+                "packet {idx} arrived before the latency"
+            );
             assert!(at <= sent + 20_000 + 100_000 + 30_000);
         }
         // Jitter of 15 ms on 20 ms spacing reorders some packets.
@@ -432,7 +440,10 @@ mod tests {
                 while path.poll(t0 + ms(20) * i).is_some() {}
             }
             let rate = path.stats().lost as f64 / f64::from(n);
-            assert!((rate - want).abs() < 0.1 * want, "{loss:?}: {rate} vs {want}");
+            assert!(
+                (rate - want).abs() < 0.1 * want,
+                "{loss:?}: {rate} vs {want}"
+            );
         }
     }
 
@@ -487,7 +498,10 @@ mod tests {
         assert_eq!(path.send(t0, b"b"), Fate::Queued);
         assert_eq!(path.send(t0, b"c"), Fate::Overflow);
         let later = t0 + ms(20);
-        assert_eq!(path.poll(later).map(|(_, b)| b.to_vec()), Some(b"a".to_vec()));
+        assert_eq!(
+            path.poll(later).map(|(_, b)| b.to_vec()),
+            Some(b"a".to_vec())
+        );
         assert_eq!(path.send(later, b"d"), Fate::Queued);
         assert_eq!(path.stats().overflow, 1);
     }

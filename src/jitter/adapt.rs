@@ -51,9 +51,8 @@ pub(super) struct DelayEstimator {
 impl DelayEstimator {
     pub fn new(cfg: &JitterConfig, units_per_sec: i64) -> Self {
         let units_per_ms = (units_per_sec / 1000).max(1);
-        let to_units = |d: std::time::Duration| {
-            (d.as_micros() as i64).saturating_mul(units_per_ms) / 1000
-        };
+        let to_units =
+            |d: std::time::Duration| (d.as_micros() as i64).saturating_mul(units_per_ms) / 1000;
         let max = to_units(cfg.max_delay).max(20 * units_per_ms);
         let min = to_units(cfg.min_delay).min(max);
         let start = to_units(cfg.start_delay).clamp(min, max);
@@ -124,10 +123,7 @@ impl DelayEstimator {
         self.window[self.pos] = (now, transit);
         self.pos = (self.pos + 1) % WINDOW;
         self.len = (self.len + 1).min(WINDOW);
-        let r = self
-            .min_transit(now)
-            .map_or(0, |m| transit - m)
-            .max(0);
+        let r = self.min_transit(now).map_or(0, |m| transit - m).max(0);
 
         let b = ((r / self.bucket) as usize).min(self.hist.len() - 1);
         self.hist[b] += self.weight;

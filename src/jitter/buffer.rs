@@ -231,7 +231,10 @@ mod tests {
     fn a_queued_slot_is_never_overwritten() {
         let mut ring = Ring::new(2);
         ring.store(0, 0, 160, false, &[1]).unwrap();
-        assert_eq!(ring.store(2, 320, 160, false, &[2]), Err(Rejected::Overflow));
+        assert_eq!(
+            ring.store(2, 320, 160, false, &[2]),
+            Err(Rejected::Overflow)
+        );
         assert_eq!(ring.store(0, 0, 160, false, &[1]), Err(Rejected::Duplicate));
         assert_eq!(ring.slot(0).payload, vec![1]);
     }

@@ -34,8 +34,8 @@
 
 mod adapt;
 mod buffer;
-pub mod plc;
 mod playout;
+pub mod plc;
 #[cfg(test)]
 mod scenarios;
 
@@ -77,8 +77,7 @@ impl JitterConfig {
                 self.min_delay, self.start_delay, self.max_delay
             ));
         }
-        if self.max_delay < Duration::from_millis(20) || self.max_delay > Duration::from_secs(1)
-        {
+        if self.max_delay < Duration::from_millis(20) || self.max_delay > Duration::from_secs(1) {
             return Err(format!(
                 "jitter max_delay {:?} must be between 20 ms and 1 s",
                 self.max_delay
@@ -184,4 +183,7 @@ pub struct PlayoutStats {
     pub buffered_ms: u32,
 }
 
-const _: () = assert!(FRAME_SAMPLES == 160, "the playout assumes 20 ms frames at 8 kHz");
+const _: () = assert!(
+    FRAME_SAMPLES == 160,
+    "the playout assumes 20 ms frames at 8 kHz"
+);

@@ -276,7 +276,10 @@ impl Playout {
             out.fill(0);
             self.plc.record(out);
         }
-        self.last_energy = out.iter().map(|&x| i64::from(x) * i64::from(x)).sum::<i64>()
+        self.last_energy = out
+            .iter()
+            .map(|&x| i64::from(x) * i64::from(x))
+            .sum::<i64>()
             / FRAME_SAMPLES as i64;
         if tally.concealed > 0 {
             self.stats.concealed_frames += 1;
@@ -455,7 +458,13 @@ impl Playout {
     }
 
     /// Takes `out.len()` samples from the timeline.
-    fn pull(&mut self, now_u: i64, dec: &mut impl FrameDecoder, out: &mut [i16], tally: &mut Tally) {
+    fn pull(
+        &mut self,
+        now_u: i64,
+        dec: &mut impl FrameDecoder,
+        out: &mut [i16],
+        tally: &mut Tally,
+    ) {
         let n = out.len();
         let mut filled = 0;
         while filled < n {
@@ -606,13 +615,19 @@ mod tests {
         for (payload, want) in cases {
             assert_eq!(p.insert(t0, 1, 0, false, payload, &Ulaw), Err(want));
         }
-        assert_eq!(p.insert(t0, 1, 0, false, &[0xff; 160], &Ulaw), Ok(Inserted::Started));
+        assert_eq!(
+            p.insert(t0, 1, 0, false, &[0xff; 160], &Ulaw),
+            Ok(Inserted::Started)
+        );
         assert_eq!(
             p.insert(t0, 1, 0, false, &[0xff; 160], &Ulaw),
             Err(Rejected::Duplicate)
         );
         let s = p.stats();
-        assert_eq!((s.received, s.too_large, s.undecodable, s.duplicate), (5, 2, 1, 1));
+        assert_eq!(
+            (s.received, s.too_large, s.undecodable, s.duplicate),
+            (5, 2, 1, 1)
+        );
     }
 
     #[test]
@@ -621,10 +636,20 @@ mod tests {
         let mut p = Playout::new(&JitterConfig::default(), 8000);
         let mut out = [0i16; FRAME_SAMPLES];
         assert_eq!(p.next_frame(t0, &mut Ulaw, &mut out), FrameKind::Silence);
-        p.insert(t0 + ms(5), 7, 1234, true, &[0x80; 160], &Ulaw).unwrap();
-        assert_eq!(p.next_frame(t0 + ms(20), &mut Ulaw, &mut out), FrameKind::Silence);
-        assert_eq!(p.next_frame(t0 + ms(40), &mut Ulaw, &mut out), FrameKind::Silence);
-        assert_eq!(p.next_frame(t0 + ms(60), &mut Ulaw, &mut out), FrameKind::Decoded);
+        p.insert(t0 + ms(5), 7, 1234, true, &[0x80; 160], &Ulaw)
+            .unwrap();
+        assert_eq!(
+            p.next_frame(t0 + ms(20), &mut Ulaw, &mut out),
+            FrameKind::Silence
+        );
+        assert_eq!(
+            p.next_frame(t0 + ms(40), &mut Ulaw, &mut out),
+            FrameKind::Silence
+        );
+        assert_eq!(
+            p.next_frame(t0 + ms(60), &mut Ulaw, &mut out),
+            FrameKind::Decoded
+        );
         assert!(out.iter().all(|&x| x == g711::ulaw_decode(0x80)));
         assert_eq!(p.stats().played, 1);
     }

@@ -204,7 +204,9 @@ mod tests {
 
     fn sine(freq: f64, amp: f64, from: usize, n: usize) -> Vec<i16> {
         (from..from + n)
-            .map(|i| (amp * (std::f64::consts::TAU * freq * i as f64 / 8000.0).sin()).round() as i16)
+            .map(|i| {
+                (amp * (std::f64::consts::TAU * freq * i as f64 / 8000.0).sin()).round() as i16
+            })
             .collect()
     }
 
@@ -268,7 +270,9 @@ mod tests {
         let mut plc = primed(200.0);
         let mut gap = [0i16; 800];
         plc.conceal(&mut gap);
-        let rms = |s: &[i16]| (s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / s.len() as f64).sqrt();
+        let rms = |s: &[i16]| {
+            (s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / s.len() as f64).sqrt()
+        };
         let levels: Vec<f64> = gap.chunks(80).map(rms).collect();
         assert!(levels[0] > 5000.0, "full level first: {levels:?}");
         assert!(levels.windows(2).take(6).all(|w| w[1] < w[0]), "{levels:?}");
