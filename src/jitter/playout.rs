@@ -29,7 +29,8 @@
 //! - Mid-spurt, when `delay > max(target, start_delay) + 30 ms` (the sender's clock
 //!   is fast, or the path calmed down) for 0.5 s, 20 ms is skipped with a 5 ms
 //!   cross-fade, preferably in a quiet frame, in any frame after 2 s: shrink slowly.
-//!   The 30 ms hysteresis exceeds one step, so a skip can never cause an insert.
+//!   The 30 ms hysteresis exceeds one step, so a skip can never cause an insert;
+//!   and no skip comes within 10 s of an insert, so the delay does not pump.
 //!
 //! At 0.5% clock drift this takes one step about every 4 s; on a steady path it
 //! never acts, so a clean stream passes bit-exactly.
@@ -62,6 +63,9 @@ const HYSTERESIS_MS: i64 = 30;
 const JUMP_MARGIN_MS: i64 = 100;
 const SHRINK_AFTER: Duration = Duration::from_millis(500);
 const FORCE_SHRINK_AFTER: Duration = Duration::from_secs(2);
+/// No shrinking this soon after growing: a path that just made packets late is
+/// likely to do it again, and pumping the delay up and down is audible.
+const CALM_AFTER_GROWTH: Duration = Duration::from_secs(10);
 /// Extended numbers start here so that they stay positive across backward moves.
 const SEQ_BASE: i64 = 1 << 20;
 const TS_BASE: i64 = 1 << 40;
@@ -117,6 +121,8 @@ pub struct Playout {
     dry: bool,
     late_run: u32,
     above_since: Option<Instant>,
+    /// When the delay was last grown mid-spurt; shrinking waits `CALM_AFTER_GROWTH`.
+    grown_at: Option<Instant>,
     last_energy: i64,
     stats: PlayoutStats,
 }
@@ -153,6 +159,7 @@ impl Playout {
             dry: false,
             late_run: 0,
             above_since: None,
+            grown_at: None,
             last_energy: 0,
             stats: PlayoutStats::default(),
         }
@@ -309,6 +316,7 @@ impl Playout {
         self.dry = false;
         self.late_run = 0;
         self.above_since = None;
+        self.grown_at = None;
     }
 
     pub fn stats(&self) -> &PlayoutStats {
@@ -419,10 +427,17 @@ impl Playout {
         let target = self.est.target();
         if delay < target {
             self.above_since = None;
+            self.grown_at = Some(now);
             return Action::Stretch;
         }
         if delay <= target.max(self.est.start()) + HYSTERESIS_MS * upm {
             self.above_since = None;
+            return Action::Play;
+        }
+        let calm = self.grown_at.map_or(true, |t| {
+            now.saturating_duration_since(t) >= CALM_AFTER_GROWTH
+        });
+        if !calm {
             return Action::Play;
         }
         let since = *self.above_since.get_or_insert(now);

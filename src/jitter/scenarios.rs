@@ -334,6 +334,13 @@ fn a_delay_spike_grows_the_target_and_the_buffer_follows() {
     let s = &r.stats;
     assert!(s.target_delay_ms >= 80, "target {} ms", s.target_delay_ms);
     assert!(s.stretched > 0);
+    // Growing quickly must not turn into pumping: shrinks are rare and slow.
+    assert!(
+        s.stretched + s.compressed <= 20,
+        "{} + {}",
+        s.stretched,
+        s.compressed
+    );
     // Late packets come early in the call, before the target has grown.
     assert!(
         s.late * 50 <= r.path.sent,
