@@ -24,6 +24,7 @@ pub mod engine;
 pub mod io;
 pub mod jitter;
 pub mod mixer;
+pub mod netsim;
 pub mod probe;
 pub mod rtp;
 pub mod util;

@@ -1,0 +1,238 @@
+//! The playout-delay estimator: how much delay this path needs.
+//!
+//! All quantities are in RTP timestamp units of the stream ("units"), relative to the
+//! playout's base instant, so there is no floating-point time.
+//!
+//! For every packet (played or late) we record its transit `D = arrival - ts`. The
+//! path's *relative delay* for that packet is `r = D - min(D over the last second)`:
+//! how much later than the fastest recent packet it came. A one-second window keeps
+//! the minimum honest when the sender's clock drifts (at 0.5% drift the floor moves
+//! 5 ms per second).
+//!
+//! The target delay is the 95th percentile of `r` plus a 10 ms margin (a packet that
+//! starts mid-frame must be there when that frame starts), clamped to
+//! `[min_delay, max_delay]`, and held at `start_delay` until 50 packets have been seen.
+//! The percentile comes from a histogram of 2 ms buckets whose old entries fade
+//! geometrically (factor 0.995 per packet, so it remembers about four seconds of
+//! 20 ms packets): it shrinks slowly. A late packet raises a separate peak to its own
+//! `r + margin` at once, which decays by 0.2% per packet (half-life ~7 s at 20 ms):
+//! it grows fast.
+
+use super::JitterConfig;
+
+const WINDOW: usize = 128;
+const FORGET: f32 = 0.995;
+const PEAK_DECAY: f32 = 0.998;
+const QUANTILE: f32 = 0.95;
+const WARMUP: u32 = 50;
+
+pub(super) struct DelayEstimator {
+    units_per_ms: i64,
+    /// (arrival, transit) of recent packets, a ring; `len` valid entries.
+    window: [(i64, i64); WINDOW],
+    pos: usize,
+    len: usize,
+    span: i64,
+    /// Faded histogram of relative delay; `weight` is the weight of the next entry
+    /// (grows by 1/FORGET per packet instead of decaying every bucket).
+    hist: Vec<f32>,
+    bucket: i64,
+    weight: f32,
+    total: f32,
+    observed: u32,
+    peak: f32,
+    min: i64,
+    start: i64,
+    max: i64,
+    margin: i64,
+    target: i64,
+}
+
+impl DelayEstimator {
+    pub fn new(cfg: &JitterConfig, units_per_sec: i64) -> Self {
+        let units_per_ms = (units_per_sec / 1000).max(1);
+        let to_units =
+            |d: std::time::Duration| (d.as_micros() as i64).saturating_mul(units_per_ms) / 1000;
+        let max = to_units(cfg.max_delay).max(20 * units_per_ms);
+        let min = to_units(cfg.min_delay).min(max);
+        let start = to_units(cfg.start_delay).clamp(min, max);
+        let bucket = 2 * units_per_ms;
+        let buckets = (max / bucket + 2) as usize;
+        DelayEstimator {
+            units_per_ms,
+            window: [(0, 0); WINDOW],
+            pos: 0,
+            len: 0,
+            span: 1000 * units_per_ms,
+            hist: vec![0.0; buckets],
+            bucket,
+            weight: 1.0,
+            total: 0.0,
+            observed: 0,
+            peak: 0.0,
+            min,
+            start,
+            max,
+            margin: 10 * units_per_ms,
+            target: start,
+        }
+    }
+
+    /// Forgets everything measured (a new source).
+    pub fn reset(&mut self) {
+        self.clear_window();
+        self.hist.iter_mut().for_each(|b| *b = 0.0);
+        self.weight = 1.0;
+        self.total = 0.0;
+        self.observed = 0;
+        self.peak = 0.0;
+        self.target = self.start;
+    }
+
+    /// Forgets the transit window only (timestamps jumped: old transits are
+    /// meaningless), keeping the learned jitter.
+    pub fn clear_window(&mut self) {
+        self.len = 0;
+        self.pos = 0;
+    }
+
+    pub fn target(&self) -> i64 {
+        self.target
+    }
+
+    pub fn start(&self) -> i64 {
+        self.start
+    }
+
+    pub fn units_per_ms(&self) -> i64 {
+        self.units_per_ms
+    }
+
+    /// The lowest transit seen in the last second before `now`, if any.
+    pub fn min_transit(&self, now: i64) -> Option<i64> {
+        self.window[..self.len]
+            .iter()
+            .filter(|(at, _)| now - at <= self.span)
+            .map(|&(_, d)| d)
+            .min()
+    }
+
+    /// Records a packet's arrival; returns its relative delay `r`.
+    pub fn observe(&mut self, now: i64, ts: i64) -> i64 {
+        let transit = now - ts;
+        self.window[self.pos] = (now, transit);
+        self.pos = (self.pos + 1) % WINDOW;
+        self.len = (self.len + 1).min(WINDOW);
+        let r = self.min_transit(now).map_or(0, |m| transit - m).max(0);
+
+        let b = ((r / self.bucket) as usize).min(self.hist.len() - 1);
+        self.hist[b] += self.weight;
+        self.total += self.weight;
+        self.weight /= FORGET;
+        if self.weight > 1e6 {
+            // Renormalise before f32 loses the small buckets; ratios are unchanged.
+            let w = self.weight;
+            self.hist.iter_mut().for_each(|x| *x /= w);
+            self.total /= w;
+            self.weight = 1.0;
+        }
+        self.observed = self.observed.saturating_add(1);
+        self.peak *= PEAK_DECAY;
+        self.update_target();
+        r
+    }
+
+    /// A packet with relative delay `r` came too late: grow now.
+    pub fn late(&mut self, r: i64) {
+        self.peak = self.peak.max((r + self.margin) as f32);
+        self.update_target();
+    }
+
+    fn quantile(&self) -> i64 {
+        let tail = (1.0 - QUANTILE) * self.total;
+        let mut acc = 0.0;
+        for (i, &w) in self.hist.iter().enumerate().rev() {
+            acc += w;
+            if acc > tail {
+                return (i as i64 + 1) * self.bucket;
+            }
+        }
+        0
+    }
+
+    fn update_target(&mut self) {
+        let base = if self.observed < WARMUP {
+            self.start
+        } else {
+            self.quantile() + self.margin
+        };
+        self.target = base.max(self.peak as i64).clamp(self.min, self.max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: i64 = 8;
+
+    fn est() -> DelayEstimator {
+        DelayEstimator::new(&JitterConfig::default(), 8000)
+    }
+
+    #[test]
+    fn a_steady_path_settles_at_the_minimum_delay() {
+        let mut e = est();
+        assert_eq!(e.target(), 40 * MS, "start delay before warm-up");
+        for i in 0..100 {
+            let ts = i * 160;
+            assert_eq!(e.observe(ts + 30 * MS, ts), 0);
+        }
+        assert_eq!(e.target(), 20 * MS);
+    }
+
+    #[test]
+    fn the_target_covers_the_jitter_percentile() {
+        let mut e = est();
+        // Every tenth packet 40 ms late, the rest on time.
+        for i in 0..500 {
+            let ts = i * 160;
+            let extra = if i % 10 == 0 { 40 * MS } else { 0 };
+            e.observe(ts + 30 * MS + extra, ts);
+        }
+        let t = e.target();
+        assert!((50 * MS..=54 * MS).contains(&t), "target {} ms", t / MS);
+    }
+
+    #[test]
+    fn a_late_packet_raises_the_target_at_once_and_it_decays_slowly() {
+        let mut e = est();
+        for i in 0..100 {
+            e.observe(i * 160 + 30 * MS, i * 160);
+        }
+        e.late(100 * MS);
+        assert_eq!(e.target(), 110 * MS);
+        for i in 100..150 {
+            e.observe(i * 160 + 30 * MS, i * 160);
+        }
+        let t = e.target();
+        assert!((95 * MS..110 * MS).contains(&t), "target {} ms", t / MS);
+    }
+
+    #[test]
+    fn the_target_stays_within_bounds() {
+        let mut e = est();
+        e.late(10_000 * MS);
+        assert_eq!(e.target(), 200 * MS);
+    }
+
+    #[test]
+    fn the_transit_floor_forgets_packets_older_than_a_second() {
+        let mut e = est();
+        e.observe(0, 0);
+        assert_eq!(e.min_transit(500 * MS), Some(0));
+        assert_eq!(e.min_transit(1001 * MS), None);
+        e.clear_window();
+        assert_eq!(e.min_transit(0), None);
+    }
+}

@@ -1,0 +1,693 @@
+//! The playout state machine of one RTP leg.
+//!
+//! # Timeline
+//! Positions are extended RTP timestamps ("units"; one 8 kHz output sample is
+//! `clock_rate / 8000` units). `cursor` is the position just after the last sample
+//! committed to output (decoded into the frame FIFO, or concealed). A packet whose
+//! whole span lies before `cursor` is late; a packet that overlaps it is played from
+//! `cursor` on.
+//!
+//! # States
+//! - `Idle`: nothing received since `new`/`reset`; frames are silence.
+//! - `Waiting`: anchored on a packet (`cursor` = its timestamp), frames are silence
+//!   until its playout time. A packet that arrives meanwhile with an earlier
+//!   timestamp (reordering around the anchor) moves the anchor back to it.
+//! - `Playing`: each tick takes 160 samples from the timeline: decoded packets in
+//!   sequence order, concealment for holes, silence once concealment has faded.
+//!
+//! # Delay rule
+//! `delay = (now - playout position) - min transit over the last second` is how long
+//! the fastest recent packet waits in the buffer; `target` comes from
+//! [`super::adapt`]. Playout time for an anchor is `min transit + target + ts`.
+//! - At a talk-spurt boundary — the next packet carries the marker bit, or the
+//!   stream had gone silent (concealment faded out) — and there is a gap before it,
+//!   the playout re-anchors on it: the silence is lengthened or shortened so the delay
+//!   becomes exactly the target. No audio is touched.
+//! - Mid-spurt, when `delay < target` (late packets raised the target, or the sender's
+//!   clock is slow), one 20 ms frame of pitch-repetition is inserted at once: grow
+//!   fast.
+//! - Mid-spurt, when `delay > max(target, start_delay) + 30 ms` (the sender's clock
+//!   is fast, or the path calmed down) for 0.5 s, 20 ms is skipped with a 5 ms
+//!   cross-fade, preferably in a quiet frame, in any frame after 2 s: shrink slowly.
+//!   The 30 ms hysteresis exceeds one step, so a skip can never cause an insert;
+//!   and no skip comes within 10 s of an insert, so the delay does not pump.
+//!
+//! At 0.5% clock drift this takes one step about every 4 s; on a steady path it
+//! never acts, so a clean stream passes bit-exactly.
+//!
+//! # Resynchronisation
+//! The stream is re-anchored (buffer flushed, state `Waiting`) when a packet's
+//! timestamp is more than `max_delay + 100 ms` ahead of the playout position or
+//! behind `cursor` (a timestamp jump), when a late packet carries the marker bit, or
+//! after 8 late packets in a row (the stream fell behind and would otherwise never
+//! be played). Sequence numbers and timestamps are unwrapped, so their wrap is
+//! invisible.
+
+use super::adapt::DelayEstimator;
+use super::buffer::{unwrap16, unwrap32, Ring};
+use super::plc::{Plc, FADED};
+use super::{FrameDecoder, FrameKind, Inserted, JitterConfig, PlayoutStats, Rejected};
+use crate::codec::FRAME_SAMPLES;
+use std::time::{Duration, Instant};
+
+/// Longest packet accepted, in 8 kHz samples (120 ms, the Opus maximum).
+pub const MAX_PACKET_SAMPLES: usize = 960;
+/// Largest payload accepted, in bytes.
+pub const MAX_PAYLOAD: usize = 1500;
+
+const CROSSFADE: usize = 40;
+const LATE_RUN_RESYNC: u32 = 8;
+/// Mean square below which a frame counts as quiet (RMS 500, about -36 dBFS).
+const QUIET: i64 = 500 * 500;
+const HYSTERESIS_MS: i64 = 30;
+const JUMP_MARGIN_MS: i64 = 100;
+const SHRINK_AFTER: Duration = Duration::from_millis(500);
+const FORCE_SHRINK_AFTER: Duration = Duration::from_secs(2);
+/// No shrinking this soon after growing: a path that just made packets late is
+/// likely to do it again, and pumping the delay up and down is audible.
+const CALM_AFTER_GROWTH: Duration = Duration::from_secs(10);
+/// Extended numbers start here so that they stay positive across backward moves.
+const SEQ_BASE: i64 = 1 << 20;
+const TS_BASE: i64 = 1 << 40;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Idle,
+    Waiting,
+    Playing,
+}
+
+enum Action {
+    Play,
+    Stretch,
+    Compress,
+}
+
+#[derive(Default)]
+struct Tally {
+    decoded: usize,
+    concealed: usize,
+    synthetic: usize,
+}
+
+/// Jitter buffer, decoder driver and concealment of one leg. See the module docs.
+pub struct Playout {
+    /// RTP units per 8 kHz sample, and per second.
+    ups: i64,
+    units_per_sec: i64,
+    /// `max_delay + 100 ms` in units: beyond it a timestamp is a jump.
+    jump: i64,
+    base: Option<Instant>,
+    state: State,
+    ring: Ring,
+    /// Extended sequence number of the next packet to play.
+    head: i64,
+    seq_ref: i64,
+    ts_ref: i64,
+    cursor: i64,
+    /// In `Waiting`, the anchor may move back to a packet no earlier than this.
+    floor: i64,
+    /// End of the latest packet accepted.
+    max_end: i64,
+    /// Decoded samples of the current packet; `fifo_pos..fifo_len` not yet output.
+    fifo: Vec<i16>,
+    fifo_pos: usize,
+    fifo_len: usize,
+    plc: Plc,
+    est: DelayEstimator,
+    /// Samples concealed in the current loss.
+    erasure: usize,
+    /// Concealment faded out: the next packet after a gap starts a new spurt.
+    dry: bool,
+    late_run: u32,
+    above_since: Option<Instant>,
+    /// When the delay was last grown mid-spurt; shrinking waits `CALM_AFTER_GROWTH`.
+    grown_at: Option<Instant>,
+    last_energy: i64,
+    stats: PlayoutStats,
+}
+
+impl Playout {
+    /// A playout for a stream with RTP clock `clock_rate` (a multiple of 8000; other
+    /// rates are treated as the multiple below, at least 8000). `cfg` should have
+    /// passed [`JitterConfig::validate`]; out-of-range values are clamped.
+    pub fn new(cfg: &JitterConfig, clock_rate: u32) -> Self {
+        let ups = i64::from((clock_rate / 8000).max(1));
+        let units_per_sec = ups * 8000;
+        let max_ms = (cfg.max_delay.as_millis() as i64).clamp(20, 1000);
+        // One slot per 10 ms packet over the jump horizon, plus room for reordering.
+        let slots = ((max_ms + JUMP_MARGIN_MS) / 10 + 16) as usize;
+        Playout {
+            ups,
+            units_per_sec,
+            jump: (max_ms + JUMP_MARGIN_MS) * units_per_sec / 1000,
+            base: None,
+            state: State::Idle,
+            ring: Ring::new(slots),
+            head: 0,
+            seq_ref: 0,
+            ts_ref: 0,
+            cursor: 0,
+            floor: 0,
+            max_end: 0,
+            fifo: vec![0; MAX_PACKET_SAMPLES],
+            fifo_pos: 0,
+            fifo_len: 0,
+            plc: Plc::new(),
+            est: DelayEstimator::new(cfg, units_per_sec),
+            erasure: 0,
+            dry: false,
+            late_run: 0,
+            above_since: None,
+            grown_at: None,
+            last_energy: 0,
+            stats: PlayoutStats::default(),
+        }
+    }
+
+    /// A packet arrived at `now`. Never panics; an expected drop is a [`Rejected`].
+    pub fn insert(
+        &mut self,
+        now: Instant,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        payload: &[u8],
+        dec: &impl FrameDecoder,
+    ) -> Result<Inserted, Rejected> {
+        self.stats.received += 1;
+        let now_u = self.units(now);
+        if payload.len() > MAX_PAYLOAD {
+            self.stats.too_large += 1;
+            return Err(Rejected::TooLarge);
+        }
+        let samples = match dec.samples_in(payload) {
+            Ok(n) if n > 0 => n,
+            _ => {
+                self.stats.undecodable += 1;
+                return Err(Rejected::Undecodable);
+            }
+        };
+        if samples > MAX_PACKET_SAMPLES {
+            self.stats.too_large += 1;
+            return Err(Rejected::TooLarge);
+        }
+        let len = samples as i64 * self.ups;
+
+        if self.state == State::Idle {
+            let (eseq, ets) = (SEQ_BASE + i64::from(seq), TS_BASE + i64::from(ts));
+            self.rebase(now_u, eseq, ets, len, marker, payload);
+            return Ok(Inserted::Started);
+        }
+        let eseq = unwrap16(self.seq_ref, seq);
+        let ets = unwrap32(self.ts_ref, ts);
+        if self.ring.holds(eseq) {
+            self.stats.duplicate += 1;
+            return Err(Rejected::Duplicate);
+        }
+        let forward = ets - self.play_pos() > self.jump;
+        let backward = self.cursor - ets > self.jump && eseq >= self.head;
+        if forward || backward {
+            return Ok(self.resync(now_u, eseq, ets, len, marker, payload));
+        }
+        self.seq_ref = self.seq_ref.max(eseq);
+        self.ts_ref = self.ts_ref.max(ets);
+        let r = self.est.observe(now_u, ets);
+
+        let late = match self.state {
+            State::Waiting if eseq < self.head => {
+                if ets < self.cursor && ets >= self.floor {
+                    // Reordered around the anchor: start from the earlier packet.
+                    self.head = eseq;
+                    self.cursor = ets;
+                    false
+                } else {
+                    true
+                }
+            }
+            State::Waiting => false,
+            _ => eseq < self.head || ets + len <= self.cursor,
+        };
+        if late {
+            return self.reject_late(now_u, r, eseq, ets, len, marker, payload);
+        }
+        if eseq - self.head >= self.ring.capacity() {
+            if self.ring.queued() > 0 {
+                self.stats.overflow += 1;
+                return Err(Rejected::Overflow);
+            }
+            // Nothing buffered: a long loss left the head behind; catch up.
+            self.head = eseq - self.ring.capacity() + 1;
+        }
+        if let Err(e) = self.ring.store(eseq, ets, len, marker, payload) {
+            self.count(e);
+            return Err(e);
+        }
+        self.late_run = 0;
+        self.max_end = self.max_end.max(ets + len);
+        self.update_gauges();
+        Ok(Inserted::Queued)
+    }
+
+    /// Fills `out` with this tick's audio.
+    pub fn next_frame(
+        &mut self,
+        now: Instant,
+        dec: &mut impl FrameDecoder,
+        out: &mut [i16; FRAME_SAMPLES],
+    ) -> FrameKind {
+        let now_u = self.units(now);
+        if self.state == State::Waiting && self.ready(now_u) {
+            self.state = State::Playing;
+        }
+        let mut tally = Tally::default();
+        if self.state == State::Playing {
+            match self.decide(now, now_u) {
+                Action::Play => self.pull(now_u, dec, out, &mut tally),
+                Action::Stretch => {
+                    self.stats.stretched += 1;
+                    if self.dry {
+                        out.fill(0);
+                        self.plc.record(out);
+                    } else {
+                        self.plc.conceal(out);
+                        tally.synthetic = FRAME_SAMPLES;
+                    }
+                }
+                Action::Compress => {
+                    self.stats.compressed += 1;
+                    self.compress(now_u, dec, out, &mut tally);
+                }
+            }
+        } else {
+            out.fill(0);
+            self.plc.record(out);
+        }
+        self.last_energy = out
+            .iter()
+            .map(|&x| i64::from(x) * i64::from(x))
+            .sum::<i64>()
+            / FRAME_SAMPLES as i64;
+        if tally.concealed > 0 {
+            self.stats.concealed_frames += 1;
+        }
+        let kind = if tally.concealed + tally.synthetic > 0 {
+            FrameKind::Concealed
+        } else if tally.decoded > 0 {
+            self.stats.decoded_frames += 1;
+            FrameKind::Decoded
+        } else {
+            self.stats.silence_frames += 1;
+            FrameKind::Silence
+        };
+        self.update_gauges();
+        kind
+    }
+
+    /// Forgets the stream (e.g. its SSRC changed); counters are kept.
+    pub fn reset(&mut self) {
+        self.stats.flushed += self.ring.flush() as u64;
+        self.state = State::Idle;
+        self.fifo_pos = 0;
+        self.fifo_len = 0;
+        self.plc.reset();
+        self.est.reset();
+        self.erasure = 0;
+        self.dry = false;
+        self.late_run = 0;
+        self.above_since = None;
+        self.grown_at = None;
+    }
+
+    pub fn stats(&self) -> &PlayoutStats {
+        &self.stats
+    }
+
+    fn units(&mut self, now: Instant) -> i64 {
+        let base = *self.base.get_or_insert(now);
+        let d = now.saturating_duration_since(base).as_nanos();
+        (d * self.units_per_sec as u128 / 1_000_000_000) as i64
+    }
+
+    /// Timeline position of the next sample to be output.
+    fn play_pos(&self) -> i64 {
+        self.cursor - (self.fifo_len - self.fifo_pos) as i64 * self.ups
+    }
+
+    fn count(&mut self, e: Rejected) {
+        let c = match e {
+            Rejected::Duplicate => &mut self.stats.duplicate,
+            Rejected::Late => &mut self.stats.late,
+            Rejected::Overflow => &mut self.stats.overflow,
+            Rejected::TooLarge => &mut self.stats.too_large,
+            Rejected::Undecodable => &mut self.stats.undecodable,
+        };
+        *c += 1;
+    }
+
+    /// Anchors playout on a packet: `Waiting` until its playout time.
+    fn anchor(&mut self, eseq: i64, ets: i64, floor: i64) {
+        self.state = State::Waiting;
+        self.head = eseq;
+        self.cursor = ets;
+        self.floor = floor;
+        self.erasure = 0;
+        self.dry = false;
+        self.above_since = None;
+    }
+
+    /// Starts over on a packet: flush, fresh references and transit window.
+    fn rebase(&mut self, now_u: i64, eseq: i64, ets: i64, len: i64, marker: bool, payload: &[u8]) {
+        self.stats.flushed += self.ring.flush() as u64;
+        self.fifo_pos = 0;
+        self.fifo_len = 0;
+        self.seq_ref = eseq;
+        self.ts_ref = ets;
+        self.est.clear_window();
+        self.est.observe(now_u, ets);
+        self.anchor(eseq, ets, ets - self.jump);
+        // The ring was just flushed, so this slot is free.
+        if let Err(e) = self.ring.store(eseq, ets, len, marker, payload) {
+            self.count(e);
+        }
+        self.max_end = ets + len;
+        self.late_run = 0;
+        self.update_gauges();
+    }
+
+    fn resync(
+        &mut self,
+        now_u: i64,
+        eseq: i64,
+        ets: i64,
+        len: i64,
+        marker: bool,
+        payload: &[u8],
+    ) -> Inserted {
+        self.stats.resyncs += 1;
+        self.rebase(now_u, eseq, ets, len, marker, payload);
+        Inserted::Resynced
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reject_late(
+        &mut self,
+        now_u: i64,
+        r: i64,
+        eseq: i64,
+        ets: i64,
+        len: i64,
+        marker: bool,
+        payload: &[u8],
+    ) -> Result<Inserted, Rejected> {
+        self.late_run += 1;
+        if (marker && eseq >= self.head) || self.late_run >= LATE_RUN_RESYNC {
+            return Ok(self.resync(now_u, eseq, ets, len, marker, payload));
+        }
+        self.stats.late += 1;
+        self.est.late(r);
+        Err(Rejected::Late)
+    }
+
+    /// Whether the anchored packet is due at `at_u`.
+    fn ready(&self, at_u: i64) -> bool {
+        self.est
+            .min_transit(at_u)
+            .map_or(true, |m| at_u >= m + self.est.target() + self.cursor)
+    }
+
+    fn decide(&mut self, now: Instant, now_u: i64) -> Action {
+        let Some(min_transit) = self.est.min_transit(now_u) else {
+            self.above_since = None;
+            return Action::Play;
+        };
+        let delay = now_u - self.play_pos() - min_transit;
+        let upm = self.est.units_per_ms();
+        self.stats.delay_ms = (delay.max(0) / upm) as u32;
+        let target = self.est.target();
+        if delay < target {
+            self.above_since = None;
+            self.grown_at = Some(now);
+            return Action::Stretch;
+        }
+        if delay <= target.max(self.est.start()) + HYSTERESIS_MS * upm {
+            self.above_since = None;
+            return Action::Play;
+        }
+        let calm = self.grown_at.map_or(true, |t| {
+            now.saturating_duration_since(t) >= CALM_AFTER_GROWTH
+        });
+        if !calm {
+            return Action::Play;
+        }
+        let since = *self.above_since.get_or_insert(now);
+        let held = now.saturating_duration_since(since);
+        let quiet = self.dry || self.last_energy < QUIET;
+        if held >= FORCE_SHRINK_AFTER || (held >= SHRINK_AFTER && quiet) {
+            self.above_since = None;
+            Action::Compress
+        } else {
+            Action::Play
+        }
+    }
+
+    /// Outputs 160 samples while consuming 320: 40, skip 120, then 160 whose first 40
+    /// are cross-faded with the first 40.
+    fn compress(
+        &mut self,
+        now_u: i64,
+        dec: &mut impl FrameDecoder,
+        out: &mut [i16; FRAME_SAMPLES],
+        tally: &mut Tally,
+    ) {
+        let mut lead = [0i16; CROSSFADE];
+        let mut skipped = [0i16; FRAME_SAMPLES - CROSSFADE];
+        self.pull(now_u, dec, &mut lead, tally);
+        self.pull(now_u, dec, &mut skipped, tally);
+        self.pull(now_u, dec, out, tally);
+        for (i, (o, &l)) in out.iter_mut().zip(&lead).enumerate() {
+            let w = (i + 1) as f32 / (CROSSFADE + 1) as f32;
+            let v = f32::from(l) * (1.0 - w) + f32::from(*o) * w;
+            *o = v.round() as i16;
+        }
+    }
+
+    /// Takes `out.len()` samples from the timeline.
+    fn pull(
+        &mut self,
+        now_u: i64,
+        dec: &mut impl FrameDecoder,
+        out: &mut [i16],
+        tally: &mut Tally,
+    ) {
+        let n = out.len();
+        let mut filled = 0;
+        while filled < n {
+            if self.state != State::Playing {
+                out[filled..].fill(0);
+                self.plc.record(&out[filled..]);
+                return;
+            }
+            let avail = self.fifo_len - self.fifo_pos;
+            if avail > 0 {
+                let k = avail.min(n - filled);
+                let chunk = &mut out[filled..filled + k];
+                chunk.copy_from_slice(&self.fifo[self.fifo_pos..self.fifo_pos + k]);
+                self.plc.good(chunk);
+                self.fifo_pos += k;
+                filled += k;
+                tally.decoded += k;
+                continue;
+            }
+            let Some(s) = self.ring.first_queued_from(self.head) else {
+                self.conceal(dec, &mut out[filled..], tally);
+                return;
+            };
+            let slot = self.ring.slot(s);
+            let (ts, len, marker) = (slot.ts, slot.len, slot.marker);
+            if ts + len <= self.cursor {
+                // Its whole span was concealed while it waited behind a hole.
+                self.ring.mark_played(s);
+                self.head = s + 1;
+                self.stats.late += 1;
+                continue;
+            }
+            if ts <= self.cursor {
+                self.decode(s, dec);
+                continue;
+            }
+            if marker || self.dry {
+                // Talk-spurt boundary: re-anchor on the next packet.
+                self.stats.spurts += 1;
+                let floor = self.cursor;
+                self.anchor(s, ts, floor);
+                if self.ready(now_u + filled as i64 * self.ups) {
+                    self.state = State::Playing;
+                }
+                continue;
+            }
+            let gap = ((ts - self.cursor + self.ups - 1) / self.ups) as usize;
+            let k = gap.min(n - filled);
+            self.conceal(dec, &mut out[filled..filled + k], tally);
+            filled += k;
+        }
+    }
+
+    fn decode(&mut self, s: i64, dec: &mut impl FrameDecoder) {
+        let slot = self.ring.slot(s);
+        let ts = slot.ts;
+        let res = dec.decode(&slot.payload, &mut self.fifo);
+        self.ring.mark_played(s);
+        self.head = s + 1;
+        match res {
+            Ok(n) if n > 0 => {
+                let n = n.min(self.fifo.len());
+                self.fifo_len = n;
+                self.fifo_pos = (((self.cursor - ts) / self.ups).max(0) as usize).min(n);
+                self.cursor = ts + n as i64 * self.ups;
+                self.stats.played += 1;
+                self.erasure = 0;
+                self.dry = false;
+            }
+            // Its span stays a hole and is concealed like a loss.
+            _ => self.stats.undecodable += 1,
+        }
+    }
+
+    fn conceal(&mut self, dec: &mut impl FrameDecoder, out: &mut [i16], tally: &mut Tally) {
+        let k = out.len();
+        if self.erasure >= FADED {
+            if self.plc.erased() > 0 {
+                // Keeps the concealer's loss open, so audio fades back in.
+                self.plc.conceal(out);
+            } else {
+                out.fill(0);
+                self.plc.record(out);
+            }
+        } else {
+            if dec.conceal(out) {
+                self.plc.record(out);
+            } else {
+                self.plc.conceal(out);
+            }
+            tally.concealed += k;
+        }
+        self.erasure += k;
+        self.dry = self.erasure >= FADED;
+        self.cursor += k as i64 * self.ups;
+    }
+
+    fn update_gauges(&mut self) {
+        let upm = self.est.units_per_ms();
+        let buffered = if self.state == State::Idle {
+            0
+        } else {
+            (self.max_end - self.play_pos()).max(0)
+        };
+        self.stats.buffered_ms = (buffered / upm) as u32;
+        self.stats.target_delay_ms = (self.est.target() / upm) as u32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{g711, CodecError};
+
+    /// mu-law, with a switch to report "no codec concealment".
+    struct Ulaw;
+    impl FrameDecoder for Ulaw {
+        fn samples_in(&self, payload: &[u8]) -> Result<usize, CodecError> {
+            Ok(payload.len())
+        }
+        fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
+            for (o, &b) in out.iter_mut().zip(payload) {
+                *o = g711::ulaw_decode(b);
+            }
+            Ok(payload.len().min(out.len()))
+        }
+        fn conceal(&mut self, _out: &mut [i16]) -> bool {
+            false
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn rejects_are_typed_and_counted() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(&JitterConfig::default(), 8000);
+        // (payload, want)
+        let big = vec![0u8; MAX_PAYLOAD + 1];
+        let long = vec![0u8; MAX_PACKET_SAMPLES + 1];
+        let cases: [(&[u8], Rejected); 3] = [
+            (&big, Rejected::TooLarge),
+            (&long, Rejected::TooLarge),
+            (&[], Rejected::Undecodable),
+        ];
+        for (payload, want) in cases {
+            assert_eq!(p.insert(t0, 1, 0, false, payload, &Ulaw), Err(want));
+        }
+        assert_eq!(
+            p.insert(t0, 1, 0, false, &[0xff; 160], &Ulaw),
+            Ok(Inserted::Started)
+        );
+        assert_eq!(
+            p.insert(t0, 1, 0, false, &[0xff; 160], &Ulaw),
+            Err(Rejected::Duplicate)
+        );
+        let s = p.stats();
+        assert_eq!(
+            (s.received, s.too_large, s.undecodable, s.duplicate),
+            (5, 2, 1, 1)
+        );
+    }
+
+    #[test]
+    fn silence_until_the_start_delay_then_the_packet() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(&JitterConfig::default(), 8000);
+        let mut out = [0i16; FRAME_SAMPLES];
+        assert_eq!(p.next_frame(t0, &mut Ulaw, &mut out), FrameKind::Silence);
+        p.insert(t0 + ms(5), 7, 1234, true, &[0x80; 160], &Ulaw)
+            .unwrap();
+        assert_eq!(
+            p.next_frame(t0 + ms(20), &mut Ulaw, &mut out),
+            FrameKind::Silence
+        );
+        assert_eq!(
+            p.next_frame(t0 + ms(40), &mut Ulaw, &mut out),
+            FrameKind::Silence
+        );
+        assert_eq!(
+            p.next_frame(t0 + ms(60), &mut Ulaw, &mut out),
+            FrameKind::Decoded
+        );
+        assert!(out.iter().all(|&x| x == g711::ulaw_decode(0x80)));
+        assert_eq!(p.stats().played, 1);
+    }
+
+    #[test]
+    fn next_frame_never_panics_on_hostile_timelines() {
+        // Random sequence numbers, timestamps, markers and sizes, ticking as we go.
+        let t0 = Instant::now();
+        let mut rng = crate::netsim::Rng::new(11);
+        let mut p = Playout::new(&JitterConfig::default(), 48_000);
+        let mut out = [0i16; FRAME_SAMPLES];
+        let payload = [0x55u8; 960];
+        for i in 0..20_000u32 {
+            let now = t0 + Duration::from_micros(u64::from(i) * 2_500);
+            let len = rng.below(961) as usize;
+            let seq = rng.below(1 << 16) as u16;
+            let ts = rng.next_u64() as u32;
+            let _ = p.insert(now, seq, ts, rng.chance(0.1), &payload[..len], &Ulaw);
+            if i % 8 == 0 {
+                p.next_frame(now, &mut Ulaw, &mut out);
+            }
+        }
+        let s = p.stats();
+        assert_eq!(s.received, 20_000);
+    }
+}
