@@ -9,7 +9,7 @@ use crate::codec::{CodecKind, Decoder, Encoder, FRAME_SAMPLES};
 use crate::jitter::{JitterConfig, Playout};
 use crate::mixer::talker::{TalkerConfig, TalkerDetector};
 use crate::mixer::Frame;
-use crate::rtp::{DtmfReceiver, ReceptionStats};
+use crate::rtp::{DtmfReceiver, ReceptionStats, SenderStats};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -121,10 +121,9 @@ pub struct Leg {
     pub seq: u16,
     pub ts: u32,
     pub first_packet: bool,
-    pub octets_sent: u64,
+    /// Packet and octet counts for our sender reports.
+    pub sender: SenderStats,
     pub next_rtcp: Instant,
-    /// Compact NTP time of the peer's last SR and when we got it (for LSR/DLSR).
-    pub last_sr: Option<(u32, Instant)>,
     pub stats: LegStats,
 }
 
@@ -170,9 +169,8 @@ impl Leg {
             seq: initial_seq,
             ts: initial_ts,
             first_packet: true,
-            octets_sent: 0,
+            sender: SenderStats::new(),
             next_rtcp: first_rtcp,
-            last_sr: None,
             stats: LegStats::default(),
             spec,
         })
@@ -189,8 +187,8 @@ impl Leg {
         let p = self.playout.stats();
         s.late = p.late;
         s.duplicates = p.duplicate;
-        s.concealed_frames = p.concealed;
-        s.playout_delay_ms = p.target_delay_ms;
+        s.concealed_frames = p.concealed_frames;
+        s.playout_delay_ms = p.target_delay_ms as u64;
         s.packets_lost = self.reception.lost();
         s.jitter_ms = self.reception.jitter_ms();
         s.talking = self.talker.is_talking();

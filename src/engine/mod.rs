@@ -382,7 +382,7 @@ impl Engine {
                 leg.peer_ssrc = Some(pkt.ssrc);
             }
             leg.stats.packets_received += 1;
-            leg.reception.on_packet(now, pkt.sequence, pkt.timestamp);
+            leg.reception.on_packet(now, pkt.ssrc, pkt.sequence, pkt.timestamp);
             if let Err(Rejected::Undecodable) = leg.playout.insert(
                 now,
                 pkt.sequence,

@@ -170,5 +170,5 @@ pub fn send_rtp(leg: &mut Leg, payload: &[u8], tx: &mut TxQueue) {
     leg.seq = leg.seq.wrapping_add(1);
     leg.ts = leg.ts.wrapping_add(leg.spec.codec.frame_ts());
     leg.stats.packets_sent += 1;
-    leg.octets_sent += payload.len() as u64;
+    leg.sender.on_sent(payload.len());
 }

@@ -1,0 +1,474 @@
+//! Deterministic scenario tests: the engine, fake peers and a seeded network on a
+//! virtual clock. Nothing sleeps; every run is the same run.
+
+use super::*;
+use crate::codec::{CodecKind, Decoder, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD};
+use crate::netsim::{Jitter, Loss, Path, PathConfig};
+use crate::probe::{level_dbfs, Tone};
+use crate::rtp::RtpHeader;
+
+const TONES: [f64; 5] = [440.0, 620.0, 860.0, 1180.0, 1500.0];
+
+enum Src {
+    Tone(Tone),
+    Noise(Rng),
+    Silent,
+}
+
+struct Peer {
+    addr: SocketAddr,
+    codec: CodecKind,
+    leg: LegId,
+    src: Src,
+    enc: Encoder,
+    dec: Decoder,
+    seq: u16,
+    ts: u32,
+    up: Path,
+    down: Path,
+    sent: Vec<Vec<u8>>,
+    heard: Vec<i16>,
+    heard_payloads: Vec<Vec<u8>>,
+    first_ts: Option<u32>,
+}
+
+struct Harness {
+    engine: Engine,
+    now: Instant,
+    next_send: Instant,
+    peers: Vec<Peer>,
+}
+
+fn config(now: Instant) -> EngineConfig {
+    EngineConfig {
+        jitter: JitterConfig::default(),
+        mix: MixConfig::default(),
+        rtcp_interval: Duration::from_secs(5),
+        media_timeout: Some(Duration::from_secs(2)),
+        cname: "test".into(),
+        wallclock: (now, Duration::from_secs(1_700_000_000)),
+    }
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let now = Instant::now();
+        let mut engine = Engine::new(config(now), 7);
+        engine.open_room(now, 1).unwrap();
+        Harness {
+            engine,
+            now,
+            next_send: now,
+            peers: Vec::new(),
+        }
+    }
+
+    fn join(&mut self, codec: CodecKind, src: Src, path: PathConfig) -> usize {
+        let i = self.peers.len();
+        let addr: SocketAddr = format!("192.0.2.{}:{}", i + 1, 5000 + 2 * i).parse().unwrap();
+        let leg = LegId(100 + i as u64);
+        self.engine
+            .add_leg(self.now, 1, leg, LegSpec::new(addr, codec))
+            .unwrap();
+        self.peers.push(Peer {
+            addr,
+            codec,
+            leg,
+            src,
+            enc: Encoder::new(codec).unwrap(),
+            dec: Decoder::new(codec).unwrap(),
+            seq: 65_000, // wraps during the test
+            ts: u32::MAX - 10_000,
+            up: Path::new(path.clone(), 11 + i as u64),
+            down: Path::new(path, 101 + i as u64),
+            sent: Vec::new(),
+            heard: vec![0; 8000 * 30],
+            heard_payloads: Vec::new(),
+            first_ts: None,
+        });
+        i
+    }
+
+    /// Runs the virtual world for `d`.
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            // Next thing to happen.
+            let mut t = self.next_send;
+            if let Some(e) = self.engine.poll_timeout() {
+                t = t.min(e);
+            }
+            for p in &self.peers {
+                for a in [p.up.next_arrival(), p.down.next_arrival()].into_iter().flatten() {
+                    t = t.min(a);
+                }
+            }
+            self.now = t.max(self.now);
+            if self.now >= self.next_send {
+                for p in &mut self.peers {
+                    p.send(self.now);
+                }
+                self.next_send += TICK;
+            }
+            for p in &mut self.peers {
+                while let Some((_, data)) = p.up.poll(self.now) {
+                    self.engine.handle_datagram(self.now, p.addr, Via::Rtp, data);
+                }
+            }
+            if self.engine.poll_timeout().is_some_and(|e| e <= self.now) {
+                self.engine.handle_timeout(self.now);
+            }
+            while let Some(t) = self.engine.poll_transmit() {
+                if t.via != Via::Rtp {
+                    continue;
+                }
+                if let Some(p) = self.peers.iter_mut().find(|p| p.addr == t.dst) {
+                    p.down.send(self.now, t.data);
+                }
+            }
+            for p in &mut self.peers {
+                while let Some((_, data)) = p.down.poll(self.now) {
+                    let data = data.to_vec();
+                    p.receive(&data);
+                }
+            }
+        }
+    }
+
+    /// Level of every peer's tone in what peer `i` heard, over [from, to) seconds of
+    /// its received timeline.
+    fn levels(&self, i: usize, from: usize, to: usize) -> Vec<f64> {
+        let w = &self.peers[i].heard[from * 8000..to * 8000];
+        TONES[..self.peers.len()]
+            .iter()
+            .map(|&f| level_dbfs(w, f))
+            .collect()
+    }
+}
+
+impl Peer {
+    fn send(&mut self, now: Instant) {
+        let mut pcm = [0i16; FRAME_SAMPLES];
+        match &mut self.src {
+            Src::Tone(t) => t.fill(&mut pcm),
+            Src::Noise(rng) => {
+                for s in pcm.iter_mut() {
+                    *s = (rng.below(6001) as i32 - 3000) as i16;
+                }
+            }
+            Src::Silent => {}
+        }
+        let mut pkt = [0u8; 12 + MAX_FRAME_PAYLOAD];
+        let n = self.enc.encode(&pcm, &mut pkt[12..]).unwrap();
+        RtpHeader {
+            marker: false,
+            payload_type: self.codec.static_payload_type().unwrap_or(96),
+            sequence: self.seq,
+            timestamp: self.ts,
+            ssrc: 0xabc0 + self.addr.port() as u32,
+        }
+        .write(&mut pkt)
+        .unwrap();
+        self.sent.push(pkt[12..12 + n].to_vec());
+        self.up.send(now, &pkt[..12 + n]);
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(self.codec.frame_ts());
+    }
+
+    fn receive(&mut self, data: &[u8]) {
+        let p = RtpPacket::parse(data).expect("the engine sends valid RTP");
+        self.heard_payloads.push(p.payload.to_vec());
+        let t0 = *self.first_ts.get_or_insert(p.timestamp);
+        let at = p.timestamp.wrapping_sub(t0) as usize / (self.codec.rtp_clock_rate() / 8000) as usize;
+        let mut pcm = [0i16; 960];
+        if let Ok(n) = self.dec.decode(p.payload, &mut pcm) {
+            if at + n <= self.heard.len() {
+                self.heard[at..at + n].copy_from_slice(&pcm[..n]);
+            }
+        }
+    }
+}
+
+fn assert_n_minus_one(h: &Harness, max_level_error_db: f64) {
+    for i in 0..h.peers.len() {
+        let levels = h.levels(i, 1, 4);
+        for (j, &l) in levels.iter().enumerate() {
+            if j == i {
+                continue;
+            }
+            assert!(
+                (l - -20.0).abs() < max_level_error_db,
+                "peer {i} ({:?}) hears peer {j} at {l:.1} dBFS",
+                h.peers[i].codec
+            );
+            assert!(
+                l - levels[i] >= 60.0,
+                "peer {i} hears its own tone at {:.1} dBFS, only {:.1} dB below peer {j}",
+                levels[i],
+                l - levels[i]
+            );
+        }
+    }
+}
+
+fn five_in_mixed_codecs(h: &mut Harness, path: PathConfig) {
+    let codecs = [
+        CodecKind::Pcma,
+        CodecKind::Pcmu,
+        CodecKind::G722,
+        CodecKind::Pcma,
+        CodecKind::Pcmu,
+    ];
+    for (i, c) in codecs.into_iter().enumerate() {
+        h.join(c, Src::Tone(Tone::at_dbfs(TONES[i], -20.0)), path.clone());
+    }
+}
+
+#[test]
+fn every_leg_hears_the_others_and_not_itself_on_a_clean_network() {
+    let mut h = Harness::new();
+    five_in_mixed_codecs(&mut h, PathConfig::default());
+    h.run(Duration::from_secs(5));
+    assert_n_minus_one(&h, 1.0);
+    assert_eq!(h.engine.stats().late_ticks, 0);
+}
+
+#[test]
+fn n_minus_one_holds_through_loss_jitter_and_reordering() {
+    let mut h = Harness::new();
+    let lossy = PathConfig {
+        jitter: Jitter::Uniform {
+            max: Duration::from_millis(30),
+        },
+        loss: Loss::Bernoulli { p: 0.05 },
+        reorder: 0.05,
+        ..PathConfig::default()
+    };
+    five_in_mixed_codecs(&mut h, lossy);
+    h.run(Duration::from_secs(5));
+    // Loss on the way back leaves holes in the timeline; the levels drop a little.
+    assert_n_minus_one(&h, 2.0);
+    let s = h.engine.leg_stats(h.peers[0].leg).unwrap();
+    assert!(s.concealed_frames > 0, "losses were concealed: {s:?}");
+}
+
+#[test]
+fn a_single_g711_talker_reaches_a_g711_listener_bit_exact() {
+    for codec in [CodecKind::Pcma, CodecKind::Pcmu] {
+        let mut h = Harness::new();
+        let talker = h.join(codec, Src::Noise(Rng::new(3)), PathConfig::default());
+        let listener = h.join(codec, Src::Silent, PathConfig::default());
+        h.run(Duration::from_secs(3));
+        let sent = &h.peers[talker].sent;
+        let got = &h.peers[listener].heard_payloads;
+        let first = got
+            .iter()
+            .position(|p| sent.contains(p))
+            .expect("the listener hears the talker's frames");
+        let offset = sent.iter().position(|s| *s == got[first]).unwrap();
+        let compared = got.len() - first - 5;
+        assert!(compared > 100);
+        for k in 0..compared {
+            assert_eq!(got[first + k], sent[offset + k], "{codec:?} frame {k} differs");
+        }
+    }
+}
+
+#[test]
+fn encode_once_encodes_each_codec_once_per_tick_for_listeners() {
+    let mut h = Harness::new();
+    h.join(CodecKind::Pcmu, Src::Tone(Tone::at_dbfs(440.0, -20.0)), PathConfig::default());
+    for i in 0..30 {
+        let c = if i % 3 == 0 { CodecKind::Pcma } else { CodecKind::Pcmu };
+        h.join(c, Src::Silent, PathConfig::default());
+    }
+    h.run(Duration::from_secs(2));
+    let before = h.engine.stats().clone();
+    h.run(Duration::from_secs(1));
+    let s = h.engine.stats();
+    let ticks = s.ticks - before.ticks;
+    // Per tick: one PCMU and one PCMA shared mix, plus the talker's own (silence).
+    assert_eq!(s.encodes - before.encodes, 3 * ticks);
+    assert_eq!(s.shared_sends - before.shared_sends, 30 * ticks);
+}
+
+#[test]
+fn garbage_foreign_and_unknown_payloads_are_counted_and_calls_go_on() {
+    let mut h = Harness::new();
+    five_in_mixed_codecs(&mut h, PathConfig::default());
+    h.run(Duration::from_millis(500));
+    let stranger: SocketAddr = "198.51.100.9:4000".parse().unwrap();
+    let member = h.peers[1].addr;
+    let mut rng = Rng::new(99);
+    for n in 0..2000 {
+        let len = rng.below(300) as usize;
+        let junk: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        h.engine.handle_datagram(h.now, stranger, Via::Rtp, &junk);
+        h.engine.handle_datagram(h.now, member, Via::Rtp, &junk);
+        h.engine.handle_datagram(h.now, member, Via::Rtcp, &junk);
+        // A well-formed packet with a payload type nobody negotiated.
+        let mut pkt = [0u8; 20];
+        RtpHeader {
+            marker: false,
+            payload_type: 111,
+            sequence: n,
+            timestamp: 0,
+            ssrc: 1,
+        }
+        .write(&mut pkt)
+        .unwrap();
+        h.engine.handle_datagram(h.now, member, Via::Rtp, &pkt);
+    }
+    let s = h.engine.stats();
+    assert!(s.foreign >= 2000 && s.malformed > 0, "{s:?}");
+    assert_eq!(h.engine.leg_stats(h.peers[1].leg).unwrap().unknown_payload_type, 2000);
+    h.run(Duration::from_secs(4));
+    assert_n_minus_one(&h, 1.0);
+}
+
+#[test]
+fn telephone_events_become_exactly_one_digit_each() {
+    let mut h = Harness::new();
+    let addr: SocketAddr = "192.0.2.50:7000".parse().unwrap();
+    let mut spec = LegSpec::new(addr, CodecKind::Pcmu);
+    spec.telephone_event_pt = Some(101);
+    h.engine.add_leg(h.now, 1, LegId(9), spec).unwrap();
+    // Digits 1, 1, # ; each event: 3 updates then the end bit sent three times.
+    let mut seq = 0u16;
+    for (k, event) in [1u8, 1, 11].into_iter().enumerate() {
+        let ts = 1000 + 8000 * k as u32;
+        for (dur, end) in [(160u16, false), (320, false), (480, false), (640, true), (640, true), (640, true)] {
+            let mut pkt = [0u8; 16];
+            RtpHeader {
+                marker: dur == 160,
+                payload_type: 101,
+                sequence: seq,
+                timestamp: ts,
+                ssrc: 5,
+            }
+            .write(&mut pkt)
+            .unwrap();
+            pkt[12] = event;
+            pkt[13] = if end { 0x80 | 10 } else { 10 };
+            pkt[14..16].copy_from_slice(&dur.to_be_bytes());
+            h.engine.handle_datagram(h.now, addr, Via::Rtp, &pkt);
+            seq += 1;
+        }
+    }
+    let digits: Vec<char> = std::iter::from_fn(|| h.engine.poll_event())
+        .filter_map(|e| match e {
+            EngineEvent::Dtmf { digit, leg, .. } if leg == LegId(9) => Some(digit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, vec!['1', '1', '#']);
+}
+
+#[test]
+fn a_latching_leg_follows_its_peer_to_a_new_port_and_others_do_not() {
+    let mut h = Harness::new();
+    let configured: SocketAddr = "192.0.2.60:8000".parse().unwrap();
+    let natted: SocketAddr = "192.0.2.60:31337".parse().unwrap();
+    let mut spec = LegSpec::new(configured, CodecKind::Pcmu);
+    spec.latching = true;
+    h.engine.add_leg(h.now, 1, LegId(60), spec).unwrap();
+    let plain: SocketAddr = "192.0.2.61:8000".parse().unwrap();
+    h.engine
+        .add_leg(h.now, 1, LegId(61), LegSpec::new(plain, CodecKind::Pcmu))
+        .unwrap();
+    let mut pkt = [0u8; 172];
+    RtpHeader {
+        marker: false,
+        payload_type: 0,
+        sequence: 1,
+        timestamp: 0,
+        ssrc: 77,
+    }
+    .write(&mut pkt)
+    .unwrap();
+    h.engine.handle_datagram(h.now, natted, Via::Rtp, &pkt);
+    assert_eq!(h.engine.leg_stats(LegId(60)).unwrap().packets_received, 1);
+    assert!(std::iter::from_fn(|| h.engine.poll_event()).any(|e| e
+        == EngineEvent::Latched {
+            room: 1,
+            leg: LegId(60),
+            remote: natted
+        }));
+    // The non-latching leg ignores its peer's packets from another port.
+    let moved: SocketAddr = "192.0.2.61:9999".parse().unwrap();
+    h.engine.handle_datagram(h.now, moved, Via::Rtp, &pkt);
+    assert_eq!(h.engine.leg_stats(LegId(61)).unwrap().packets_received, 0);
+    assert_eq!(h.engine.stats().foreign, 1);
+    // The mix now goes to the latched address.
+    h.now += Duration::from_millis(100);
+    h.engine.handle_timeout(h.now);
+    let dsts: Vec<SocketAddr> = std::iter::from_fn(|| h.engine.poll_transmit().map(|t| t.dst)).collect();
+    assert!(dsts.contains(&natted) && !dsts.contains(&configured));
+}
+
+#[test]
+fn rtcp_reports_go_out_every_few_seconds_and_silence_raises_a_media_timeout() {
+    let mut h = Harness::new();
+    five_in_mixed_codecs(&mut h, PathConfig::default());
+    h.run(Duration::from_secs(1));
+    let silent: SocketAddr = "192.0.2.70:9000".parse().unwrap();
+    h.engine
+        .add_leg(h.now, 1, LegId(70), LegSpec::new(silent, CodecKind::Pcmu))
+        .unwrap();
+    let mut reports = 0;
+    let mut timeouts = Vec::new();
+    let end = h.now + Duration::from_secs(12);
+    while h.now < end {
+        h.now += TICK;
+        h.engine.handle_timeout(h.now);
+        while let Some(t) = h.engine.poll_transmit() {
+            if t.via == Via::Rtcp && t.dst == SocketAddr::new(silent.ip(), 9001) {
+                assert!(crate::rtp::is_rtcp(t.data));
+                reports += 1;
+            }
+        }
+        while let Some(e) = h.engine.poll_event() {
+            if let EngineEvent::MediaTimeout { leg, .. } = e {
+                timeouts.push(leg);
+            }
+        }
+    }
+    assert!((2..=4).contains(&reports), "{reports} reports in 12 s");
+    assert!(timeouts.contains(&LegId(70)));
+}
+
+#[test]
+fn a_stalled_worker_skips_ticks_instead_of_bursting() {
+    let mut h = Harness::new();
+    five_in_mixed_codecs(&mut h, PathConfig::default());
+    h.run(Duration::from_secs(1));
+    let ticks = h.engine.stats().ticks;
+    h.now += Duration::from_millis(500);
+    h.engine.handle_timeout(h.now);
+    let s = h.engine.stats();
+    assert_eq!(s.ticks, ticks + 1, "one tick, not 25 in a burst");
+    assert!(s.skipped_ticks >= 24 && s.late_ticks >= 1);
+    assert!(h.engine.poll_timeout().unwrap() > h.now);
+}
+
+#[test]
+fn removing_legs_and_closing_rooms_frees_everything() {
+    let mut h = Harness::new();
+    five_in_mixed_codecs(&mut h, PathConfig::default());
+    h.run(Duration::from_millis(500));
+    let leg = h.peers[0].leg;
+    let stats = h.engine.remove_leg(leg).unwrap();
+    assert!(stats.packets_received > 0);
+    assert_eq!(h.engine.remove_leg(leg), Err(EngineError::NoSuchLeg(leg)));
+    // Its address is free again.
+    h.engine
+        .add_leg(h.now, 1, LegId(500), LegSpec::new(h.peers[0].addr, CodecKind::Pcmu))
+        .unwrap();
+    assert_eq!(
+        h.engine.add_leg(h.now, 1, LegId(501), LegSpec::new(h.peers[1].addr, CodecKind::Pcmu)),
+        Err(EngineError::RemoteInUse(h.peers[1].addr))
+    );
+    assert_eq!(h.engine.close_room(1).unwrap().len(), 5);
+    assert_eq!((h.engine.leg_count(), h.engine.room_count()), (0, 0));
+    assert_eq!(h.engine.poll_timeout(), None, "an idle engine has no timer");
+}
