@@ -67,10 +67,26 @@ fn seeds() -> Vec<Vec<u8>> {
     vec![rtp, plain.to_vec(), rtcp]
 }
 
+/// How many inputs each parser accepted, to show the mutations reach past the
+/// first checks.
+#[derive(Default)]
+struct Accepted {
+    rtp: usize,
+    rtcp_packets: usize,
+    sdes_chunks: usize,
+}
+
 /// Runs every parser over `buf`, walking every iterator to its end.
-fn exercise(buf: &[u8], stats: &mut ReceptionStats, dtmf: &mut DtmfReceiver, now: Instant) {
+fn exercise(
+    buf: &[u8],
+    stats: &mut ReceptionStats,
+    dtmf: &mut DtmfReceiver,
+    now: Instant,
+    accepted: &mut Accepted,
+) {
     let _ = is_rtcp(buf);
     if let Ok(p) = RtpPacket::parse(buf) {
+        accepted.rtp += 1;
         assert!(p.csrcs().count() <= 15);
         assert!(p.payload.len() <= buf.len());
         let _ = stats.on_packet(now, p.ssrc, p.sequence, p.timestamp);
@@ -94,6 +110,7 @@ fn exercise(buf: &[u8], stats: &mut ReceptionStats, dtmf: &mut DtmfReceiver, now
             steps <= buf.len() / 4 + 1,
             "RTCP iteration did not terminate"
         );
+        accepted.rtcp_packets += usize::from(item.is_ok());
         match item {
             Ok(RtcpPacket::SenderReport(sr)) => {
                 assert!(sr.blocks.count() <= 31);
@@ -104,6 +121,7 @@ fn exercise(buf: &[u8], stats: &mut ReceptionStats, dtmf: &mut DtmfReceiver, now
             Ok(RtcpPacket::Sdes(sdes)) => {
                 let _ = sdes.cname();
                 for chunk in sdes.chunks().flatten() {
+                    accepted.sdes_chunks += 1;
                     assert!(chunk.items().count() <= buf.len());
                 }
             }
@@ -125,6 +143,7 @@ fn no_parser_panics_or_loops_on_random_or_mutated_input() {
     let mut seq = SeqExtender::new();
     let t0 = Instant::now();
     let mut buf = vec![0u8; 1500];
+    let mut accepted = Accepted::default();
     for i in 0..ITERATIONS {
         let len = match i % 4 {
             // Half random bytes of any length, mostly short to hit header edges.
@@ -153,10 +172,22 @@ fn no_parser_panics_or_loops_on_random_or_mutated_input() {
             rng.fill(&mut buf[..len]);
         }
         let now = t0 + Duration::from_micros(i as u64 * 100);
-        exercise(&buf[..len], &mut stats, &mut dtmf, now);
+        exercise(&buf[..len], &mut stats, &mut dtmf, now, &mut accepted);
         let _ = seq.extend(rng.next() as u16);
         if i % 1000 == 0 {
             let _ = stats.report_block(now);
         }
     }
+    // The mutated half must get deep enough to be parsed successfully often.
+    assert!(accepted.rtp > ITERATIONS / 10, "{}", accepted.rtp);
+    assert!(
+        accepted.rtcp_packets > ITERATIONS / 20,
+        "{}",
+        accepted.rtcp_packets
+    );
+    assert!(
+        accepted.sdes_chunks > ITERATIONS / 50,
+        "{}",
+        accepted.sdes_chunks
+    );
 }
