@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
         }
         // Re-writing the fixed header reproduces marker, PT, sequence, timestamp, SSRC.
         let mut out = [0u8; 12];
-        p.header().write(&mut out).expect("parsed payload types fit in 7 bits");
+        p.header()
+            .write(&mut out)
+            .expect("parsed payload types fit in 7 bits");
         assert_eq!(out[1..12], data[1..12]);
     }
     let owned = Bytes::copy_from_slice(data);

@@ -16,6 +16,9 @@
 //!   `now` passed in, relative to the first packet's `now`) minus the RTP
 //!   timestamp; jitter moves 1/16 of the way to each new |transit difference|.
 //!
+//! The verdicts only drive the statistics: whether a leg plays a packet on
+//! probation is the leg's choice.
+//!
 //! Deliberate differences: duplicates (detected over the last 128 sequence
 //! numbers) are counted separately and do not update jitter, since a duplicate's
 //! arrival time says nothing about the path's delay variation; after a confirmed
@@ -245,6 +248,7 @@ impl ReceptionStats {
     }
 
     /// Records a sender report from the source, for LSR/DLSR in our next report.
+    /// The caller routes SRs by SSRC; this does not check it.
     pub fn on_sender_report(&mut self, now: Instant, info: &SenderInfo) {
         let lsr = super::rtcp::ntp::ntp_compact(info.ntp_time);
         self.last_sr = Some((lsr, now));
