@@ -7,7 +7,7 @@ impl LowBandDecoder {
         unimplemented!("G.722 decoder")
     }
 }
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct LowBandEncoder;
 impl LowBandEncoder {
     pub fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> usize {

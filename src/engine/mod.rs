@@ -13,10 +13,12 @@
 //! Legs share the worker's sockets and are told apart by their remote address.
 //! **Latching rule**: a datagram from an address no leg owns is dropped and counted
 //! as foreign, unless a leg with `latching` on claims it: first the latching leg whose
-//! peer SSRC equals the packet's (the peer moved, e.g. a NAT rebinding), else the only
-//! latching leg that has not received anything yet and whose configured remote IP
-//! equals the source IP (a NAT changed the port). The claiming leg then sends to the
-//! new address. Ambiguous cases are dropped, never guessed.
+//! current remote IP and peer SSRC equal the packet's (a NAT rebinding moved the
+//! port mid-call), else the only latching leg that has not received anything yet and
+//! whose configured remote IP equals the source IP (a NAT changed the port before
+//! the first packet). The claiming leg then sends to the new address. A different
+//! IP never takes a leg over, whatever SSRC it claims, and ambiguous cases are
+//! dropped, never guessed.
 
 pub mod leg;
 pub mod room;
@@ -418,7 +420,8 @@ impl Engine {
     fn latch(&mut self, from: SocketAddr, ssrc: u32) -> Option<usize> {
         let legs = &self.legs;
         let by_ssrc = self.latching.iter().copied().find(|&i| {
-            legs.get(i).is_some_and(|l| l.peer_ssrc == Some(ssrc))
+            legs.get(i)
+                .is_some_and(|l| l.peer_ssrc == Some(ssrc) && l.remote.ip() == from.ip())
         });
         let idx = by_ssrc.or_else(|| {
             let mut fresh = self.latching.iter().copied().filter(|&i| {

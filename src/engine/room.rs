@@ -89,7 +89,8 @@ impl Room {
             }
         }
         self.mixer.select();
-        for &i in self.mixer.selected() {
+        for k in 0..self.mixer.selected().len() {
+            let i = self.mixer.selected()[k];
             let leg = legs.get_mut(self.legs[i as usize]).expect("live leg");
             self.mixer.add(&leg.frame);
             // A listener leaving the shared stream continues from the state the peer's

@@ -9,7 +9,7 @@ use super::udp::{RecvBatch, SendBatch};
 use crate::engine::{Engine, EngineError, EngineEvent, LegId, LegSpec, LegStats, Via};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
-use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Datagram batches handled per socket wake-up before the loop looks at the timer
@@ -122,8 +122,8 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
         events,
         batch,
     } = w;
-    let rtp = AsyncFd::new(rtp)?;
-    let rtcp = AsyncFd::new(rtcp)?;
+    let rtp = tokio::net::UdpSocket::from_std(rtp)?;
+    let rtcp = tokio::net::UdpSocket::from_std(rtcp)?;
     let mut recv = RecvBatch::new(batch, SLOT_BYTES);
     let mut send_rtp = SendBatch::new(batch, SLOT_BYTES);
     let mut send_rtcp = SendBatch::new(batch, SLOT_BYTES);
@@ -146,19 +146,19 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
                 None | Some(Command::Shutdown) => break,
                 Some(cmd) => apply(index, &mut engine, &counters, cmd),
             },
-            guard = rtp.readable() => {
-                let mut guard = guard?;
-                drain(&mut guard, &mut recv, &mut engine, Via::Rtp, &mut counters);
+            r = rtp.readable() => {
+                r?;
+                drain(&rtp, &mut recv, &mut engine, Via::Rtp, &mut counters);
             }
-            guard = rtcp.readable() => {
-                let mut guard = guard?;
-                drain(&mut guard, &mut recv, &mut engine, Via::Rtcp, &mut counters);
+            r = rtcp.readable() => {
+                r?;
+                drain(&rtcp, &mut recv, &mut engine, Via::Rtcp, &mut counters);
             }
         }
         while let Some(t) = engine.poll_transmit() {
             let (batch, sock) = match t.via {
-                Via::Rtp => (&mut send_rtp, rtp.get_ref()),
-                Via::Rtcp => (&mut send_rtcp, rtcp.get_ref()),
+                Via::Rtp => (&mut send_rtp, &rtp),
+                Via::Rtcp => (&mut send_rtcp, &rtcp),
             };
             if batch.is_full() {
                 flush(batch, sock, &mut counters);
@@ -173,8 +173,8 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
                 counters.send_errors += 1;
             }
         }
-        flush(&mut send_rtp, rtp.get_ref(), &mut counters);
-        flush(&mut send_rtcp, rtcp.get_ref(), &mut counters);
+        flush(&mut send_rtp, &rtp, &mut counters);
+        flush(&mut send_rtcp, &rtcp, &mut counters);
         while let Some(e) = engine.poll_event() {
             // No subscriber is fine: events are advisory.
             let _ = events.send(e);
@@ -185,25 +185,27 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
 }
 
 fn drain(
-    guard: &mut tokio::io::unix::AsyncFdReadyGuard<'_, UdpSocket>,
+    sock: &tokio::net::UdpSocket,
     recv: &mut RecvBatch,
     engine: &mut Engine,
     via: Via,
     counters: &mut Counters,
 ) {
     for _ in 0..MAX_BATCHES_PER_WAKE {
-        let n = match recv.recv(guard.get_inner()) {
-            Ok(0) => {
-                guard.clear_ready();
-                return;
-            }
-            Ok(n) => n,
+        // `try_io` clears the readiness flag when the closure reports WouldBlock, so
+        // the next `readable()` waits for new datagrams.
+        let got = sock.try_io(Interest::READABLE, || match recv.recv(sock)? {
+            0 => Err(std::io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        });
+        match got {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Err(e) => {
                 tracing::warn!(error = %e, "recvmmsg failed");
-                guard.clear_ready();
                 return;
             }
-        };
+        }
         let now = Instant::now();
         for d in recv.iter() {
             if d.truncated {
@@ -216,7 +218,7 @@ fn drain(
     // More may be waiting: readiness stays set, the loop comes back after the timer.
 }
 
-fn flush(batch: &mut SendBatch, sock: &UdpSocket, counters: &mut Counters) {
+fn flush(batch: &mut SendBatch, sock: &tokio::net::UdpSocket, counters: &mut Counters) {
     if batch.is_empty() {
         return;
     }
