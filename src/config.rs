@@ -259,7 +259,10 @@ impl Config {
             return Err(invalid("rtp.batch", "must be 1..=1024"));
         }
         if r.recv_buffer < 65_536 || r.send_buffer < 65_536 {
-            return Err(invalid("rtp.recv_buffer/send_buffer", "at least 65536 bytes"));
+            return Err(invalid(
+                "rtp.recv_buffer/send_buffer",
+                "at least 65536 bytes",
+            ));
         }
         if !(500..=60_000).contains(&r.rtcp_interval_ms) {
             return Err(invalid("rtp.rtcp_interval_ms", "must be 500..=60000"));
@@ -356,7 +359,10 @@ mod tests {
             ("[jitter]\nmin_ms = 50\nstart_ms = 40\n", "jitter"),
             ("[mixer]\nmax_talkers = 0\n", "mixer.max_talkers"),
             ("[rtp]\nbatch = 0\n", "rtp.batch"),
-            ("[rtp]\nworkers = 4\nport_min = 20000\nport_max = 20005\n", "rtp.port_min"),
+            (
+                "[rtp]\nworkers = 4\nport_min = 20000\nport_max = 20005\n",
+                "rtp.port_min",
+            ),
         ];
         for (text, field) in cases {
             let err = Config::from_toml(text, Path::new("x.toml"))
@@ -370,7 +376,11 @@ mod tests {
 
     #[test]
     fn typos_and_wrong_types_are_parse_errors() {
-        for text in ["[rtp]\nbnid = \"1.2.3.4\"\n", "[rtp]\nport_min = \"x\"\n", "[[["] {
+        for text in [
+            "[rtp]\nbnid = \"1.2.3.4\"\n",
+            "[rtp]\nport_min = \"x\"\n",
+            "[[[",
+        ] {
             assert!(matches!(
                 Config::from_toml(text, Path::new("x.toml")),
                 Err(ConfigError::Parse { .. })

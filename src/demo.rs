@@ -15,8 +15,13 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Tones far enough apart that their measurements do not leak into each other.
-pub const TONES: [f64; 8] = [440.0, 620.0, 860.0, 1180.0, 1500.0, 1750.0, 2050.0, 2400.0];
+/// The participants' tones: far enough apart that their measurements do not leak
+/// into each other, and chosen (by a search) so that no intermodulation product of
+/// third order (f1±f2, 2f1-f2, f1+f2-f3, ...) lands within 8 Hz of another tone, and
+/// for the first five none up to fifth order within 6 Hz: ADPCM and companding are
+/// nonlinear, and a product of the others' tones landing on a listener's own
+/// frequency would read as "hearing itself".
+pub const TONES: [f64; 8] = [550.0, 702.0, 1279.0, 1446.0, 1886.0, 2273.0, 2580.0, 3058.0];
 /// Sent level of every tone, dBFS (peak).
 pub const TONE_DBFS: f64 = -20.0;
 
@@ -24,7 +29,11 @@ pub const TONE_DBFS: f64 = -20.0;
 #[derive(Clone, Debug, clap::Args)]
 pub struct DemoArgs {
     /// Codecs of the participants, one per participant (PCMA, PCMU, G722, opus, L16).
-    #[arg(long, value_delimiter = ',', default_value = "PCMA,PCMU,G722,PCMA,PCMU")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "PCMA,PCMU,G722,PCMA,PCMU"
+    )]
     pub codecs: Vec<String>,
     /// How long the participants talk, seconds.
     #[arg(long, default_value_t = 4)]
@@ -82,7 +91,8 @@ pub async fn conference(
         let leg = node.add_leg(room, spec).await?;
         legs.push(leg.id);
         tasks.push(tokio::spawn(async move {
-            p.run(leg.local, start, talk, Duration::from_millis(300)).await
+            p.run(leg.local, start, talk, Duration::from_millis(300))
+                .await
         }));
     }
     let mut reports = Vec::new();
@@ -141,7 +151,12 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
     println!(" {:>10}  verdict", "own below");
     let mut ok = true;
     for (i, r) in reports.iter().enumerate() {
-        print!("{:<4} {:<6} {:>8}", format!("P{}", i + 1), r.codec.name(), r.packets_received);
+        print!(
+            "{:<4} {:<6} {:>8}",
+            format!("P{}", i + 1),
+            r.codec.name(),
+            r.packets_received
+        );
         for (j, l) in r.levels.iter().enumerate() {
             let cell = if j == i {
                 "(own)".to_string()
@@ -158,11 +173,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
             .all(|(j, &l)| j == i || (l - TONE_DBFS).abs() < 3.0);
         let pass = others_ok && rejection >= 60.0;
         ok &= pass;
-        println!(
-            " {:>9.1}  {}",
-            rejection,
-            if pass { "ok" } else { "WRONG" }
-        );
+        println!(" {:>9.1}  {}", rejection, if pass { "ok" } else { "WRONG" });
     }
     for w in &stats {
         println!(

@@ -91,7 +91,11 @@ pub enum EngineEvent {
     /// A DTMF digit arrived as an RFC 4733 telephone-event.
     Dtmf { room: u64, leg: LegId, digit: char },
     /// A leg started or stopped talking.
-    Talking { room: u64, leg: LegId, talking: bool },
+    Talking {
+        room: u64,
+        leg: LegId,
+        talking: bool,
+    },
     /// A leg received nothing for the media timeout.
     MediaTimeout { room: u64, leg: LegId },
     /// A latching leg now sends to a new address.
@@ -103,7 +107,7 @@ pub enum EngineEvent {
 }
 
 /// Worker-wide counters.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EngineStats {
     pub datagrams: u64,
     /// From an address no leg owns (and no latching leg claimed).
@@ -121,6 +125,23 @@ pub struct EngineStats {
     pub shared_sends: u64,
     /// Tick lateness, microseconds.
     pub lateness_us: Histogram<u64>,
+}
+
+impl std::fmt::Debug for EngineStats {
+    // The histogram's own Debug prints every bucket; show its summary instead.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineStats")
+            .field("datagrams", &self.datagrams)
+            .field("foreign", &self.foreign)
+            .field("malformed", &self.malformed)
+            .field("ticks", &self.ticks)
+            .field("late_ticks", &self.late_ticks)
+            .field("skipped_ticks", &self.skipped_ticks)
+            .field("encodes", &self.encodes)
+            .field("shared_sends", &self.shared_sends)
+            .field("lateness_p99_us", &self.lateness_us.value_at_quantile(0.99))
+            .finish()
+    }
 }
 
 impl Default for EngineStats {
@@ -226,7 +247,11 @@ impl Engine {
             return Err(EngineError::RemoteInUse(spec.remote));
         }
         // RFC 3550 6.2: the first report after a random fraction of the interval.
-        let first_rtcp = now + self.cfg.rtcp_interval.mul_f64(0.5 + 0.5 * self.rng.next_f64());
+        let first_rtcp = now
+            + self
+                .cfg
+                .rtcp_interval
+                .mul_f64(0.5 + 0.5 * self.rng.next_f64());
         let leg = Leg::new(
             now,
             id,
@@ -261,8 +286,14 @@ impl Engine {
 
     /// Removes a leg and returns its final statistics.
     pub fn remove_leg(&mut self, id: LegId) -> Result<LegStats, EngineError> {
-        let idx = self.leg_index.remove(&id).ok_or(EngineError::NoSuchLeg(id))?;
-        let leg = self.legs.remove(idx).expect("leg_index points at live legs");
+        let idx = self
+            .leg_index
+            .remove(&id)
+            .ok_or(EngineError::NoSuchLeg(id))?;
+        let leg = self
+            .legs
+            .remove(idx)
+            .expect("leg_index points at live legs");
         self.unmap_addresses(idx, &leg);
         self.latching.retain(|&i| i != idx);
         if let Some(room) = self.rooms.get_mut(&leg.room) {
@@ -307,7 +338,10 @@ impl Engine {
 
     fn leg_mut(&mut self, id: LegId) -> Result<&mut Leg, EngineError> {
         let idx = *self.leg_index.get(&id).ok_or(EngineError::NoSuchLeg(id))?;
-        Ok(self.legs.get_mut(idx).expect("leg_index points at live legs"))
+        Ok(self
+            .legs
+            .get_mut(idx)
+            .expect("leg_index points at live legs"))
     }
 
     /// A leg's statistics.
@@ -319,7 +353,13 @@ impl Engine {
     /// Legs of a room, in join order.
     pub fn room_legs(&self, room: u64) -> Option<Vec<LegId>> {
         let r = self.rooms.get(&room)?;
-        Some(r.legs.iter().filter_map(|&i| self.legs.get(i)).map(|l| l.id).collect())
+        Some(
+            r.legs
+                .iter()
+                .filter_map(|&i| self.legs.get(i))
+                .map(|l| l.id)
+                .collect(),
+        )
     }
 
     pub fn room_count(&self) -> usize {
@@ -341,7 +381,9 @@ impl Engine {
         self.stats.datagrams += 1;
         let is_rtcp = via == Via::Rtcp || rtp::is_rtcp(data);
         let known = if via == Via::Rtcp {
-            self.by_rtcp_addr.get(&from).or_else(|| self.by_addr.get(&from))
+            self.by_rtcp_addr
+                .get(&from)
+                .or_else(|| self.by_addr.get(&from))
         } else {
             self.by_addr.get(&from)
         };
@@ -350,6 +392,10 @@ impl Engine {
                 Some(&idx) => self.handle_rtcp(now, idx, data),
                 None => self.stats.foreign += 1,
             }
+            return;
+        }
+        if known.is_none() && self.latching.is_empty() {
+            self.stats.foreign += 1;
             return;
         }
         let pkt = match RtpPacket::parse(data) {
@@ -370,7 +416,10 @@ impl Engine {
             },
         };
         let events = &mut self.events;
-        let leg = self.legs.get_mut(idx).expect("address maps point at live legs");
+        let leg = self
+            .legs
+            .get_mut(idx)
+            .expect("address maps point at live legs");
         leg.latched = true;
         leg.last_rx = now;
         leg.timeout_reported = false;
@@ -384,7 +433,8 @@ impl Engine {
                 leg.peer_ssrc = Some(pkt.ssrc);
             }
             leg.stats.packets_received += 1;
-            leg.reception.on_packet(now, pkt.ssrc, pkt.sequence, pkt.timestamp);
+            leg.reception
+                .on_packet(now, pkt.ssrc, pkt.sequence, pkt.timestamp);
             if let Err(Rejected::Undecodable) = leg.playout.insert(
                 now,
                 pkt.sequence,
@@ -431,7 +481,10 @@ impl Engine {
             let first = fresh.next()?;
             fresh.next().is_none().then_some(first)
         })?;
-        let leg = self.legs.remove(idx).expect("latching list holds live legs");
+        let leg = self
+            .legs
+            .remove(idx)
+            .expect("latching list holds live legs");
         self.unmap_addresses(idx, &leg);
         let mut leg = leg;
         leg.remote = from;
@@ -456,7 +509,10 @@ impl Engine {
 
     fn handle_rtcp(&mut self, now: Instant, idx: usize, data: &[u8]) {
         let ntp = self.ntp(now);
-        let leg = self.legs.get_mut(idx).expect("address maps point at live legs");
+        let leg = self
+            .legs
+            .get_mut(idx)
+            .expect("address maps point at live legs");
         leg.last_rx = now;
         match rtcp_io::absorb(leg, now, ntp, data) {
             Ok(()) => leg.stats.rtcp_received += 1,
@@ -495,7 +551,13 @@ impl Engine {
         self.tick_no += 1;
         self.stats.ticks += 1;
         for room in self.rooms.values_mut() {
-            let work = room.tick(now, self.tick_no, &mut self.legs, &mut self.tx, &mut self.events);
+            let work = room.tick(
+                now,
+                self.tick_no,
+                &mut self.legs,
+                &mut self.tx,
+                &mut self.events,
+            );
             self.stats.encodes += work.encodes;
             self.stats.shared_sends += work.shared_sends;
         }

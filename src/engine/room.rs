@@ -70,7 +70,9 @@ impl Room {
         self.mixer.begin();
         for (i, &li) in self.legs.iter().enumerate() {
             let leg = legs.get_mut(li).expect("room legs are live slab entries");
-            let kind = leg.playout.next_frame(now, &mut leg.decoder, &mut leg.frame);
+            let kind = leg
+                .playout
+                .next_frame(now, &mut leg.decoder, &mut leg.frame);
             let energy = match kind {
                 FrameKind::Silence => 0,
                 _ if leg.muted => 0,
@@ -110,9 +112,8 @@ impl Room {
                 continue;
             }
             let codec = leg.spec.codec;
-            let personal = self.mixer.is_mixed(i as u32)
-                || !leg.can_share_encoding()
-                || !self.encode_once;
+            let personal =
+                self.mixer.is_mixed(i as u32) || !leg.can_share_encoding() || !self.encode_once;
             let mut payload_buf = [0u8; MAX_FRAME_PAYLOAD];
             let payload: &[u8] = if personal {
                 let pcm = if self.mixer.is_mixed(i as u32) {

@@ -63,6 +63,12 @@ pub fn send_report(leg: &mut Leg, now: Instant, wall: Duration, cname: &str, tx:
         blocks: block.as_slice(),
         cname,
     };
-    let via = if leg.spec.rtcp_mux { Via::Rtp } else { Via::Rtcp };
-    tx.push_with(leg.rtcp_remote, via, MAX_REPORT, |buf| writer.write(buf).ok());
+    let via = if leg.spec.rtcp_mux {
+        Via::Rtp
+    } else {
+        Via::Rtcp
+    };
+    tx.push_with(leg.rtcp_remote, via, MAX_REPORT, |buf| {
+        writer.write(buf).ok()
+    });
 }

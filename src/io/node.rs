@@ -77,7 +77,11 @@ fn bind_pair(
     let mut port = (min + 1) & !1;
     port = port.max(*skip);
     while port < max {
-        let rtp = udp::bind_udp(SocketAddr::new(ip, port), cfg.rtp.recv_buffer, cfg.rtp.send_buffer);
+        let rtp = udp::bind_udp(
+            SocketAddr::new(ip, port),
+            cfg.rtp.recv_buffer,
+            cfg.rtp.send_buffer,
+        );
         if let Ok(rtp) = rtp {
             let rtcp = udp::bind_udp(
                 SocketAddr::new(ip, port + 1),
@@ -99,14 +103,20 @@ impl NodeHandle {
     /// returned handle's async methods; the workers run on their own threads.
     pub fn start(cfg: &Config) -> Result<NodeHandle, NodeError> {
         cfg.validate().map_err(|e| {
-            NodeError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+            NodeError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                e.to_string(),
+            ))
         })?;
         let n = cfg.worker_count();
-        let advertise = cfg.rtp.advertise.unwrap_or(if cfg.rtp.bind.is_unspecified() {
-            IpAddr::from([127, 0, 0, 1])
-        } else {
-            cfg.rtp.bind
-        });
+        let advertise = cfg
+            .rtp
+            .advertise
+            .unwrap_or(if cfg.rtp.bind.is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                cfg.rtp.bind
+            });
         let (events, _) = broadcast::channel(4096);
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -115,12 +125,18 @@ impl NodeHandle {
         let mut workers = Vec::with_capacity(n);
         let mut skip = 0;
         for index in 0..n {
-            let (rtp, rtcp) = bind_pair(cfg.rtp.bind, cfg.rtp.port_min, cfg.rtp.port_max, &mut skip, cfg)
-                .ok_or(NodeError::NoPorts {
-                    min: cfg.rtp.port_min,
-                    max: cfg.rtp.port_max,
-                    worker: index,
-                })?;
+            let (rtp, rtcp) = bind_pair(
+                cfg.rtp.bind,
+                cfg.rtp.port_min,
+                cfg.rtp.port_max,
+                &mut skip,
+                cfg,
+            )
+            .ok_or(NodeError::NoPorts {
+                min: cfg.rtp.port_min,
+                max: cfg.rtp.port_max,
+                worker: index,
+            })?;
             let port = rtp.local_addr()?.port();
             let engine = Engine::new(
                 EngineConfig {
@@ -216,7 +232,8 @@ impl NodeHandle {
             .min_by_key(|&i| self.inner.workers[i].legs.load(Ordering::Relaxed))
             .expect("a node has at least one worker");
         let room = self.inner.next_room.fetch_add(1, Ordering::Relaxed);
-        self.ask(worker, |reply| Command::OpenRoom { room, reply }).await??;
+        self.ask(worker, |reply| Command::OpenRoom { room, reply })
+            .await??;
         lock(&self.inner.rooms).insert(room, worker);
         Ok(room)
     }
@@ -224,7 +241,9 @@ impl NodeHandle {
     /// Closes a room, dropping its legs; returns their final statistics.
     pub async fn close_room(&self, room: u64) -> Result<Vec<(LegId, LegStats)>, NodeError> {
         let worker = self.room_worker(room)?;
-        let legs = self.ask(worker, |reply| Command::CloseRoom { room, reply }).await??;
+        let legs = self
+            .ask(worker, |reply| Command::CloseRoom { room, reply })
+            .await??;
         lock(&self.inner.rooms).remove(&room);
         let mut map = lock(&self.inner.legs);
         for (id, _) in &legs {
@@ -262,9 +281,13 @@ impl NodeHandle {
     /// Removes a leg; returns its final statistics.
     pub async fn remove_leg(&self, leg: LegId) -> Result<LegStats, NodeError> {
         let worker = self.leg_worker(leg)?;
-        let stats = self.ask(worker, |reply| Command::RemoveLeg { leg, reply }).await??;
+        let stats = self
+            .ask(worker, |reply| Command::RemoveLeg { leg, reply })
+            .await??;
         lock(&self.inner.legs).remove(&leg);
-        self.inner.workers[worker].legs.fetch_sub(1, Ordering::Relaxed);
+        self.inner.workers[worker]
+            .legs
+            .fetch_sub(1, Ordering::Relaxed);
         Ok(stats)
     }
 

@@ -120,7 +120,9 @@ mod tests {
     fn noise(amp: i32, n: usize, seed: &mut u64) -> Vec<i16> {
         (0..n)
             .map(|_| {
-                *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (((*seed >> 33) as i32 % (2 * amp + 1)) - amp) as i16
             })
             .collect()
@@ -169,7 +171,10 @@ mod tests {
             d.update(frame_energy(&noise(150, 160, &mut seed)));
             assert!(!d.is_talking());
         }
-        assert_eq!(d.update(frame_energy(&tone(1000.0, 160))), TalkerChange::Started);
+        assert_eq!(
+            d.update(frame_energy(&tone(1000.0, 160))),
+            TalkerChange::Started
+        );
     }
 
     #[test]

@@ -20,7 +20,10 @@ pub enum Source {
     Tone(Tone),
     /// Uniform noise of the given peak amplitude from a seeded generator: every frame
     /// differs, which makes bit-exact comparisons unambiguous.
-    Noise { amplitude: i16, seed: u64 },
+    Noise {
+        amplitude: i16,
+        seed: u64,
+    },
     Silence,
 }
 

@@ -24,7 +24,12 @@ const CMSG_SPACE: usize = 32;
 /// The address of participant `i`: 127.1.0.1, 127.1.0.2, ... (never .0 or .255).
 pub fn participant_ip(i: usize) -> Ipv4Addr {
     let n = i as u32;
-    Ipv4Addr::new(127, 1 + (n / (254 * 256)) as u8, ((n / 254) % 256) as u8, (n % 254 + 1) as u8)
+    Ipv4Addr::new(
+        127,
+        1 + (n / (254 * 256)) as u8,
+        ((n / 254) % 256) as u8,
+        (n % 254 + 1) as u8,
+    )
 }
 
 /// See the module docs.
@@ -243,7 +248,9 @@ mod tests {
     #[test]
     fn participant_addresses_are_distinct_loopback_hosts() {
         let a: Vec<Ipv4Addr> = (0..70_000).map(participant_ip).collect();
-        assert!(a.iter().all(|ip| ip.is_loopback() && ip.octets()[3] != 0 && ip.octets()[3] != 255));
+        assert!(a
+            .iter()
+            .all(|ip| ip.is_loopback() && ip.octets()[3] != 0 && ip.octets()[3] != 255));
         let mut s = a.clone();
         s.sort();
         s.dedup();
@@ -261,7 +268,8 @@ mod tests {
         let addrs: Vec<SocketAddr> = (0..3).map(|i| swarm.add(node, i == 0)).collect();
         swarm.send_period();
         assert_eq!(swarm.sent, 3);
-        echo.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+        echo.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
         let mut buf = [0u8; 2048];
         let mut froms = Vec::new();
         for _ in 0..3 {

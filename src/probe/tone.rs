@@ -99,7 +99,7 @@ mod tests {
 
     #[test]
     fn the_test_tones_do_not_leak_into_each_other() {
-        let freqs = [440.0, 620.0, 860.0, 1180.0, 1500.0, 1750.0];
+        let freqs = crate::demo::TONES;
         for &f in &freqs {
             let s = render(&mut Tone::at_dbfs(f, -10.0), 8000);
             for &g in freqs.iter().filter(|&&g| g != f) {
