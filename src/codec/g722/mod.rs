@@ -265,7 +265,10 @@ mod tests {
             assert!(words[data.clone()].iter().all(|w| w & 1 == 0), "{input}");
             let payload: Vec<u8> = words[data.clone()].iter().map(|w| (w >> 8) as u8).collect();
             let mut out = vec![0i16; payload.len()];
-            assert_eq!(LowBandDecoder::default().decode(&payload, &mut out), out.len());
+            assert_eq!(
+                LowBandDecoder::default().decode(&payload, &mut out),
+                out.len()
+            );
             let (diffs, first) = count_diffs(&out, &want[data]);
             assert_eq!(diffs, 0, "{reference}: first difference at {first:?}");
         }
@@ -279,7 +282,10 @@ mod tests {
         let codes = read_vector("g722/codsp.cod");
         let derived = samples_le(&read_vector("derived/codsp_lowband8k.s16le"));
         let mut ours = vec![0i16; codes.len()];
-        assert_eq!(LowBandDecoder::default().decode(&codes, &mut ours), codes.len());
+        assert_eq!(
+            LowBandDecoder::default().decode(&codes, &mut ours),
+            codes.len()
+        );
         let (diffs, first) = count_diffs(&ours, &derived);
         assert_eq!(diffs, 0, "first difference at {first:?}");
     }
@@ -289,7 +295,10 @@ mod tests {
         // (payload length, output length, written)
         for (p, o, want) in [(160, 160, 160), (160, 200, 160), (160, 80, 80), (0, 10, 0)] {
             let mut out = vec![0i16; o];
-            assert_eq!(LowBandDecoder::default().decode(&vec![0xff; p], &mut out), want);
+            assert_eq!(
+                LowBandDecoder::default().decode(&vec![0xff; p], &mut out),
+                want
+            );
         }
     }
 
@@ -297,16 +306,23 @@ mod tests {
     fn low_band_round_trip_keeps_a_1khz_tone_at_its_level_and_frequency() {
         let input = tone_8k(8000);
         let mut codes = vec![0u8; input.len()];
-        assert_eq!(LowBandEncoder::default().encode(&input, &mut codes), input.len());
+        assert_eq!(
+            LowBandEncoder::default().encode(&input, &mut codes),
+            input.len()
+        );
         let mut out = vec![0i16; codes.len()];
-        assert_eq!(LowBandDecoder::default().decode(&codes, &mut out), out.len());
+        assert_eq!(
+            LowBandDecoder::default().decode(&codes, &mut out),
+            out.len()
+        );
 
         // Skip the first 100 ms while the ADPCM adapts.
         let (x, y) = (&input[800..], &out[800..]);
         let gain = db(tone_power(y, 1000.0, 8000.0) / tone_power(x, 1000.0, 8000.0));
         assert!(gain.abs() < 1.0, "1 kHz level changed by {gain:.2} dB");
         // The tone carries nearly all the output power: no shift, little noise.
-        let snr = db(tone_power(y, 1000.0, 8000.0) / (mean_power(y) - tone_power(y, 1000.0, 8000.0)));
+        let snr =
+            db(tone_power(y, 1000.0, 8000.0) / (mean_power(y) - tone_power(y, 1000.0, 8000.0)));
         // Measured: gain 0.00 dB, tone to rest 47.5 dB.
         assert!(snr > 25.0, "tone to rest {snr:.1} dB");
     }
@@ -321,7 +337,10 @@ mod tests {
 
         let (x, y) = (&input[800..], &wide[1600..]);
         let gain = db(tone_power(y, 1000.0, 16000.0) / tone_power(x, 1000.0, 8000.0));
-        assert!(gain.abs() < 1.0, "1 kHz level at 16 kHz off by {gain:.2} dB");
+        assert!(
+            gain.abs() < 1.0,
+            "1 kHz level at 16 kHz off by {gain:.2} dB"
+        );
 
         // Power above 4 kHz (the QMF image at 7 kHz, high-band idle noise), from a
         // DFT over 100 ms in 10 Hz bins.
@@ -332,7 +351,10 @@ mod tests {
         }
         let rel = db(above / tone_power(frame, 1000.0, 16000.0));
         // Measured: about -61 dB.
-        assert!(rel < -40.0, "power above 4 kHz is {rel:.1} dB relative to the tone");
+        assert!(
+            rel < -40.0,
+            "power above 4 kHz is {rel:.1} dB relative to the tone"
+        );
         let tone = tone_power(y, 1000.0, 16000.0);
         let snr = db(tone / (mean_power(y) - tone));
         assert!(snr > 25.0, "tone to rest {snr:.1} dB");
@@ -347,6 +369,10 @@ mod tests {
         // wideband decoder turns the codes back into near-silence (measured peak 3).
         let mut wide = vec![0i16; 1600];
         G722Decoder::default().decode(&codes, &mut wide);
-        assert!(wide.iter().all(|v| v.abs() < 8), "silence decodes to {:?}", &wide[..16]);
+        assert!(
+            wide.iter().all(|v| v.abs() < 8),
+            "silence decodes to {:?}",
+            &wide[..16]
+        );
     }
 }
