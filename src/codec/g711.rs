@@ -154,24 +154,10 @@ mod vector_tests {
             a_diff += usize::from(alaw_encode(x) as u16 != a[i] & 0xff);
             u_diff += usize::from(ulaw_encode(x) as u16 != u[i] & 0xff);
             // Each code decoded back must equal the reference expansion.
-            assert_eq!(
-                alaw_decode(a[i] as u8),
-                aa[i] as i16,
-                "A-law decode of {:#x}",
-                a[i]
-            );
-            assert_eq!(
-                ulaw_decode(u[i] as u8),
-                uu[i] as i16,
-                "mu-law decode of {:#x}",
-                u[i]
-            );
+            assert_eq!(alaw_decode(a[i] as u8), aa[i] as i16, "A-law decode of {:#x}", a[i]);
+            assert_eq!(ulaw_decode(u[i] as u8), uu[i] as i16, "mu-law decode of {:#x}", u[i]);
         }
-        assert_eq!(
-            (a_diff, u_diff),
-            (0, 0),
-            "encoder differences (A-law, mu-law)"
-        );
+        assert_eq!((a_diff, u_diff), (0, 0), "encoder differences (A-law, mu-law)");
         // The sweep covers every code at least once, so all 256 decodes were checked.
         let mut seen_a = [false; 256];
         let mut seen_u = [false; 256];
