@@ -254,15 +254,14 @@ impl Default for LowBand {
 impl LowBand {
     /// Encodes one low-band sample (15-bit, as the QMF delivers it) to a 6-bit code.
     pub(crate) fn encode(&mut self, xl: i16) -> u8 {
-        // SUBTRA and QUANTL: find the interval of |el| among the scaled decision
-        // levels; interval 30 is open-ended.
+        // SUBTRA and QUANTL: find the interval m (1..=30) of |el| among the scaled
+        // decision levels; interval 30 is open-ended. The scaled levels are
+        // non-decreasing in m (det > 0), so a binary search finds the same interval
+        // as the recommendation's linear scan.
         let el = sub(xl, self.pred.estimate());
         let wd = magnitude(el) as i32;
         let det = self.det as i32;
-        let mut m = 1;
-        while m < 30 && (Q6[m] as i32 * det) >> 12 <= wd {
-            m += 1;
-        }
+        let m = 1 + Q6[1..30].partition_point(|&q| (q as i32 * det) >> 12 <= wd);
         let il = if el < 0 { IL_NEG[m] } else { IL_POS[m] };
         self.adapt(il);
         il

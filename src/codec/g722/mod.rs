@@ -1,10 +1,10 @@
 //! G.722 (7 kHz audio coding within 64 kbit/s), our own implementation, bit-exact
 //! with the ITU-T reference on every G.722 Appendix II test sequence.
 //!
-//! G.722 splits 16 kHz audio with a quadrature mirror filter ([`qmf`]) into a 0-4 kHz
-//! and a 4-8 kHz sub-band, each sampled at 8 kHz, and codes them with ADPCM
-//! ([`band`]): 6 bits for the low band, 2 for the high band. Each code pair is one
-//! octet — bits 0-5 low band, bits 6-7 high band — which is the RTP payload layout
+//! G.722 splits 16 kHz audio with a quadrature mirror filter (module `qmf`) into a
+//! 0-4 kHz and a 4-8 kHz sub-band, each sampled at 8 kHz, and codes them with ADPCM
+//! (module `band`): 6 bits for the low band, 2 for the high band. Each code pair is
+//! one octet — bits 0-5 low band, bits 6-7 high band — which is the RTP payload layout
 //! (RFC 3551; the RTP clock is 8000 although the audio is 16 kHz).
 //!
 //! Two pairs of types:
@@ -17,8 +17,8 @@
 //!
 //! # Scaling between the low band and 8 kHz PCM
 //! The QMF analysis has a pass-band gain of 1/2 and the synthesis a gain of 2 (see
-//! [`qmf`]): a 16 kHz tone of amplitude `A` below 4 kHz becomes a low-band signal
-//! of amplitude `A / 2`, and a low-band reconstruction `rl` plays as `2 * rl`. So the
+//! module `qmf`): a 16 kHz tone of amplitude `A` below 4 kHz becomes a low-band
+//! signal of amplitude `A / 2`, and a low-band reconstruction `rl` plays as `2 * rl`. So the
 //! 8 kHz types convert with exactly that factor: [`LowBandDecoder`] outputs `rl << 1`
 //! (which is also the ITU's own low-band output format, `bt3l*.rc1`, and always fits
 //! an `i16` because `rl` is 15-bit), and [`LowBandEncoder`] feeds `x >> 1` to the band
