@@ -1,1 +1,3 @@
 //! Integration and system tests: real UDP on 127.0.0.1 against a running node.
+
+mod support;

@@ -28,15 +28,18 @@
 //! the next writable event.
 //!
 //! # Errors while sending
-//! `sendmmsg` stops at the first datagram the kernel refuses and records that error
-//! on the socket, to be returned by the *next* call. A refusal can also be stale:
-//! an asynchronous ICMP error for an earlier datagram (e.g. `ECONNREFUSED`) is
-//! reported once on whatever call comes next. So on an error [`SendBatch::flush`]
-//! retries the datagram at the head once; if it fails again it is skipped and
-//! counted ([`FlushStats::failed`]) and the rest of the batch goes on. A stale error
-//! therefore costs one syscall, a bad destination (port 0, wrong family, no route)
-//! costs two, and neither wedges the batch. Only errors that mean the socket itself
-//! is unusable (`EBADF`, `ENOTSOCK`, `EFAULT`) are returned as `Err`.
+//! `sendmmsg` stops at the first datagram the kernel refuses and returns how many
+//! went before it (the refusal itself is lost, or on some kernels left on the
+//! socket for the next call); only when the very first datagram fails does it
+//! return the error. A refusal can also be stale: an asynchronous ICMP error for an
+//! earlier datagram (e.g. `ECONNREFUSED`, reported on connected sockets or with
+//! `IP_RECVERR`) is reported once, by whatever call comes next. So
+//! [`SendBatch::flush`] gives every datagram two tries: a short count or an error
+//! is the head datagram's first strike, a second error skips it, counted in
+//! [`FlushStats::failed`], and the rest of the batch goes on. A stale error thus
+//! costs one extra syscall, a bad destination (port 0, wrong family, no route) one
+//! or two, and neither wedges the batch. Only errors that mean the socket itself is
+//! unusable (`EBADF`, `ENOTSOCK`, `EFAULT`) are returned as `Err`.
 //!
 //! # Unsafe
 //! Confined to the two syscalls, zero-initialising plain C structs, and
