@@ -156,10 +156,13 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
         args.seconds
     );
     print!("{:<4} {:<6} {:>8}", "who", "codec", "rx pkts");
-    for j in 0..codecs.len() {
-        print!(" {:>9}", format!("{} Hz", TONES[j]));
+    for tone in TONES.iter().take(codecs.len()) {
+        print!(" {:>9}", format!("{tone} Hz"));
     }
-    println!(" {:>10}  verdict  (node side: lost/late/concealed, jitter)", "own below");
+    println!(
+        " {:>10}  verdict  (node side: lost/late/concealed, jitter)",
+        "own below"
+    );
     let mut ok = true;
     for (i, r) in reports.iter().enumerate() {
         print!(

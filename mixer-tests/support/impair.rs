@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::rng::Rng;
+use scnf::util::Rng;
 
 /// What happens to datagrams in one direction.
 #[derive(Clone, Copy, Debug, PartialEq)]

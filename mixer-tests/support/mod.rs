@@ -1,14 +1,33 @@
-//! Test-support library for the real-UDP system tests: tones and meters, an RTP
-//! test participant, an impaired relay, and a batched echo server. Everything runs
-//! on 127.0.0.1, every loop is bounded in time, and every random choice comes from
-//! a seed.
+//! Test support for the real-UDP system tests: an impaired relay to put between a
+//! participant and the node, and a node fixture. Participants, tones and level
+//! measurement come from the library (`scnf::probe`), shared with `scnf demo`.
 
-// A library for tests that come later: not every item has a caller yet.
-#![allow(dead_code)]
-
-pub mod client;
-pub mod echo;
 pub mod impair;
-pub mod rng;
-pub mod rtp;
-pub mod tones;
+
+use scnf::config::Config;
+use scnf::io::NodeHandle;
+use std::sync::atomic::{AtomicU16, Ordering};
+use tokio::sync::{Mutex, MutexGuard};
+
+/// System tests measure real-time audio on a small shared machine: they run one at a
+/// time, so one test's load generator does not starve another's.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+/// Holds the machine for one system test.
+pub async fn exclusive() -> MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
+/// Each test's node gets its own port range, so tests can run in parallel.
+static NEXT_PORT: AtomicU16 = AtomicU16::new(24_000);
+
+/// Starts a one-worker node on 127.0.0.1 with `max_talkers` and its own ports.
+pub fn node(max_talkers: usize) -> NodeHandle {
+    let base = NEXT_PORT.fetch_add(100, Ordering::Relaxed);
+    let mut cfg = Config::default();
+    cfg.rtp.workers = 1;
+    cfg.rtp.port_min = base;
+    cfg.rtp.port_max = base + 99;
+    cfg.mixer.max_talkers = max_talkers;
+    NodeHandle::start(&cfg).expect("the test node starts")
+}

@@ -64,6 +64,12 @@ pub struct LegStats {
     pub duplicates: u64,
     /// Frames filled by concealment.
     pub concealed_frames: u64,
+    /// Playout adjustments: 20 ms inserted (stretch) or skipped (compress) to follow
+    /// the network or the sender's clock.
+    pub stretched: u64,
+    pub compressed: u64,
+    /// Times the playout re-anchored (timestamp jump, marker after lateness).
+    pub resyncs: u64,
     /// Current playout delay target, milliseconds.
     pub playout_delay_ms: u64,
     /// Payloads the decoder refused.
@@ -188,6 +194,9 @@ impl Leg {
         s.late = p.late;
         s.duplicates = p.duplicate;
         s.concealed_frames = p.concealed_frames;
+        s.stretched = p.stretched;
+        s.compressed = p.compressed;
+        s.resyncs = p.resyncs;
         s.playout_delay_ms = p.target_delay_ms as u64;
         s.packets_lost = self.reception.lost();
         s.jitter_ms = self.reception.jitter_ms();

@@ -109,7 +109,7 @@ impl Participant {
             pcm: vec![0; ((duration + tail).as_millis() as usize / 20 + 50) * FRAME_SAMPLES],
             ..Heard::default()
         };
-        let ts_per_sample = (self.codec.rtp_clock_rate() / 8000) as u32;
+        let ts_per_sample = self.codec.rtp_clock_rate() / 8000;
         let mut first_ts: Option<u32> = None;
         let mut buf = vec![0u8; 2048];
         let mut pcm = [0i16; FRAME_SAMPLES];

@@ -66,6 +66,26 @@ pub fn level_dbfs(samples: &[i16], freq: f64) -> f64 {
     }
 }
 
+/// Level of `freq` measured in consecutive blocks of `block` samples and
+/// power-averaged, in dBFS. Robust where the audio's phase jumps — a concealed frame or a playout
+/// adjustment shifts everything after it by a fraction of a period, and a single long
+/// coherent DFT would read that as a lower level.
+pub fn level_dbfs_blocked(samples: &[i16], freq: f64, block: usize) -> f64 {
+    let blocks: Vec<f64> = samples
+        .chunks_exact(block.max(2))
+        .map(|b| 10f64.powf(level_dbfs(b, freq) / 10.0))
+        .collect();
+    if blocks.is_empty() {
+        return level_dbfs(samples, freq);
+    }
+    let p = blocks.iter().sum::<f64>() / blocks.len() as f64;
+    if p <= 0.0 {
+        -200.0
+    } else {
+        10.0 * p.log10()
+    }
+}
+
 /// RMS level of `samples` in dBFS (full-scale sine = -3 dBFS); -200 for silence.
 pub fn rms_dbfs(samples: &[i16]) -> f64 {
     if samples.is_empty() {

@@ -1,0 +1,253 @@
+//! The node over real sockets: N-minus-one in mixed codecs, with and without a bad
+//! network, bit-exact single talker, and garbage that must not hurt calls.
+
+use crate::support::impair::{Impairment, Relay, RelayConfig};
+use crate::support::{exclusive, node};
+use scnf::codec::{CodecKind, Decoder, FRAME_SAMPLES};
+use scnf::demo::{conference, HeardReport, TONES, TONE_DBFS};
+use scnf::engine::LegSpec;
+use scnf::probe::{level_dbfs_blocked, Participant, Source, Tone};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+const FIVE: [CodecKind; 5] = [
+    CodecKind::Pcma,
+    CodecKind::Pcmu,
+    CodecKind::G722,
+    CodecKind::Pcma,
+    CodecKind::Pcmu,
+];
+
+fn check_n_minus_one(reports: &[HeardReport], level_tolerance_db: f64) {
+    for r in reports {
+        let i = r.own;
+        for (j, &l) in r.levels.iter().enumerate() {
+            if j != i {
+                assert!(
+                    (l - TONE_DBFS).abs() < level_tolerance_db,
+                    "P{} ({:?}) hears P{} at {l:.1} dBFS: {:?}",
+                    i + 1,
+                    r.codec,
+                    j + 1,
+                    r.levels
+                );
+            }
+        }
+        assert!(
+            r.own_rejection_db() >= 60.0,
+            "P{} ({:?}) hears itself only {:.1} dB below the others: {:?}",
+            i + 1,
+            r.codec,
+            r.own_rejection_db(),
+            r.levels
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_legs_in_mixed_codecs_hear_the_other_four_and_not_themselves() {
+    let _machine = exclusive().await;
+    let node = node(8);
+    let reports = conference(&node, &FIVE, Duration::from_secs(4))
+        .await
+        .unwrap();
+    check_n_minus_one(&reports, 1.0);
+    let stats = node.stats().await.unwrap();
+    assert_eq!(stats[0].late_ticks, 0, "{stats:?}");
+    node.shutdown();
+}
+
+/// Participants behind relays that lose 5 %, delay by 0-30 ms (reordering) on the
+/// way into the node. The way back is clean, so what the participant records is
+/// what the node sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_legs_through_loss_reordering_and_jitter_still_hear_right() {
+    let _machine = exclusive().await;
+    let node = node(8);
+    let room = node.open_room().await.unwrap();
+    let talk = Duration::from_secs(5);
+    let start = tokio::time::Instant::now() + Duration::from_millis(200);
+    let mut tasks = Vec::new();
+    let mut relays = Vec::new();
+    let mut legs = Vec::new();
+    for (i, &codec) in FIVE.iter().enumerate() {
+        let tone = Tone::at_dbfs(TONES[i], TONE_DBFS);
+        let mut p = Participant::bind(LOCALHOST, codec, Source::Tone(tone))
+            .await
+            .unwrap();
+        let cfg = RelayConfig {
+            // 5 % loss, 0-30 ms jitter, 2 % held back 50 ms.
+            to_node: Impairment::TYPICAL,
+            to_participant: Impairment::NONE,
+            seed: 1000 + i as u64,
+            lifetime: Duration::from_secs(20),
+        };
+        let relay = Relay::start(p.local_addr(), None, cfg).unwrap();
+        let leg = node
+            .add_leg(room, LegSpec::new(relay.addr(), codec))
+            .await
+            .unwrap();
+        relay.set_node(leg.local);
+        let via = relay.addr();
+        legs.push(leg.id);
+        relays.push(relay);
+        tasks.push(tokio::spawn(async move {
+            p.run(via, start, talk, Duration::from_millis(300)).await
+        }));
+    }
+    let mut heard = Vec::new();
+    for t in tasks {
+        heard.push(t.await.unwrap().unwrap());
+    }
+    let mut concealed = 0;
+    for (i, h) in heard.iter().enumerate() {
+        let w = &h.pcm[8000..40_000];
+        // The others' tones over 1 s blocks: robust to the phase jumps concealment and
+        // playout adjustments leave. The own tone over 2 s blocks: finer resolution,
+        // so the concealment splatter of the others' tones does not mask it (real
+        // leakage would read within a few dB either way).
+        let levels: Vec<f64> = (0..FIVE.len())
+            .map(|j| level_dbfs_blocked(w, TONES[j], if j == i { 16_000 } else { 8_000 }))
+            .collect();
+        let report = HeardReport {
+            codec: FIVE[i],
+            levels,
+            own: i,
+            packets_received: h.packets_received,
+            packets_sent: h.packets_sent,
+            leg: node.leg_stats(legs[i]).await.unwrap(),
+        };
+        concealed += report.leg.concealed_frames;
+        assert!(
+            report.leg.packets_lost > 0,
+            "the relay did lose packets: {:?}",
+            report.leg
+        );
+        // Concealment replaces a lost frame with a close continuation: the levels
+        // hold within 2 dB, and the own tone still stays 60 dB down.
+        check_n_minus_one(std::slice::from_ref(&report), 2.0);
+    }
+    assert!(concealed > 20, "losses were concealed ({concealed} frames)");
+    node.shutdown();
+}
+
+/// One talker, one listener, both A-law (then both mu-law): the listener's audio is
+/// sample-for-sample the talker's, after the jitter buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_g711_talker_is_heard_bit_exact() {
+    let _machine = exclusive().await;
+    for codec in [CodecKind::Pcma, CodecKind::Pcmu] {
+        let node = node(8);
+        let room = node.open_room().await.unwrap();
+        let start = tokio::time::Instant::now() + Duration::from_millis(100);
+        let mut talker = Participant::bind(
+            LOCALHOST,
+            codec,
+            Source::Noise {
+                amplitude: 3000,
+                seed: 5,
+            },
+        )
+        .await
+        .unwrap();
+        let mut listener = Participant::bind(LOCALHOST, codec, Source::Silence)
+            .await
+            .unwrap();
+        let t = node
+            .add_leg(room, LegSpec::new(talker.local_addr(), codec))
+            .await
+            .unwrap();
+        let l = node
+            .add_leg(room, LegSpec::new(listener.local_addr(), codec))
+            .await
+            .unwrap();
+        let d = Duration::from_secs(3);
+        let tail = Duration::from_millis(300);
+        let (a, b) = tokio::join!(
+            talker.run(t.local, start, d, tail),
+            listener.run(l.local, start, d, tail)
+        );
+        let (sent, got) = (a.unwrap().sent, b.unwrap().payloads);
+        let talker_leg = node.leg_stats(t.id).await.unwrap();
+        let decode = |p: &[u8]| {
+            let mut dec = Decoder::new(codec).unwrap();
+            let mut pcm = [0i16; FRAME_SAMPLES];
+            dec.decode(p, &mut pcm).unwrap();
+            pcm
+        };
+        let sent: Vec<_> = sent.iter().map(|p| decode(p)).collect();
+        let got: Vec<_> = got.iter().map(|(_, p)| decode(p)).collect();
+        let first = got
+            .iter()
+            .position(|f| sent.contains(f))
+            .expect("the listener hears the talker");
+        let offset = sent.iter().position(|f| *f == got[first]).unwrap();
+        // Every frame from there on is the talker's, in order. A frame the jitter
+        // buffer had to invent (the sender stalled on this shared machine) breaks
+        // the run; the longest run must still cover most of the call.
+        let n = (got.len() - first).min(sent.len() - offset) - 2;
+        let mut longest = 0;
+        let mut run = 0;
+        let (mut g, mut s_) = (first, offset);
+        while g < first + n && s_ < sent.len() {
+            if got[g] == sent[s_] {
+                run += 1;
+                longest = longest.max(run);
+                g += 1;
+                s_ += 1;
+            } else if let Some(k) = sent[s_..].iter().position(|f| *f == got[g]) {
+                // Re-align after an inserted or skipped frame.
+                s_ += k;
+                run = 0;
+            } else {
+                g += 1;
+                run = 0;
+            }
+        }
+        assert!(
+            longest >= 100,
+            "{codec:?}: longest bit-exact run {longest} of {n} frames; talker's leg: {talker_leg:?}"
+        );
+        node.shutdown();
+    }
+}
+
+/// Garbage, floods and strangers on the node's port are counted and dropped; the
+/// established call keeps its audio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_strangers_do_not_hurt_an_established_call() {
+    let _machine = exclusive().await;
+    let node = node(8);
+    let local = {
+        // Learn the worker's address by adding a throwaway room and leg.
+        node.worker_addresses()[0]
+    };
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let flood = std::thread::spawn(move || {
+        let mut rng = scnf::util::Rng::new(7);
+        let mut buf = [0u8; 1500];
+        for i in 0..20_000u32 {
+            let len = rng.below(1500) as usize;
+            for b in &mut buf[..len] {
+                *b = rng.next_u64() as u8;
+            }
+            if i % 3 == 0 && len >= 12 {
+                buf[0] = 0x80; // looks like RTP
+            }
+            let _ = attacker.send_to(&buf[..len], local);
+            let _ = attacker.send_to(&buf[..len], SocketAddr::new(local.ip(), local.port() + 1));
+            if i % 500 == 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+    let reports = conference(&node, &FIVE, Duration::from_secs(4))
+        .await
+        .unwrap();
+    flood.join().unwrap();
+    check_n_minus_one(&reports, 1.0);
+    let stats = node.stats().await.unwrap();
+    assert!(stats[0].foreign >= 20_000, "{stats:?}");
+    node.shutdown();
+}
