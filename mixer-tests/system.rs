@@ -4,9 +4,10 @@
 use crate::support::impair::{Impairment, Relay, RelayConfig};
 use crate::support::{exclusive, node};
 use scnf::codec::{CodecKind, Decoder, FRAME_SAMPLES};
-use scnf::demo::{conference, HeardReport, TONES, TONE_DBFS};
 use scnf::engine::LegSpec;
+use scnf::io::demo::{conference, HeardReport};
 use scnf::probe::{level_dbfs_blocked, Participant, Source, Tone};
+use scnf::probe::{TONES, TONE_DBFS};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 

@@ -19,7 +19,6 @@
 
 pub mod codec;
 pub mod config;
-pub mod demo;
 pub mod engine;
 pub mod io;
 pub mod jitter;

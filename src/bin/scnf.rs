@@ -25,7 +25,7 @@ enum Command {
     /// Run a mixer node until SIGTERM or SIGINT.
     Node(Overrides),
     /// Run a synthetic conference on loopback and report what every participant hears.
-    Demo(scnf::demo::DemoArgs),
+    Demo(scnf::io::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Node(o) => rt.block_on(run_node(o)),
-        Command::Demo(args) => rt.block_on(scnf::demo::run(args)),
+        Command::Demo(args) => rt.block_on(scnf::io::demo::run(args)),
     };
     match result {
         Ok(code) => code,

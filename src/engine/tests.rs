@@ -7,7 +7,7 @@ use crate::netsim::{Jitter, Loss, Path, PathConfig};
 use crate::probe::{level_dbfs, Tone};
 use crate::rtp::RtpHeader;
 
-use crate::demo::TONES;
+use crate::probe::TONES;
 
 enum Src {
     Tone(Tone),

@@ -1,6 +1,7 @@
 //! The I/O shell: sockets, worker threads, the one timer per worker, and the
 //! control API. Everything here is thin; decisions live in [`crate::engine`].
 
+pub mod demo;
 pub mod node;
 pub mod udp;
 pub mod worker;

@@ -7,4 +7,4 @@ pub mod swarm;
 pub mod tone;
 
 pub use participant::{Heard, Participant, Source};
-pub use tone::{level_dbfs, level_dbfs_blocked, rms_dbfs, Tone};
+pub use tone::{level_dbfs, level_dbfs_blocked, rms_dbfs, Tone, TONES, TONE_DBFS};

@@ -6,25 +6,14 @@
 //! N-minus-one: the others' tones at their sent level, the own tone at least 60 dB
 //! below them. Prints a table and exits non-zero when any check fails.
 
+use super::NodeHandle;
 use crate::codec::CodecKind;
 use crate::config::Config;
 use crate::engine::LegSpec;
-use crate::io::NodeHandle;
-use crate::probe::{level_dbfs, Participant, Source, Tone};
+use crate::probe::{level_dbfs, Participant, Source, Tone, TONES, TONE_DBFS};
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// The participants' tones. G.711 companding and G.722 ADPCM are nonlinear: the
-/// others' tones leave intermodulation products all over the spectrum, and a product
-/// landing on a listener's own frequency reads as "hearing itself". The first five
-/// were chosen by simulating the whole codec chain (A-law, mu-law, G.722 sources,
-/// mixed, re-encoded for each listener) over random candidate sets: their worst
-/// own-tone rejection is 69.5 dB where the 60 dB the tests require is the bar. The
-/// last three extend the set for larger demos.
-pub const TONES: [f64; 8] = [518.0, 762.0, 1539.0, 1799.0, 2109.0, 2380.0, 2650.0, 2950.0];
-/// Sent level of every tone, dBFS (peak).
-pub const TONE_DBFS: f64 = -20.0;
 
 /// Flags of `scnf demo`.
 #[derive(Clone, Debug, clap::Args)]
