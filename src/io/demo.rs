@@ -76,7 +76,7 @@ pub async fn conference(
     let room = node.open_room().await?;
     let ip: IpAddr = [127, 0, 0, 1].into();
     let mut tasks = Vec::new();
-    let start = tokio::time::Instant::now() + Duration::from_millis(100);
+    let start = tokio::time::Instant::now() + Duration::from_millis(200);
     let mut legs = Vec::new();
     for (i, &codec) in codecs.iter().enumerate() {
         let tone = Tone::at_dbfs(TONES[i % TONES.len()], TONE_DBFS);
