@@ -4,5 +4,6 @@
 //! (`scnf::probe::Participant`) and measures what they heard. Runs are a few seconds
 //! each and bounded.
 
+mod alloc;
 mod support;
 mod system;

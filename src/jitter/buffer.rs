@@ -14,6 +14,9 @@
 
 use super::Rejected;
 
+/// Smallest payload capacity a slot grows to, bytes.
+const MIN_SLOT_BYTES: usize = 64;
+
 /// Extends a 16-bit RTP sequence number to the `i64` closest to `reference`.
 pub(super) fn unwrap16(reference: i64, seq: u16) -> i64 {
     reference + i64::from(seq.wrapping_sub(reference as u16) as i16)
@@ -122,6 +125,13 @@ impl Ring {
         slot.len = len;
         slot.marker = marker;
         slot.payload.clear();
+        if slot.payload.capacity() < payload.len() {
+            // Grow to the next power of two: variable-size payloads (Opus) then stop
+            // reallocating after the first few, keeping the media path free of
+            // allocation once warm.
+            slot.payload
+                .reserve_exact(payload.len().next_power_of_two().max(MIN_SLOT_BYTES));
+        }
         slot.payload.extend_from_slice(payload);
         self.queued += 1;
         Ok(())
