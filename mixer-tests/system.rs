@@ -252,3 +252,103 @@ async fn garbage_and_strangers_do_not_hurt_an_established_call() {
     assert!(stats[0].foreign >= 20_000, "{stats:?}");
     node.shutdown();
 }
+
+/// Opus (48 kHz RTP clock, decoded and encoded at 8 kHz) and L16 legs in one room
+/// with G.711 and G.722. Opus is a perceptual codec: its coding noise near a
+/// listener's own frequency is higher than G.711's, so Opus listeners are held to
+/// 45 dB own-tone rejection, everyone else to 60.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opus_and_l16_legs_mix_with_g711_and_g722() {
+    let _machine = exclusive().await;
+    let node = node(8);
+    let codecs = [
+        CodecKind::Opus,
+        CodecKind::L16,
+        CodecKind::Pcma,
+        CodecKind::G722,
+        CodecKind::Opus,
+    ];
+    let reports = conference(&node, &codecs, Duration::from_secs(4))
+        .await
+        .unwrap();
+    for r in &reports {
+        let floor = if r.codec == CodecKind::Opus {
+            45.0
+        } else {
+            60.0
+        };
+        for (j, &l) in r.levels.iter().enumerate() {
+            if j != r.own {
+                assert!(
+                    (l - TONE_DBFS).abs() < 2.0,
+                    "{:?} hears P{} at {l:.1}",
+                    r.codec,
+                    j + 1
+                );
+            }
+        }
+        assert!(
+            r.own_rejection_db() >= floor,
+            "{:?} hears itself {:.1} dB below the others: {:?}",
+            r.codec,
+            r.own_rejection_db(),
+            r.levels
+        );
+    }
+    node.shutdown();
+}
+
+/// RFC 4733 telephone-events on a leg reach the control side as one digit each,
+/// in order, however often the end packet is repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telephone_events_reach_the_control_side_as_digits() {
+    let _machine = exclusive().await;
+    let node = node(8);
+    let mut events = node.subscribe();
+    let room = node.open_room().await.unwrap();
+    let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut spec = LegSpec::new(phone.local_addr().unwrap(), CodecKind::Pcma);
+    spec.telephone_event_pt = Some(101);
+    let leg = node.add_leg(room, spec).await.unwrap();
+    let mut seq = 0u16;
+    for (k, event) in [2u8, 1, 10, 11].into_iter().enumerate() {
+        let ts = 8000 * (k as u32 + 1);
+        for (dur, end) in [
+            (160u16, false),
+            (320, false),
+            (400, true),
+            (400, true),
+            (400, true),
+        ] {
+            let mut pkt = [0u8; 16];
+            scnf::rtp::RtpHeader {
+                marker: dur == 160,
+                payload_type: 101,
+                sequence: seq,
+                timestamp: ts,
+                ssrc: 9,
+            }
+            .write(&mut pkt)
+            .unwrap();
+            pkt[12] = event;
+            pkt[13] = if end { 0x80 | 10 } else { 10 };
+            pkt[14..].copy_from_slice(&dur.to_be_bytes());
+            phone.send_to(&pkt, leg.local).unwrap();
+            seq += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let mut digits = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while digits.len() < 4 {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(scnf::engine::EngineEvent::Dtmf { digit, leg: l, .. })) if l == leg.id => {
+                digits.push(digit)
+            }
+            Ok(Ok(_)) => {}
+            _ => break,
+        }
+    }
+    assert_eq!(digits, "21*#");
+    node.shutdown();
+}
