@@ -91,6 +91,16 @@ pub struct LegStats {
     pub talking: bool,
 }
 
+/// Where a peer at `rtp` receives RTCP: the same port with rtcp-mux (RFC 5761),
+/// else the next one (RFC 3550's convention).
+pub fn rtcp_address(rtp: SocketAddr, mux: bool) -> SocketAddr {
+    if mux {
+        rtp
+    } else {
+        SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1))
+    }
+}
+
 /// A leg inside the engine.
 pub struct Leg {
     pub id: LegId,
@@ -147,11 +157,7 @@ impl Leg {
         initial_ts: u32,
         first_rtcp: Instant,
     ) -> Result<Leg, crate::codec::CodecError> {
-        let rtcp_remote = if spec.rtcp_mux {
-            spec.remote
-        } else {
-            SocketAddr::new(spec.remote.ip(), spec.remote.port().wrapping_add(1))
-        };
+        let rtcp_remote = rtcp_address(spec.remote, spec.rtcp_mux);
         Ok(Leg {
             id,
             room,

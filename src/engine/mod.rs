@@ -161,6 +161,32 @@ impl Default for EngineStats {
     }
 }
 
+/// Which leg (slab index) owns a remote address, for RTP and for RTCP.
+#[derive(Debug, Default)]
+struct Addresses {
+    rtp: HashMap<SocketAddr, usize>,
+    rtcp: HashMap<SocketAddr, usize>,
+}
+
+impl Addresses {
+    fn map(&mut self, idx: usize, rtp: SocketAddr, rtcp: SocketAddr) {
+        self.rtp.insert(rtp, idx);
+        if rtcp != rtp {
+            self.rtcp.insert(rtcp, idx);
+        }
+    }
+
+    /// Forgets the leg's addresses (only where they still point at this leg).
+    fn unmap(&mut self, idx: usize, rtp: SocketAddr, rtcp: SocketAddr) {
+        if self.rtp.get(&rtp) == Some(&idx) {
+            self.rtp.remove(&rtp);
+        }
+        if self.rtcp.get(&rtcp) == Some(&idx) {
+            self.rtcp.remove(&rtcp);
+        }
+    }
+}
+
 /// See the module docs.
 pub struct Engine {
     cfg: EngineConfig,
@@ -168,8 +194,7 @@ pub struct Engine {
     rooms: HashMap<u64, Room>,
     legs: Slab<Leg>,
     leg_index: HashMap<LegId, usize>,
-    by_addr: HashMap<SocketAddr, usize>,
-    by_rtcp_addr: HashMap<SocketAddr, usize>,
+    addresses: Addresses,
     /// Slab indices of legs with latching on.
     latching: Vec<usize>,
     next_tick: Option<Instant>,
@@ -187,8 +212,7 @@ impl Engine {
             rooms: HashMap::new(),
             legs: Slab::default(),
             leg_index: HashMap::new(),
-            by_addr: HashMap::new(),
-            by_rtcp_addr: HashMap::new(),
+            addresses: Addresses::default(),
             latching: Vec::new(),
             next_tick: None,
             tick_no: 0,
@@ -243,7 +267,7 @@ impl Engine {
         if self.leg_index.contains_key(&id) {
             return Err(EngineError::LegExists(id));
         }
-        if self.by_addr.contains_key(&spec.remote) {
+        if self.addresses.rtp.contains_key(&spec.remote) {
             return Err(EngineError::RemoteInUse(spec.remote));
         }
         // RFC 3550 6.2: the first report after a random fraction of the interval.
@@ -264,15 +288,11 @@ impl Engine {
             self.rng.next_u32(),
             first_rtcp,
         )?;
-        let remote = leg.remote;
-        let rtcp_remote = leg.rtcp_remote;
+        let (remote, rtcp_remote) = (leg.remote, leg.rtcp_remote);
         let latching = leg.spec.latching;
         let idx = self.legs.insert(leg);
         self.leg_index.insert(id, idx);
-        self.by_addr.insert(remote, idx);
-        if rtcp_remote != remote {
-            self.by_rtcp_addr.insert(rtcp_remote, idx);
-        }
+        self.addresses.map(idx, remote, rtcp_remote);
         if latching {
             self.latching.push(idx);
         }
@@ -294,21 +314,12 @@ impl Engine {
             .legs
             .remove(idx)
             .expect("leg_index points at live legs");
-        self.unmap_addresses(idx, &leg);
+        self.addresses.unmap(idx, leg.remote, leg.rtcp_remote);
         self.latching.retain(|&i| i != idx);
         if let Some(room) = self.rooms.get_mut(&leg.room) {
             room.legs.retain(|&i| i != idx);
         }
         Ok(leg.snapshot())
-    }
-
-    fn unmap_addresses(&mut self, idx: usize, leg: &Leg) {
-        if self.by_addr.get(&leg.remote) == Some(&idx) {
-            self.by_addr.remove(&leg.remote);
-        }
-        if self.by_rtcp_addr.get(&leg.rtcp_remote) == Some(&idx) {
-            self.by_rtcp_addr.remove(&leg.rtcp_remote);
-        }
     }
 
     /// Mutes or unmutes a leg's contribution to the mix (hold, remote control).
@@ -381,11 +392,12 @@ impl Engine {
         self.stats.datagrams += 1;
         let is_rtcp = via == Via::Rtcp || rtp::is_rtcp(data);
         let known = if via == Via::Rtcp {
-            self.by_rtcp_addr
+            self.addresses
+                .rtcp
                 .get(&from)
-                .or_else(|| self.by_addr.get(&from))
+                .or_else(|| self.addresses.rtp.get(&from))
         } else {
-            self.by_addr.get(&from)
+            self.addresses.rtp.get(&from)
         };
         if is_rtcp {
             match known {
@@ -483,27 +495,17 @@ impl Engine {
         })?;
         let leg = self
             .legs
-            .remove(idx)
+            .get_mut(idx)
             .expect("latching list holds live legs");
-        self.unmap_addresses(idx, &leg);
-        let mut leg = leg;
+        self.addresses.unmap(idx, leg.remote, leg.rtcp_remote);
         leg.remote = from;
-        leg.rtcp_remote = if leg.spec.rtcp_mux {
-            from
-        } else {
-            SocketAddr::new(from.ip(), from.port().wrapping_add(1))
-        };
-        self.by_addr.insert(leg.remote, idx);
-        if leg.rtcp_remote != leg.remote {
-            self.by_rtcp_addr.insert(leg.rtcp_remote, idx);
-        }
+        leg.rtcp_remote = leg::rtcp_address(from, leg.spec.rtcp_mux);
+        self.addresses.map(idx, leg.remote, leg.rtcp_remote);
         self.events.push_back(EngineEvent::Latched {
             room: leg.room,
             leg: leg.id,
             remote: from,
         });
-        let back = self.legs.insert(leg);
-        debug_assert_eq!(back, idx, "the slab reuses the slot just freed");
         Some(idx)
     }
 
