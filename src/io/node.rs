@@ -30,6 +30,8 @@ pub enum NodeError {
     NoPorts { min: u16, max: u16, worker: usize },
     #[error("socket: {0}")]
     Io(#[from] std::io::Error),
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Where a new leg's peer should send.
@@ -102,12 +104,7 @@ impl NodeHandle {
     /// Starts the node's workers. Must be called inside a tokio runtime only for the
     /// returned handle's async methods; the workers run on their own threads.
     pub fn start(cfg: &Config) -> Result<NodeHandle, NodeError> {
-        cfg.validate().map_err(|e| {
-            NodeError::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                e.to_string(),
-            ))
-        })?;
+        cfg.validate()?;
         let n = cfg.worker_count();
         let advertise = cfg
             .rtp
