@@ -32,3 +32,22 @@ pub fn words_le(data: &[u8]) -> Vec<u16> {
         .map(|p| u16::from_le_bytes([p[0], p[1]]))
         .collect()
 }
+
+/// Power of the `freq` component of `x` sampled at `rate` (Goertzel), normalised so
+/// that a sine of amplitude A gives A^2 / 2.
+pub fn tone_power(x: &[i16], freq: f64, rate: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / rate;
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &v in x {
+        let s0 = v as f64 + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let p = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    2.0 * p / (x.len() as f64 * x.len() as f64)
+}
+
+/// Mean power of `x` (0 for an empty slice).
+pub fn mean_power(x: &[i16]) -> f64 {
+    x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64
+}

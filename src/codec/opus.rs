@@ -188,22 +188,10 @@ impl OpusEncoder {
 mod tests {
     use super::*;
 
-    /// Power of the `freq` component of `x` (Goertzel), normalised so that a sine of
-    /// amplitude A gives A^2 / 2.
-    fn tone_power(x: &[i16], freq: f64) -> f64 {
-        let w = 2.0 * std::f64::consts::PI * freq / 8000.0;
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for &v in x {
-            let s0 = v as f64 + 2.0 * w.cos() * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        let p = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
-        2.0 * p / (x.len() as f64 * x.len() as f64)
-    }
+    use crate::testutil::mean_power;
 
-    fn mean_power(x: &[i16]) -> f64 {
-        x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64
+    fn tone_power(x: &[i16], freq: f64) -> f64 {
+        crate::testutil::tone_power(x, freq, 8000.0)
     }
 
     fn db(ratio: f64) -> f64 {
