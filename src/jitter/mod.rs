@@ -168,7 +168,9 @@ pub struct PlayoutStats {
     /// Re-anchorings at a talk-spurt boundary (marker bit or silence, no flush).
     pub spurts: u64,
     pub decoded_frames: u64,
-    /// Frames holding loss concealment.
+    /// Frames holding loss concealment, counted once sequence numbers show audio was
+    /// missing: a stream's end or a sender's pause is faded out (as
+    /// [`FrameKind::Concealed`]) but not counted here.
     pub concealed_frames: u64,
     pub silence_frames: u64,
     /// Frames inserted mid-spurt to grow the delay (late packets, slow sender clock).

@@ -23,9 +23,12 @@
 //!   stream had gone silent (concealment faded out) — and there is a gap before it,
 //!   the playout re-anchors on it: the silence is lengthened or shortened so the delay
 //!   becomes exactly the target. No audio is touched.
-//! - Mid-spurt, when `delay < target` (late packets raised the target, or the sender's
-//!   clock is slow), one 20 ms frame of pitch-repetition is inserted at once: grow
-//!   fast.
+//! - Mid-spurt, when `delay < target - 5 ms` (late packets raised the target, or the
+//!   sender's clock is slow), one 20 ms frame of pitch-repetition is inserted at once:
+//!   grow fast. The 5 ms slack absorbs measurement noise: playout starts on the first
+//!   tick at or past the target, so the delay may start just above it, and a tick
+//!   that runs less late than that one, or a transit floor raised by the path's jitter
+//!   as the fastest packet leaves its window, reads a millisecond or two below it.
 //! - Mid-spurt, when `delay > max(target, start_delay) + 30 ms` (the sender's clock
 //!   is fast, or the path calmed down) for 0.5 s, 20 ms is skipped with a 5 ms
 //!   cross-fade, preferably in a quiet frame, in any frame after 2 s: shrink slowly.
@@ -34,6 +37,15 @@
 //!
 //! At 0.5% clock drift this takes one step about every 4 s; on a steady path it
 //! never acts, so a clean stream passes bit-exactly.
+//!
+//! # Counting concealment
+//! When the buffer runs dry the playout conceals, then fades to silence, whether audio
+//! was lost or the sender paused (DTX without comfort noise) or hung up: it cannot yet
+//! tell. Sequence numbers tell later. Concealed frames count in
+//! [`PlayoutStats::concealed_frames`] at once when a later packet is already buffered
+//! past a sequence gap, otherwise when the next packet arrives showing a gap (or being
+//! late for concealed audio); when it is the next sequence number at or after the
+//! playout point (a pause), or none comes, they are not counted.
 //!
 //! # Resynchronisation
 //! The stream is re-anchored (buffer flushed, state `Waiting`) when a packet's
@@ -60,6 +72,11 @@ const LATE_RUN_RESYNC: u32 = 8;
 /// Mean square below which a frame counts as quiet (RMS 500, about -36 dBFS).
 const QUIET: i64 = 500 * 500;
 const HYSTERESIS_MS: i64 = 30;
+/// A delay this far below the target is measurement noise, not a risk: each tick is
+/// measured at the instant it runs (a timer fires 0-3 ms late, and playout starts on
+/// whichever tick first reaches the target), and the transit floor moves by the
+/// path's jitter as packets leave its window. The target's own 10 ms margin covers it.
+const GROW_SLACK_MS: i64 = 5;
 const JUMP_MARGIN_MS: i64 = 100;
 const SHRINK_AFTER: Duration = Duration::from_millis(500);
 const FORCE_SHRINK_AFTER: Duration = Duration::from_secs(2);
@@ -88,6 +105,8 @@ struct Tally {
     decoded: usize,
     concealed: usize,
     synthetic: usize,
+    /// Some of the concealment covers sequence numbers known to be missing.
+    missing: bool,
 }
 
 /// Jitter buffer, decoder driver and concealment of one leg. See the module docs.
@@ -124,6 +143,9 @@ pub struct Playout {
     /// When the delay was last grown mid-spurt; shrinking waits `CALM_AFTER_GROWTH`.
     grown_at: Option<Instant>,
     last_energy: i64,
+    /// Frames of the current erasure concealed while no packet after it had arrived:
+    /// a loss, or the sender pausing or stopping. The next packet says which.
+    unproven: u64,
     stats: PlayoutStats,
 }
 
@@ -161,6 +183,7 @@ impl Playout {
             above_since: None,
             grown_at: None,
             last_energy: 0,
+            unproven: 0,
             stats: PlayoutStats::default(),
         }
     }
@@ -205,6 +228,7 @@ impl Playout {
             self.stats.duplicate += 1;
             return Err(Rejected::Duplicate);
         }
+        self.settle_erasure(eseq, ets);
         let forward = ets - self.play_pos() > self.jump;
         let backward = self.cursor - ets > self.jump && eseq >= self.head;
         if forward || backward {
@@ -289,7 +313,11 @@ impl Playout {
             .sum::<i64>()
             / FRAME_SAMPLES as i64;
         if tally.concealed > 0 {
-            self.stats.concealed_frames += 1;
+            if tally.missing {
+                self.stats.concealed_frames += 1 + std::mem::take(&mut self.unproven);
+            } else {
+                self.unproven += 1;
+            }
         }
         let kind = if tally.concealed + tally.synthetic > 0 {
             FrameKind::Concealed
@@ -317,6 +345,8 @@ impl Playout {
         self.late_run = 0;
         self.above_since = None;
         self.grown_at = None;
+        // The stream ended; nothing will show that its tail was lost.
+        self.unproven = 0;
     }
 
     pub fn stats(&self) -> &PlayoutStats {
@@ -425,7 +455,7 @@ impl Playout {
         let upm = self.est.units_per_ms();
         self.stats.delay_ms = (delay.max(0) / upm) as u32;
         let target = self.est.target();
-        if delay < target {
+        if delay < target - GROW_SLACK_MS * upm {
             self.above_since = None;
             self.grown_at = Some(now);
             return Action::Stretch;
@@ -500,7 +530,7 @@ impl Playout {
                 continue;
             }
             let Some(s) = self.ring.first_queued_from(self.head) else {
-                self.conceal(dec, &mut out[filled..], tally);
+                self.conceal(dec, &mut out[filled..], tally, false);
                 return;
             };
             let slot = self.ring.slot(s);
@@ -528,7 +558,9 @@ impl Playout {
             }
             let gap = ((ts - self.cursor + self.ups - 1) / self.ups) as usize;
             let k = gap.min(n - filled);
-            self.conceal(dec, &mut out[filled..filled + k], tally);
+            // A timestamp gap with no sequence gap is a sender pause, not a loss.
+            let missing = s > self.head;
+            self.conceal(dec, &mut out[filled..filled + k], tally, missing);
             filled += k;
         }
     }
@@ -554,7 +586,15 @@ impl Playout {
         }
     }
 
-    fn conceal(&mut self, dec: &mut impl FrameDecoder, out: &mut [i16], tally: &mut Tally) {
+    /// Conceals `out.len()` samples; `missing` when sequence numbers show that the
+    /// sender sent audio for them.
+    fn conceal(
+        &mut self,
+        dec: &mut impl FrameDecoder,
+        out: &mut [i16],
+        tally: &mut Tally,
+        missing: bool,
+    ) {
         let k = out.len();
         if self.erasure >= FADED {
             if self.plc.erased() > 0 {
@@ -571,10 +611,27 @@ impl Playout {
                 self.plc.conceal(out);
             }
             tally.concealed += k;
+            tally.missing |= missing;
         }
         self.erasure += k;
         self.dry = self.erasure >= FADED;
         self.cursor += k as i64 * self.ups;
+    }
+
+    /// A packet `eseq` at `ets` arrived: decides whether the frames concealed in the
+    /// current erasure before any later packet was known stood in for lost audio
+    /// (a sequence gap, or it is the awaited packet and starts inside the concealed
+    /// span: it came late) or for a sender pause (the awaited packet, at or after the
+    /// playout point, or with timestamps restarted behind the erasure).
+    fn settle_erasure(&mut self, eseq: i64, ets: i64) {
+        if self.unproven == 0 || eseq < self.head {
+            return;
+        }
+        let unproven = std::mem::take(&mut self.unproven);
+        let erased_from = self.cursor - self.erasure as i64 * self.ups;
+        if eseq > self.head || (erased_from..self.cursor).contains(&ets) {
+            self.stats.concealed_frames += unproven;
+        }
     }
 
     fn update_gauges(&mut self) {

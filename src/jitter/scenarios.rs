@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::codec::{g711, l16, CodecKind};
-use crate::netsim::{Jitter, Loss, Path, PathConfig, PathStats};
+use crate::netsim::{Jitter, Loss, Path, PathConfig, PathStats, Rng};
 use std::time::Instant;
 
 const TICK_PHASE_MS: u64 = 7;
@@ -509,5 +509,153 @@ fn sender_clock_drift_keeps_the_buffer_bounded_with_few_adjustments() {
             (0, 0, 0),
             "{drift_ppm} ppm"
         );
+    }
+}
+
+/// A stream as the node sees it on loopback: the mix ticks a leg's playout from the
+/// leg's creation, the first packet comes `start` later at any phase of the tick grid,
+/// then one packet every 20 ms with +-0.5 ms of jitter; ticks run 0-2 ms late.
+struct NodeLike {
+    start: Duration,
+    seed: u64,
+    seconds: u64,
+    /// Packets `at..at + len` are not sent (timestamps count them); the next carries
+    /// the marker bit and `lost` sequence numbers more than the pause took.
+    pause: Option<(usize, usize, u16)>,
+    /// No packet from this one on: the participant hung up, the leg stays.
+    stop: Option<usize>,
+}
+
+/// mu-law byte of sample `n` of the stream: every byte value, no silence.
+fn node_like_byte(n: usize) -> u8 {
+    (n % 251) as u8
+}
+
+fn node_like_run(sc: &NodeLike) -> (PlayoutStats, Vec<FrameKind>, Vec<i16>) {
+    let t0 = Instant::now();
+    let mut arrival_rng = Rng::new(sc.seed);
+    let mut tick_rng = Rng::new(sc.seed ^ 0x5eed);
+    let mut dec = ulaw();
+    let mut p = Playout::new(&JitterConfig::default(), 8000);
+    let ticks = sc.seconds as usize * 50;
+    let mut tick_at = |j: usize| {
+        t0 + Duration::from_millis(20 * j as u64) + Duration::from_micros(tick_rng.below(2001))
+    };
+    let mut arrive_at = |k: usize| {
+        let nominal = (sc.start + Duration::from_millis(20 * k as u64)).as_micros() as i64;
+        let jitter = arrival_rng.below(1001) as i64 - 500;
+        t0 + Duration::from_micros((nominal + jitter).max(0) as u64)
+    };
+    let (mut j, mut k) = (0usize, 0usize);
+    let (mut next_tick, mut next_packet) = (tick_at(0), arrive_at(0));
+    let mut payload = [0u8; FRAME_SAMPLES];
+    let mut frame = [0i16; FRAME_SAMPLES];
+    let mut kinds = Vec::with_capacity(ticks);
+    let mut out = Vec::with_capacity(ticks * FRAME_SAMPLES);
+    while j < ticks {
+        if next_packet >= next_tick {
+            kinds.push(p.next_frame(next_tick, &mut dec, &mut frame));
+            out.extend_from_slice(&frame);
+            j += 1;
+            next_tick = tick_at(j);
+            continue;
+        }
+        let paused = sc.pause.filter(|&(at, _, _)| k >= at);
+        let sent =
+            sc.stop.is_none_or(|stop| k < stop) && paused.is_none_or(|(at, len, _)| k >= at + len);
+        if sent {
+            let skipped = paused.map_or(0, |(_, len, lost)| len as u16 - lost);
+            let seq = 4000u16.wrapping_add(k as u16).wrapping_sub(skipped);
+            let ts = 90_000u32.wrapping_add((k * FRAME_SAMPLES) as u32);
+            let marker = k == 0 || paused.is_some_and(|(at, len, _)| k == at + len);
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b = node_like_byte(k * FRAME_SAMPLES + i);
+            }
+            let _ = p.insert(next_packet, seq, ts, marker, &payload, &dec);
+        }
+        k += 1;
+        next_packet = arrive_at(k);
+    }
+    (p.stats().clone(), kinds, out)
+}
+
+/// First packets after the first tick, us: every phase of the 20 ms grid, densely
+/// where the first playing tick lands within a tick's lateness of the target delay.
+const START_PHASES_US: [u64; 18] = [
+    0, 100, 500, 1_000, 1_500, 2_000, 2_500, 3_000, 5_000, 7_000, 9_500, 12_000, 15_000, 17_500,
+    18_500, 19_000, 19_500, 19_900,
+];
+
+#[test]
+fn a_steady_stream_that_starts_after_the_ticks_is_never_concealed() {
+    for phase_us in START_PHASES_US {
+        for seed in 1..=4 {
+            let sc = NodeLike {
+                start: Duration::from_millis(400) + Duration::from_micros(phase_us),
+                seed,
+                seconds: 5,
+                pause: None,
+                stop: None,
+            };
+            let (s, kinds, out) = node_like_run(&sc);
+            let ctx = format!("start +{phase_us} us, seed {seed}: {s:?}");
+            assert_eq!(
+                (s.late, s.concealed_frames, s.stretched, s.compressed),
+                (0, 0, 0, 0),
+                "{ctx}"
+            );
+            let f0 = kinds
+                .iter()
+                .position(|&k| k == FrameKind::Decoded)
+                .expect("some frame was decoded");
+            assert!(
+                kinds[..f0].iter().all(|&k| k == FrameKind::Silence),
+                "{ctx}"
+            );
+            assert!(
+                kinds[f0..].iter().all(|&k| k == FrameKind::Decoded),
+                "{ctx}"
+            );
+            let want =
+                (0..out.len() - f0 * FRAME_SAMPLES).map(|n| g711::ulaw_decode(node_like_byte(n)));
+            assert!(out[f0 * FRAME_SAMPLES..].iter().copied().eq(want), "{ctx}");
+        }
+    }
+}
+
+#[test]
+fn concealment_counts_only_once_sequence_numbers_show_audio_was_lost() {
+    // The end of a stream, or of a talk spurt, is faded out like a loss (the playout
+    // cannot tell them apart yet), but it is counted only when a later packet shows a
+    // sequence gap. (case, pause, stop, concealed frames counted)
+    let cases = [
+        ("the sender hangs up", None, Some(100), 0),
+        ("the sender pauses", Some((100, 25, 0)), None, 0),
+        (
+            "two packets lost, then a pause",
+            Some((100, 25, 2)),
+            None,
+            3,
+        ),
+    ];
+    for (name, pause, stop, counted) in cases {
+        for phase_us in [0, 9_500, 19_500] {
+            let sc = NodeLike {
+                start: Duration::from_millis(400) + Duration::from_micros(phase_us),
+                seed: 1,
+                seconds: 5,
+                pause,
+                stop,
+            };
+            let (s, kinds, _) = node_like_run(&sc);
+            let ctx = format!("{name}, start +{phase_us} us: {s:?}");
+            let faded = kinds.iter().filter(|&&k| k == FrameKind::Concealed).count();
+            assert_eq!(faded, 3, "the gap is still faded out; {ctx}");
+            assert_eq!(
+                (s.late, s.concealed_frames, s.stretched),
+                (0, counted, 0),
+                "{ctx}"
+            );
+        }
     }
 }
