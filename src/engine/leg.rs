@@ -62,7 +62,8 @@ pub struct LegStats {
     /// Arrived after their playout time.
     pub late: u64,
     pub duplicates: u64,
-    /// Frames filled by concealment.
+    /// Frames concealed where sequence numbers show audio was missing (a sender
+    /// that pauses or hangs up is not counted: its fade-out is not a loss).
     pub concealed_frames: u64,
     /// Playout adjustments: 20 ms inserted (stretch) or skipped (compress) to follow
     /// the network or the sender's clock.

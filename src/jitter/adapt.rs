@@ -9,6 +9,11 @@
 //! the minimum honest when the sender's clock drifts (at 0.5% drift the floor moves
 //! 5 ms per second).
 //!
+//! The window minimum is kept in a monotonic deque (each entry is the smallest
+//! transit from it onwards), so recording a packet and asking for the floor are O(1)
+//! amortised instead of a scan of the window: the node asks several times per leg
+//! per tick.
+//!
 //! The target delay is the 95th percentile of `r` plus a 10 ms margin (a packet that
 //! starts mid-frame must be there when that frame starts), clamped to
 //! `[min_delay, max_delay]`, and held at `start_delay` until 50 packets have been seen.
@@ -26,12 +31,23 @@ const PEAK_DECAY: f32 = 0.998;
 const QUANTILE: f32 = 0.95;
 const WARMUP: u32 = 50;
 
+#[derive(Clone, Copy, Default)]
+struct Entry {
+    n: u64,
+    at: i64,
+    transit: i64,
+}
+
 pub(super) struct DelayEstimator {
     units_per_ms: i64,
-    /// (arrival, transit) of recent packets, a ring; `len` valid entries.
-    window: [(i64, i64); WINDOW],
-    pos: usize,
+    /// Monotonic deque of recent packets (a ring of `len` entries from `head`):
+    /// transits strictly increase from front to back, so the front is the minimum of
+    /// everything recorded since it.
+    window: [Entry; WINDOW],
+    head: usize,
     len: usize,
+    /// Packets recorded so far (numbers the entries, for the count bound).
+    count: u64,
     span: i64,
     /// Faded histogram of relative delay; `weight` is the weight of the next entry
     /// (grows by 1/FORGET per packet instead of decaying every bucket).
@@ -60,9 +76,10 @@ impl DelayEstimator {
         let buckets = (max / bucket + 2) as usize;
         DelayEstimator {
             units_per_ms,
-            window: [(0, 0); WINDOW],
-            pos: 0,
+            window: [Entry::default(); WINDOW],
+            head: 0,
             len: 0,
+            count: 0,
             span: 1000 * units_per_ms,
             hist: vec![0.0; buckets],
             bucket,
@@ -93,7 +110,7 @@ impl DelayEstimator {
     /// meaningless), keeping the learned jitter.
     pub fn clear_window(&mut self) {
         self.len = 0;
-        self.pos = 0;
+        self.head = 0;
     }
 
     pub fn target(&self) -> i64 {
@@ -108,21 +125,46 @@ impl DelayEstimator {
         self.units_per_ms
     }
 
-    /// The lowest transit seen in the last second before `now`, if any.
+    fn entry(&self, k: usize) -> &Entry {
+        &self.window[(self.head + k) % WINDOW]
+    }
+
+    /// The lowest transit seen in the last second (and the last `WINDOW` packets)
+    /// before `now`, if any. Entries that have aged out sit at the front and are
+    /// skipped; the first live one is the minimum of all live ones.
     pub fn min_transit(&self, now: i64) -> Option<i64> {
-        self.window[..self.len]
-            .iter()
-            .filter(|(at, _)| now - at <= self.span)
-            .map(|&(_, d)| d)
-            .min()
+        (0..self.len)
+            .map(|k| self.entry(k))
+            .find(|e| now - e.at <= self.span)
+            .map(|e| e.transit)
     }
 
     /// Records a packet's arrival; returns its relative delay `r`.
     pub fn observe(&mut self, now: i64, ts: i64) -> i64 {
         let transit = now - ts;
-        self.window[self.pos] = (now, transit);
-        self.pos = (self.pos + 1) % WINDOW;
-        self.len = (self.len + 1).min(WINDOW);
+        self.count += 1;
+        // Drop entries older than the last WINDOW packets or than the span.
+        while self.len > 0 {
+            let front = *self.entry(0);
+            if self.count - front.n >= WINDOW as u64 || now - front.at > self.span {
+                self.head = (self.head + 1) % WINDOW;
+                self.len -= 1;
+            } else {
+                break;
+            }
+        }
+        // Entries at the back with a transit no lower than this one can never be the
+        // minimum again.
+        while self.len > 0 && self.entry(self.len - 1).transit >= transit {
+            self.len -= 1;
+        }
+        let back = (self.head + self.len) % WINDOW;
+        self.window[back] = Entry {
+            n: self.count,
+            at: now,
+            transit,
+        };
+        self.len += 1;
         let r = self.min_transit(now).map_or(0, |m| transit - m).max(0);
 
         let b = ((r / self.bucket) as usize).min(self.hist.len() - 1);
@@ -234,5 +276,27 @@ mod tests {
         assert_eq!(e.min_transit(1001 * MS), None);
         e.clear_window();
         assert_eq!(e.min_transit(0), None);
+    }
+
+    #[test]
+    fn the_transit_floor_equals_a_brute_force_minimum_over_the_window() {
+        let mut e = est();
+        let mut rng = crate::util::Rng::new(17);
+        let mut seen: Vec<(i64, i64)> = Vec::new();
+        let mut now = 0;
+        for i in 0..5_000i64 {
+            // Arrivals 0-40 ms apart (so both bounds, time and count, get exercised).
+            now += rng.below(40 * MS as u64) as i64;
+            let ts = i * 160;
+            e.observe(now, ts);
+            seen.push((now, now - ts));
+            let start = seen.len().saturating_sub(WINDOW);
+            let want = seen[start..]
+                .iter()
+                .filter(|(at, _)| now - at <= 1000 * MS)
+                .map(|&(_, d)| d)
+                .min();
+            assert_eq!(e.min_transit(now), want, "packet {i}");
+        }
     }
 }
