@@ -7,7 +7,7 @@ use super::tx::{TxQueue, Via};
 use super::EngineEvent;
 use crate::codec::{CodecKind, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD};
 use crate::jitter::FrameKind;
-use crate::mixer::talker::{frame_energy, TalkerChange};
+use crate::mixer::talker::TalkerChange;
 use crate::mixer::{Frame, MixConfig, Mixer};
 use crate::rtp::RtpHeader;
 use std::collections::VecDeque;
@@ -39,6 +39,7 @@ pub struct Room {
     shared: [Option<Box<Shared>>; CodecKind::ALL.len()],
     shared_pcm: Frame,
     scratch: Frame,
+    payload: [u8; MAX_FRAME_PAYLOAD],
     /// Whether encode-once is on (off only for benchmarks that measure its worth).
     pub encode_once: bool,
 }
@@ -52,6 +53,7 @@ impl Room {
             shared: Default::default(),
             shared_pcm: [0; FRAME_SAMPLES],
             scratch: [0; FRAME_SAMPLES],
+            payload: [0; MAX_FRAME_PAYLOAD],
             encode_once: true,
         }
     }
@@ -76,7 +78,7 @@ impl Room {
             let energy = match kind {
                 FrameKind::Silence => 0,
                 _ if leg.muted => 0,
-                _ => frame_energy(&leg.frame),
+                _ => leg.playout.frame_energy(),
             };
             match leg.talker.update(energy) {
                 TalkerChange::None => {}
@@ -114,7 +116,6 @@ impl Room {
             let codec = leg.spec.codec;
             let personal =
                 self.mixer.is_mixed(i as u32) || !leg.can_share_encoding() || !self.encode_once;
-            let mut payload_buf = [0u8; MAX_FRAME_PAYLOAD];
             let payload: &[u8] = if personal {
                 let pcm = if self.mixer.is_mixed(i as u32) {
                     self.mixer.render_minus(&leg.frame, &mut self.scratch);
@@ -123,8 +124,8 @@ impl Room {
                     &self.shared_pcm
                 };
                 work.encodes += 1;
-                match leg.encoder.encode(pcm, &mut payload_buf) {
-                    Ok(n) => &payload_buf[..n],
+                match leg.encoder.encode(pcm, &mut self.payload) {
+                    Ok(n) => &self.payload[..n],
                     Err(_) => continue,
                 }
             } else {

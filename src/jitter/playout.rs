@@ -310,8 +310,7 @@ impl Playout {
         self.last_energy = out
             .iter()
             .map(|&x| i64::from(x) * i64::from(x))
-            .sum::<i64>()
-            / FRAME_SAMPLES as i64;
+            .sum::<i64>();
         if tally.concealed > 0 {
             if tally.missing {
                 self.stats.concealed_frames += 1 + std::mem::take(&mut self.unproven);
@@ -351,6 +350,12 @@ impl Playout {
 
     pub fn stats(&self) -> &PlayoutStats {
         &self.stats
+    }
+
+    /// Sum of squares of the frame the last `next_frame` produced (the mixer's
+    /// talker detection reads it instead of measuring the frame again).
+    pub fn frame_energy(&self) -> u64 {
+        self.last_energy as u64
     }
 
     fn units(&mut self, now: Instant) -> i64 {
@@ -472,7 +477,7 @@ impl Playout {
         }
         let since = *self.above_since.get_or_insert(now);
         let held = now.saturating_duration_since(since);
-        let quiet = self.dry || self.last_energy < QUIET;
+        let quiet = self.dry || self.last_energy < QUIET * FRAME_SAMPLES as i64;
         if held >= FORCE_SHRINK_AFTER || (held >= SHRINK_AFTER && quiet) {
             self.above_since = None;
             Action::Compress
