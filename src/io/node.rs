@@ -62,7 +62,8 @@ struct Inner {
     events: broadcast::Sender<NodeEvent>,
 }
 
-/// A running node. Dropping it does not stop the workers; call [`Node::shutdown`].
+/// A running node (cheap to clone: all clones drive the same workers). Dropping it
+/// does not stop the workers; call [`NodeHandle::shutdown`].
 #[derive(Clone)]
 pub struct NodeHandle {
     inner: Arc<Inner>,
