@@ -133,13 +133,19 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
     };
     // Far enough to never fire; used while the engine has no rooms.
     let idle = Duration::from_secs(3600);
+    // The worker's one timer, re-armed to the engine's next deadline each turn.
+    let timer = tokio::time::sleep(idle);
+    tokio::pin!(timer);
     loop {
         let deadline = engine
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + idle);
+        if timer.deadline() != deadline.into() {
+            timer.as_mut().reset(deadline.into());
+        }
         tokio::select! {
             biased;
-            _ = tokio::time::sleep_until(deadline.into()) => {
+            _ = &mut timer => {
                 engine.handle_timeout(Instant::now());
             }
             cmd = commands.recv() => match cmd {
