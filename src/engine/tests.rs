@@ -576,3 +576,54 @@ fn a_clean_path_with_a_little_jitter_needs_no_concealment() {
         "{s:?}"
     );
 }
+
+/// Hostile but well-formed RTP from a member: random sequence numbers, timestamps,
+/// SSRCs, markers, payload types and lengths, interleaved with ticks. Nothing
+/// panics, and once the peer behaves again the room hears it again.
+#[test]
+fn a_member_sending_chaotic_rtp_cannot_break_the_room() {
+    let mut h = Harness::new();
+    five_in_mixed_codecs(&mut h, PathConfig::default());
+    h.run(Duration::from_secs(1));
+    let victim = h.peers[2].addr; // the G.722 leg: stateful decoder
+    let mut rng = Rng::new(2024);
+    let mut pkt = [0u8; 1500];
+    for n in 0..50_000u32 {
+        let len = 12 + rng.below(1400) as usize;
+        for b in &mut pkt[12..len] {
+            *b = rng.next_u64() as u8;
+        }
+        let pt = match rng.below(4) {
+            0 => 9,
+            1 => 13,
+            2 => 101,
+            _ => rng.below(128) as u8,
+        };
+        RtpHeader {
+            marker: rng.chance(0.1),
+            payload_type: pt,
+            sequence: rng.next_u32() as u16,
+            timestamp: rng.next_u32(),
+            ssrc: if rng.chance(0.05) { rng.next_u32() } else { 7 },
+        }
+        .write(&mut pkt)
+        .unwrap();
+        h.engine
+            .handle_datagram(h.now, victim, Via::Rtp, &pkt[..len]);
+        if n % 50 == 0 {
+            h.now += TICK;
+            h.engine.handle_timeout(h.now);
+            while h.engine.poll_transmit().is_some() {}
+            while h.engine.poll_event().is_some() {}
+        }
+    }
+    // The chaos is over: the real peer's stream (new SSRC after the storm's) plays.
+    h.next_send = h.now;
+    h.run(Duration::from_secs(5));
+    // Listener 0's timeline: 1 s before, 20 s of chaos (ticks kept running), 5 s after.
+    let levels = h.levels(0, 23, 26);
+    assert!(
+        (levels[2] - -20.0).abs() < 1.0,
+        "the G.722 peer is heard again: {levels:?}"
+    );
+}
