@@ -5,7 +5,7 @@ use std::mem;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 
-use super::sockaddr::{decode_addr, empty_iovec, empty_mmsghdr, empty_storage};
+use super::sockaddr::{decode_addr, empty_iovec, empty_mmsghdr, empty_storage, point_message};
 use super::{DEFAULT_BATCH, DEFAULT_SLOT_BYTES, MAX_BATCH};
 
 /// One received datagram, borrowed from a [`RecvBatch`].
@@ -153,16 +153,8 @@ impl RecvBatch {
         let slots = self.bufs.chunks_exact_mut(self.slot);
         let parts = self.hdrs.iter_mut().zip(self.iovecs.iter_mut());
         for ((hdr, iov), (name, buf)) in parts.zip(self.names.iter_mut().zip(slots)) {
-            iov.iov_base = buf.as_mut_ptr().cast();
-            iov.iov_len = buf.len();
-            hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
-            hdr.msg_hdr.msg_namelen = namelen;
-            hdr.msg_hdr.msg_iov = iov;
-            hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_control = std::ptr::null_mut();
-            hdr.msg_hdr.msg_controllen = 0;
-            hdr.msg_hdr.msg_flags = 0;
-            hdr.msg_len = 0;
+            let len = buf.len();
+            point_message(hdr, iov, name, namelen, buf, len);
         }
         self.hdrs.len()
     }

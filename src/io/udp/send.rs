@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
-use super::sockaddr::{empty_iovec, empty_mmsghdr, empty_storage, encode_addr};
+use super::sockaddr::{empty_iovec, empty_mmsghdr, empty_storage, encode_addr, point_message};
 use super::{DEFAULT_BATCH, DEFAULT_SLOT_BYTES, MAX_BATCH};
 
 /// Why [`SendBatch::push`] did not queue a datagram.
@@ -236,16 +236,7 @@ impl SendBatch {
         for (((hdr, iov), (name, &namelen)), (buf, &len)) in
             parts.zip(meta).zip(slots.zip(self.lens.iter())).take(n)
         {
-            iov.iov_base = buf.as_mut_ptr().cast();
-            iov.iov_len = len;
-            hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
-            hdr.msg_hdr.msg_namelen = namelen;
-            hdr.msg_hdr.msg_iov = iov;
-            hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_control = std::ptr::null_mut();
-            hdr.msg_hdr.msg_controllen = 0;
-            hdr.msg_hdr.msg_flags = 0;
-            hdr.msg_len = 0;
+            point_message(hdr, iov, name, namelen, buf, len);
         }
         n
     }

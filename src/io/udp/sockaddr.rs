@@ -91,6 +91,29 @@ pub(super) fn decode_addr(st: &libc::sockaddr_storage, len: libc::socklen_t) -> 
     }
 }
 
+/// Points one message header at its own address slot, its iovec and the first `len`
+/// bytes of `buf`, with no control data: the per-message setup recvmmsg and sendmmsg
+/// share.
+pub(super) fn point_message(
+    hdr: &mut libc::mmsghdr,
+    iov: &mut libc::iovec,
+    name: &mut libc::sockaddr_storage,
+    namelen: libc::socklen_t,
+    buf: &mut [u8],
+    len: usize,
+) {
+    iov.iov_base = buf.as_mut_ptr().cast();
+    iov.iov_len = len.min(buf.len());
+    hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+    hdr.msg_hdr.msg_namelen = namelen;
+    hdr.msg_hdr.msg_iov = iov;
+    hdr.msg_hdr.msg_iovlen = 1;
+    hdr.msg_hdr.msg_control = std::ptr::null_mut();
+    hdr.msg_hdr.msg_controllen = 0;
+    hdr.msg_hdr.msg_flags = 0;
+    hdr.msg_len = 0;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
