@@ -169,7 +169,8 @@ async fn a_single_g711_talker_is_heard_bit_exact() {
             talker.run(t.local, start, d, tail),
             listener.run(l.local, start, d, tail)
         );
-        let (sent, got) = (a.unwrap().sent, b.unwrap().payloads);
+        let (talked, heard) = (a.unwrap(), b.unwrap());
+        let (sent, got) = (talked.sent, heard.payloads);
         let talker_leg = node.leg_stats(t.id).await.unwrap();
         let decode = |p: &[u8]| {
             let mut dec = Decoder::new(codec).unwrap();
@@ -209,6 +210,24 @@ async fn a_single_g711_talker_is_heard_bit_exact() {
         assert!(
             longest >= 100,
             "{codec:?}: longest bit-exact run {longest} of {n} frames; talker's leg: {talker_leg:?}"
+        );
+        // Mouth-to-ear through the node: when each matched frame left the talker and
+        // when it reached the listener (same clock, loopback: pure node delay, jitter
+        // buffer and tick phase included).
+        let mut delays: Vec<Duration> = (0..n)
+            .filter(|&k| got[first + k] == sent[offset + k])
+            .map(|k| heard.arrivals[first + k] - talked.sent_at[offset + k])
+            .collect();
+        delays.sort();
+        let median = delays[delays.len() / 2];
+        eprintln!(
+            "{codec:?}: mouth-to-ear through the node, median {:.1} ms, max {:.1} ms",
+            median.as_secs_f64() * 1e3,
+            delays[delays.len() - 1].as_secs_f64() * 1e3
+        );
+        assert!(
+            median < Duration::from_millis(100),
+            "{codec:?}: median delay {median:?} through the node"
         );
         node.shutdown();
     }

@@ -34,8 +34,12 @@ pub struct Heard {
     pub pcm: Vec<i16>,
     /// Received payloads in arrival order, with sequence numbers.
     pub payloads: Vec<(u16, Vec<u8>)>,
+    /// When each of `payloads` arrived.
+    pub arrivals: Vec<Instant>,
     /// Payloads sent, in order.
     pub sent: Vec<Vec<u8>>,
+    /// When each of `sent` left.
+    pub sent_at: Vec<Instant>,
     pub packets_received: u64,
     pub packets_sent: u64,
     /// Datagrams that were not RTP or not from the node.
@@ -137,6 +141,7 @@ impl Participant {
                     pkt[h..h + n].copy_from_slice(&payload[..n]);
                     self.socket.send_to(&pkt[..h + n], remote).await?;
                     heard.sent.push(payload[..n].to_vec());
+                    heard.sent_at.push(Instant::now());
                     heard.packets_sent += 1;
                     seq = seq.wrapping_add(1);
                     ts = ts.wrapping_add(self.codec.frame_ts());
@@ -154,6 +159,7 @@ impl Participant {
                     }
                     heard.packets_received += 1;
                     heard.payloads.push((p.sequence, p.payload.to_vec()));
+                    heard.arrivals.push(Instant::now());
                     let t0 = *first_ts.get_or_insert(p.timestamp);
                     let offset = (p.timestamp.wrapping_sub(t0) / ts_per_sample) as usize;
                     if let Ok(n) = self.decoder.decode(p.payload, &mut decoded) {
