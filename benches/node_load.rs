@@ -1,7 +1,7 @@
 //! Whole node on loopback: how many G.711 participants one media worker carries.
 //!
 //! One node with ONE worker; a swarm of participants (rooms of 10, one talker per
-//! room, 20 ms PCMU both ways) driven from one socket (see `scnf::probe::swarm`).
+//! room, 20 ms PCMU both ways) driven from one socket (see `scnf::io::swarm`).
 //! The load rises in steps; at each step, after a warm-up, it measures over a
 //! window: the worker thread's CPU time (from /proc), late mix ticks, packets the
 //! swarm got back versus what the node should have sent, and resident memory. It
@@ -13,8 +13,8 @@
 use scnf::codec::CodecKind;
 use scnf::config::Config;
 use scnf::engine::LegSpec;
+use scnf::io::swarm::Swarm;
 use scnf::io::NodeHandle;
-use scnf::probe::swarm::Swarm;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

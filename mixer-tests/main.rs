@@ -1,7 +1,7 @@
 //! Integration and system tests: real UDP on 127.0.0.1 against a running node.
 //!
 //! Every test starts its own node (own port range), joins synthetic participants
-//! (`scnf::probe::Participant`) and measures what they heard. Runs are a few seconds
+//! (`scnf::io::participant::Participant`) and measures what they heard. Runs are a few seconds
 //! each and bounded.
 
 mod alloc;

@@ -3,6 +3,8 @@
 
 pub mod demo;
 pub mod node;
+pub mod participant;
+pub mod swarm;
 pub mod udp;
 pub mod worker;
 

@@ -1,10 +1,7 @@
-//! Measuring what participants hear: test tones, level analysis, and synthetic
-//! participants over real UDP. Used by `scnf demo`, the system tests, and the load
-//! generator.
+//! Measuring what participants hear: test tones and level analysis (pure
+//! functions). The synthetic participants that send and receive them over real UDP
+//! live in the I/O shell (`crate::io::participant`, `crate::io::swarm`).
 
-pub mod participant;
-pub mod swarm;
 pub mod tone;
 
-pub use participant::{Heard, Participant, Source};
 pub use tone::{level_dbfs, level_dbfs_blocked, rms_dbfs, Tone, TONES, TONE_DBFS};

@@ -5,8 +5,8 @@
 //! RTP timestamp, so a lost packet leaves a gap of zeros instead of shifting
 //! everything after it.
 
-use super::tone::Tone;
 use crate::codec::{CodecKind, Decoder, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD};
+use crate::probe::Tone;
 use crate::rtp::{RtpHeader, RtpPacket};
 use crate::util::Rng;
 use std::net::SocketAddr;
