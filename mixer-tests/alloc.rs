@@ -56,6 +56,7 @@ struct Peer {
 
 #[test]
 fn the_steady_state_media_path_makes_no_allocation() {
+    let _machine = crate::support::exclusive_blocking();
     let t0 = Instant::now();
     let mut engine = Engine::new(
         EngineConfig {

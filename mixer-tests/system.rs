@@ -121,6 +121,12 @@ async fn five_legs_through_loss_reordering_and_jitter_still_hear_right() {
             leg: node.leg_stats(legs[i]).await.unwrap(),
         };
         concealed += report.leg.concealed_frames;
+        eprintln!(
+            "P{} {:?}: own tone {:.1} dB below the others",
+            i + 1,
+            report.codec,
+            report.own_rejection_db()
+        );
         assert!(
             report.leg.packets_lost > 0,
             "the relay did lose packets: {:?}",

@@ -381,6 +381,7 @@ mod tests {
 
     #[test]
     fn a_clean_relay_forwards_both_ways_and_the_node_sees_only_the_relay() {
+        let _machine = crate::support::exclusive_blocking();
         let (part, node) = (socket(), socket());
         let relay = Relay::start(
             part.local_addr().unwrap(),
@@ -405,6 +406,7 @@ mod tests {
 
     #[test]
     fn loss_follows_the_seed_and_its_rate() {
+        let _machine = crate::support::exclusive_blocking();
         let run = |seed| {
             let (part, node) = (socket(), socket());
             let relay = Relay::start(
@@ -431,6 +433,7 @@ mod tests {
 
     #[test]
     fn jitter_and_reorder_delay_and_reorder_but_lose_nothing() {
+        let _machine = crate::support::exclusive_blocking();
         let (part, node) = (socket(), socket());
         let imp = Impairment {
             jitter: Duration::from_millis(30),
@@ -461,6 +464,7 @@ mod tests {
 
     #[test]
     fn the_relay_ends_by_itself_after_its_lifetime() {
+        let _machine = crate::support::exclusive_blocking();
         let part = socket();
         let cfg = RelayConfig {
             lifetime: Duration::from_millis(50),

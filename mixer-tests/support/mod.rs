@@ -18,6 +18,12 @@ pub async fn exclusive() -> MutexGuard<'static, ()> {
     SERIAL.lock().await
 }
 
+/// The same, for tests that are not async (CPU-heavy ones would otherwise disturb
+/// the real-time tests running beside them).
+pub fn exclusive_blocking() -> MutexGuard<'static, ()> {
+    SERIAL.blocking_lock()
+}
+
 /// Each test's node gets its own port range, so tests can run in parallel.
 static NEXT_PORT: AtomicU16 = AtomicU16::new(24_000);
 
