@@ -11,7 +11,6 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use scnf::codec::{CodecKind, Encoder, FRAME_SAMPLES};
 use scnf::engine::{Engine, EngineConfig, LegId, LegSpec, Via};
-use scnf::mixer::MixConfig;
 use scnf::probe::Tone;
 use scnf::rtp::RtpHeader;
 use std::hint::black_box;
@@ -37,12 +36,8 @@ fn room(legs: usize, encode_once: bool) -> Room {
     let now = Instant::now();
     let mut engine = Engine::new(
         EngineConfig {
-            jitter: Default::default(),
-            mix: MixConfig::default(),
-            rtcp_interval: Duration::from_secs(5),
             media_timeout: None,
-            cname: "bench".into(),
-            wallclock: (now, Duration::from_secs(1_700_000_000)),
+            ..EngineConfig::new("bench", (now, Duration::from_secs(1_700_000_000)))
         },
         1,
     );

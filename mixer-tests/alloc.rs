@@ -7,7 +7,6 @@
 
 use scnf::codec::{CodecKind, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD};
 use scnf::engine::{Engine, EngineConfig, LegId, LegSpec, Via};
-use scnf::mixer::MixConfig;
 use scnf::probe::Tone;
 use scnf::rtp::RtpHeader;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -60,12 +59,8 @@ fn the_steady_state_media_path_makes_no_allocation() {
     let t0 = Instant::now();
     let mut engine = Engine::new(
         EngineConfig {
-            jitter: Default::default(),
-            mix: MixConfig::default(),
             rtcp_interval: Duration::from_secs(1),
-            media_timeout: Some(Duration::from_secs(30)),
-            cname: "alloc-test".into(),
-            wallclock: (t0, Duration::from_secs(1_700_000_000)),
+            ..EngineConfig::new("alloc-test", (t0, Duration::from_secs(1_700_000_000)))
         },
         3,
     );

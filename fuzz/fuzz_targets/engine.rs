@@ -13,12 +13,9 @@ fuzz_target!(|data: &[u8]| {
     let t0 = Instant::now();
     let mut engine = Engine::new(
         EngineConfig {
-            jitter: Default::default(),
-            mix: Default::default(),
             rtcp_interval: Duration::from_secs(1),
             media_timeout: Some(Duration::from_secs(1)),
-            cname: "fuzz".into(),
-            wallclock: (t0, Duration::from_secs(1_700_000_000)),
+            ..EngineConfig::new("fuzz", (t0, Duration::from_secs(1_700_000_000)))
         },
         1,
     );

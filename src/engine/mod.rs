@@ -68,6 +68,21 @@ pub struct EngineConfig {
     pub wallclock: (Instant, Duration),
 }
 
+impl EngineConfig {
+    /// The defaults of a node (see [`crate::config`]), anchored at `wallclock`:
+    /// default jitter and mixer settings, RTCP every 5 s, media timeout 30 s.
+    pub fn new(cname: impl Into<String>, wallclock: (Instant, Duration)) -> EngineConfig {
+        EngineConfig {
+            jitter: JitterConfig::default(),
+            mix: MixConfig::default(),
+            rtcp_interval: Duration::from_secs(5),
+            media_timeout: Some(Duration::from_secs(30)),
+            cname: cname.into(),
+            wallclock,
+        }
+    }
+}
+
 /// Why a control call failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EngineError {

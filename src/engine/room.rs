@@ -114,10 +114,10 @@ impl Room {
                 continue;
             }
             let codec = leg.spec.codec;
-            let personal =
-                self.mixer.is_mixed(i as u32) || !leg.can_share_encoding() || !self.encode_once;
+            let mixed = self.mixer.is_mixed(i as u32);
+            let personal = mixed || !leg.can_share_encoding() || !self.encode_once;
             let payload: &[u8] = if personal {
-                let pcm = if self.mixer.is_mixed(i as u32) {
+                let pcm = if mixed {
                     self.mixer.render_minus(&leg.frame, &mut self.scratch);
                     &self.scratch
                 } else {

@@ -44,12 +44,8 @@ struct Harness {
 
 fn config(now: Instant) -> EngineConfig {
     EngineConfig {
-        jitter: JitterConfig::default(),
-        mix: MixConfig::default(),
-        rtcp_interval: Duration::from_secs(5),
         media_timeout: Some(Duration::from_secs(2)),
-        cname: "test".into(),
-        wallclock: (now, Duration::from_secs(1_700_000_000)),
+        ..EngineConfig::new("test", (now, Duration::from_secs(1_700_000_000)))
     }
 }
 
