@@ -8,7 +8,7 @@
 use crate::jitter::JitterConfig;
 use crate::mixer::{talker::TalkerConfig, MixConfig};
 use serde::{Deserialize, Serialize};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,6 +43,7 @@ pub struct Config {
     pub rtp: RtpSection,
     pub jitter: JitterSection,
     pub mixer: MixerSection,
+    pub control: ControlSection,
 }
 
 /// `[rtp]`: sockets and workers.
@@ -136,6 +137,47 @@ impl Default for MixerSection {
     }
 }
 
+/// `[control]`: the call-control WebSocket listener and the conference interface.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlSection {
+    /// Where the call-control WebSocket listens. Default `127.0.0.1:7880`. A
+    /// non-loopback address needs `password` (an open control port would let anyone
+    /// place calls).
+    pub listen: SocketAddr,
+    /// Shared login secret (HMAC key; it never crosses the wire). Default none: no
+    /// login, loopback only. Prefer `SCNF_CONTROL_PASSWORD` or `password_file`.
+    pub password: Option<String>,
+    /// File holding the secret (trailing newline ignored). Default none.
+    pub password_file: Option<PathBuf>,
+    /// PEM certificate chain for wss. Default none (plain ws). Needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for wss. Default none.
+    pub tls_key: Option<PathBuf>,
+    /// Conference channels this node offers (one per call in a room). 0 = 1000 per
+    /// media worker. Default 0.
+    pub channels: u32,
+    /// How long a call may wait for more dialled digits, milliseconds. Default 10000.
+    pub overlap_timeout_ms: u64,
+    /// Most simultaneous control connections. Default 64.
+    pub max_connections: usize,
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        ControlSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7880)),
+            password: None,
+            password_file: None,
+            tls_cert: None,
+            tls_key: None,
+            channels: 0,
+            overlap_timeout_ms: 10_000,
+            max_connections: 64,
+        }
+    }
+}
+
 /// Command-line and environment overrides (the flags of `scnf node`).
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct Overrides {
@@ -166,6 +208,16 @@ pub struct Overrides {
     /// Most talkers mixed at once per room.
     #[arg(long, env = "SCNF_MAX_TALKERS")]
     pub max_talkers: Option<usize>,
+    /// Call-control WebSocket address, `IP:PORT`.
+    #[arg(long, env = "SCNF_CONTROL_LISTEN")]
+    pub control_listen: Option<SocketAddr>,
+    /// Call-control login secret (prefer the environment over the flag: flags show
+    /// in `ps`).
+    #[arg(long, env = "SCNF_CONTROL_PASSWORD", hide_env_values = true)]
+    pub control_password: Option<String>,
+    /// Conference channels this node offers (0 = 1000 per worker).
+    #[arg(long, env = "SCNF_CHANNELS")]
+    pub channels: Option<u32>,
 }
 
 /// Parses `20000-29999`.
@@ -231,6 +283,15 @@ impl Config {
         if let Some(v) = o.max_talkers {
             self.mixer.max_talkers = v;
         }
+        if let Some(v) = o.control_listen {
+            self.control.listen = v;
+        }
+        if let Some(v) = &o.control_password {
+            self.control.password = Some(v.clone());
+        }
+        if let Some(v) = o.channels {
+            self.control.channels = v;
+        }
     }
 
     /// Checks every field and the relations between them.
@@ -280,6 +341,7 @@ impl Config {
         if j.max_ms > 1_000 {
             return Err(invalid("jitter.max_ms", "at most 1000"));
         }
+        self.validate_control()?;
         let m = &self.mixer;
         if !(1..=64).contains(&m.max_talkers) {
             return Err(invalid("mixer.max_talkers", "must be 1..=64"));
@@ -291,6 +353,68 @@ impl Config {
             return Err(invalid("mixer.talker_hangover_ms", "at most 10000"));
         }
         Ok(())
+    }
+
+    fn validate_control(&self) -> Result<(), ConfigError> {
+        let c = &self.control;
+        let has_secret = c.password.as_ref().is_some_and(|p| !p.is_empty())
+            || c.password_file.is_some();
+        if !c.listen.ip().is_loopback() && !has_secret {
+            return Err(invalid(
+                "control.listen",
+                format!(
+                    "{} is not a loopback address and no control.password is set",
+                    c.listen
+                ),
+            ));
+        }
+        if c.password.is_some() && c.password_file.is_some() {
+            return Err(invalid(
+                "control.password/password_file",
+                "set one of them, not both",
+            ));
+        }
+        if c.tls_cert.is_some() != c.tls_key.is_some() {
+            return Err(invalid(
+                "control.tls_cert/tls_key",
+                "wss needs both a certificate and a key",
+            ));
+        }
+        if !(100..=600_000).contains(&c.overlap_timeout_ms) {
+            return Err(invalid("control.overlap_timeout_ms", "must be 100..=600000"));
+        }
+        if !(1..=10_000).contains(&c.max_connections) {
+            return Err(invalid("control.max_connections", "must be 1..=10000"));
+        }
+        Ok(())
+    }
+
+    /// The login secret: the password, or the password file's content.
+    pub fn control_secret(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        let c = &self.control;
+        if let Some(path) = &c.password_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let secret = text.trim_end_matches(['\n', '\r']);
+            if secret.is_empty() {
+                return Err(invalid("control.password_file", "the file is empty"));
+            }
+            return Ok(Some(secret.as_bytes().to_vec()));
+        }
+        Ok(c.password
+            .as_ref()
+            .filter(|p| !p.is_empty())
+            .map(|p| p.as_bytes().to_vec()))
+    }
+
+    /// Conference channels offered: the configured number or 1000 per worker.
+    pub fn channel_capacity(&self) -> u32 {
+        match self.control.channels {
+            0 => 1000 * self.worker_count() as u32,
+            n => n,
+        }
     }
 
     /// Workers to start: the configured count, or one per core.

@@ -2,7 +2,9 @@
 //! participant and the node, and a node fixture. Participants, tones and level
 //! measurement come from the library (`scnf::probe`), shared with `scnf demo`.
 
+pub mod ctl;
 pub mod impair;
+pub mod phone;
 
 use scnf::config::Config;
 use scnf::io::NodeHandle;
@@ -36,4 +38,23 @@ pub fn node(max_talkers: usize) -> NodeHandle {
     cfg.rtp.port_max = base + 99;
     cfg.mixer.max_talkers = max_talkers;
     NodeHandle::start(&cfg).expect("the test node starts")
+}
+
+/// A one-worker node with its call-control listener on 127.0.0.1 (ephemeral port).
+/// `tune` adjusts the configuration (channels, password, TLS) before the start.
+pub async fn control_node(
+    tune: impl FnOnce(&mut Config),
+) -> (NodeHandle, scnf::control::ControlHandle) {
+    let base = NEXT_PORT.fetch_add(100, Ordering::Relaxed);
+    let mut cfg = Config::default();
+    cfg.rtp.workers = 1;
+    cfg.rtp.port_min = base;
+    cfg.rtp.port_max = base + 99;
+    cfg.control.listen = "127.0.0.1:0".parse().unwrap();
+    tune(&mut cfg);
+    let node = NodeHandle::start(&cfg).expect("the test node starts");
+    let control = scnf::control::start(node.clone(), &cfg)
+        .await
+        .expect("the control listener starts");
+    (node, control)
 }

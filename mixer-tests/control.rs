@@ -1,0 +1,375 @@
+//! Call control through the real WebSocket endpoint, with real RTP on 127.0.0.1:
+//! the conference interface's behaviour as a PBX-side controller sees it.
+
+use crate::support::ctl::{answer_addr, Ctl};
+use crate::support::phone::{dtmf_samples, speechlike, Phone, Play};
+use crate::support::{control_node, exclusive};
+use scnf::codec::CodecKind;
+use scnf::control::msg::ServerMsg;
+use scnf::probe::tone::TONES;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A tone counts as heard above this level (sent at -20 dBFS) ...
+const HEARD_DBFS: f64 = -32.0;
+/// ... and as absent below this one.
+const ABSENT_DBFS: f64 = -50.0;
+const WINDOW: Duration = Duration::from_millis(300);
+
+/// Polls until `cond` holds (up to 4 s): media paths take a few ticks to settle.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..80 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never: {what}");
+}
+
+fn hears(p: &Phone, freq: f64) -> bool {
+    p.level(freq, WINDOW) > HEARD_DBFS
+}
+
+fn misses(p: &Phone, freq: f64) -> bool {
+    p.level(freq, WINDOW) < ABSENT_DBFS
+}
+
+/// Phones on tones TONES[0..n] joined to one room `*3<room>#` over `ctl`; returns
+/// them with their call ids `p0`, `p1`, ...
+async fn room_of(ctl: &mut Ctl, room: &str, n: usize, rfc4733: bool) -> Vec<Phone> {
+    let mut phones = Vec::new();
+    for i in 0..n {
+        let phone = Phone::new(CodecKind::Pcmu, Play::Tone(TONES[i])).await;
+        let out = ctl
+            .dial(&format!("p{i}"), &format!("*3{room}#"), false, &phone.offer(rfc4733))
+            .await;
+        assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
+        phone.connect(answer_addr(&out));
+        phones.push(phone);
+    }
+    phones
+}
+
+/// Waits until phone `i` hears exactly the tones of `heard` among the room's.
+async fn expect_hearing(phones: &[Phone], i: usize, heard: &[usize]) {
+    let what = format!("phone {i} hears exactly {heard:?}");
+    eventually(&what, || {
+        (0..phones.len()).filter(|&j| j != i).all(|j| {
+            if heard.contains(&j) {
+                hears(&phones[i], TONES[j])
+            } else {
+                misses(&phones[i], TONES[j])
+            }
+        })
+    })
+    .await;
+}
+
+async fn rc(ctl: &mut Ctl, call: &str, code: u32) {
+    ctl.send(json!({"mt": "RemoteControl", "call": call, "code": code, "src": "rc"}))
+        .await;
+    let reply = ctl
+        .wait("RemoteControlResult", |m| {
+            matches!(m, ServerMsg::RemoteControlResult { .. } | ServerMsg::Error { .. })
+        })
+        .await;
+    assert!(
+        matches!(reply, ServerMsg::RemoteControlResult { .. }),
+        "{reply:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyone_hears_everyone_but_themselves_and_the_connected_number_is_the_room() {
+    let _machine = exclusive().await;
+    let (node, control) = control_node(|_| {}).await;
+    let mut ctl = Ctl::connect(control.local).await;
+    let phones = room_of(&mut ctl, "4711", 3, true).await;
+    for i in 0..3 {
+        let others: Vec<usize> = (0..3).filter(|&j| j != i).collect();
+        expect_hearing(&phones, i, &others).await;
+        assert!(misses(&phones[i], TONES[i]), "phone {i} hears itself");
+    }
+    let connects = ctl
+        .seen
+        .iter()
+        .filter(|m| matches!(m, ServerMsg::Connect { room, .. } if room == "4711"))
+        .count();
+    assert_eq!(connects, 3);
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlap_dialing_waits_for_more_digits_then_joins() {
+    let _machine = exclusive().await;
+    let (node, control) = control_node(|_| {}).await;
+    let mut ctl = Ctl::connect(control.local).await;
+    let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
+    let out = ctl.dial("a", "*21234#", false, &phone.offer(true)).await;
+    assert!(matches!(&out, ServerMsg::Connect { room, .. } if room == "1234"));
+    // "12" is only the head of room 1234: the node waits.
+    ctl.setup("b", "12", false, &phone.offer(true)).await;
+    let early = ctl
+        .arrives(Duration::from_millis(400), |m| {
+            matches!(m, ServerMsg::Connect { call, .. } | ServerMsg::Release { call, .. } if call == "b")
+        })
+        .await;
+    assert!(!early, "the node decided before the number was complete");
+    ctl.send(json!({"mt": "Info", "call": "b", "digits": "34"}))
+        .await;
+    let out = ctl.outcome("b").await;
+    assert!(
+        matches!(&out, ServerMsg::Connect { room, .. } if room == "1234"),
+        "{out:?}"
+    );
+    // Head of an id with sending-complete: refused at once.
+    let out = ctl.dial("c", "12", true, &phone.offer(true)).await;
+    assert!(matches!(out, ServerMsg::Release { cause: 34, .. }), "{out:?}");
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_refuses_with_cause_34_and_frees_the_channel_on_release() {
+    let _machine = exclusive().await;
+    let (node, control) = control_node(|c| c.control.channels = 3).await;
+    let mut ctl = Ctl::connect(control.local).await;
+    let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
+    for call in ["a", "b", "c"] {
+        let out = ctl.dial(call, "*377#", false, &phone.offer(true)).await;
+        assert!(matches!(out, ServerMsg::Connect { .. }), "{call}: {out:?}");
+    }
+    let out = ctl.dial("d", "77", true, &phone.offer(true)).await;
+    assert!(matches!(out, ServerMsg::Release { cause: 34, .. }), "{out:?}");
+    let out = ctl.dial("e", "*1#", false, &phone.offer(true)).await;
+    assert!(matches!(out, ServerMsg::Release { cause: 34, .. }), "{out:?}");
+    let ServerMsg::StatusResult { channels, .. } = ctl.status().await else {
+        unreachable!()
+    };
+    assert_eq!((channels.capacity, channels.used, channels.free), (3, 3, 0));
+    ctl.send(json!({"mt": "Release", "call": "a"})).await;
+    ctl.wait("ReleaseResult", |m| matches!(m, ServerMsg::ReleaseResult { .. }))
+        .await;
+    let out = ctl.dial("f", "77", true, &phone.offer(true)).await;
+    assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_disconnect_control_the_creator_leaving_releases_everyone() {
+    let _machine = exclusive().await;
+    let (node, control) = control_node(|_| {}).await;
+    let mut ctl = Ctl::connect(control.local).await;
+    let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
+    let out = ctl.dial("boss", "*250*81#", false, &phone.offer(true)).await;
+    assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
+    for call in ["x", "y"] {
+        let out = ctl.dial(call, "50", true, &phone.offer(true)).await;
+        assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
+    }
+    ctl.send(json!({"mt": "Release", "call": "boss"})).await;
+    for call in ["x", "y"] {
+        let out = ctl.outcome(call).await;
+        assert!(matches!(out, ServerMsg::Release { cause: 16, .. }), "{out:?}");
+    }
+    ctl.wait("RoomClosed", |m| matches!(m, ServerMsg::RoomClosed { room } if room == "50"))
+        .await;
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_connect_rooms_keep_joiners_alerting_and_silent_until_connect() {
+    let _machine = exclusive().await;
+    let (node, control) = control_node(|_| {}).await;
+    let mut ctl = Ctl::connect(control.local).await;
+    let host = Phone::new(CodecKind::Pcmu, Play::Tone(TONES[0])).await;
+    let out = ctl.dial("host", "*260*82#", false, &host.offer(true)).await;
+    assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
+    host.connect(answer_addr(&out));
+    let guest = Phone::new(CodecKind::Pcmu, Play::Tone(TONES[1])).await;
+    let out = ctl.dial("guest", "60", true, &guest.offer(true)).await;
+    assert!(matches!(out, ServerMsg::Alerting { .. }), "{out:?}");
+    guest.connect(answer_addr(&out));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(misses(&host, TONES[1]), "the alerting guest is heard");
+    assert!(misses(&guest, TONES[0]), "the alerting guest hears the room");
+    rc(&mut ctl, "guest", 0).await;
+    let out = ctl.outcome("guest").await;
+    assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
+    eventually("host hears the guest", || hears(&host, TONES[1])).await;
+    eventually("guest hears the host", || hears(&guest, TONES[0])).await;
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_video_off_is_reported_with_the_room() {
+    let _machine = exclusive().await;
+    let (node, control) = control_node(|_| {}).await;
+    let mut ctl = Ctl::connect(control.local).await;
+    let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
+    let out = ctl.dial("a", "*270*83#", false, &phone.offer(true)).await;
+    assert!(
+        matches!(out, ServerMsg::Connect { multivideo: false, .. }),
+        "{out:?}"
+    );
+    let out = ctl.dial("b", "*271#", false, &phone.offer(true)).await;
+    assert!(
+        matches!(out, ServerMsg::Connect { multivideo: true, .. }),
+        "{out:?}"
+    );
+    let ServerMsg::StatusResult { rooms, .. } = ctl.status().await else {
+        unreachable!()
+    };
+    let mv: Vec<(String, bool)> = rooms
+        .iter()
+        .map(|r| (r.room.clone(), r.options.multivideo))
+        .collect();
+    assert_eq!(mv, [("70".to_string(), false), ("71".to_string(), true)]);
+    node.shutdown();
+}
+
+/// `*21#` then `*6#` from the first phone, sent as `how`.
+async fn listen_modes_by_dtmf(rfc4733: bool) {
+    let _machine = exclusive().await;
+    let (node, control) = control_node(|_| {}).await;
+    let mut ctl = Ctl::connect(control.local).await;
+    let phones = room_of(&mut ctl, "80", 3, rfc4733).await;
+    expect_hearing(&phones, 1, &[0, 2]).await;
+    let send = |p: &Phone, digits: &str| {
+        if rfc4733 {
+            p.send_rfc4733(digits);
+        } else {
+            p.play(Play::Samples(Arc::new(dtmf_samples(digits, 80, 80))));
+        }
+    };
+    send(&phones[0], "*21#");
+    let m = ctl
+        .wait("ListenMode", |m| matches!(m, ServerMsg::ListenMode { exclusive: Some(_), .. }))
+        .await;
+    assert!(matches!(m, ServerMsg::ListenMode { exclusive: Some(1), .. }), "{m:?}");
+    phones[0].play(Play::Tone(TONES[0]));
+    expect_hearing(&phones, 1, &[0]).await;
+    expect_hearing(&phones, 2, &[0]).await;
+    expect_hearing(&phones, 0, &[]).await;
+    if !rfc4733 {
+        eventually("the digits have been played", || phones[0].done_playing()).await;
+    }
+    send(&phones[0], "*6#");
+    ctl.wait("ListenMode normal", |m| {
+        matches!(m, ServerMsg::ListenMode { exclusive: None, .. })
+    })
+    .await;
+    phones[0].play(Play::Tone(TONES[0]));
+    for i in 0..3 {
+        let others: Vec<usize> = (0..3).filter(|&j| j != i).collect();
+        expect_hearing(&phones, i, &others).await;
+    }
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn star_21_hash_and_star_6_hash_switch_listen_modes_by_telephone_events() {
+    listen_modes_by_dtmf(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn star_21_hash_and_star_6_hash_switch_listen_modes_by_in_band_tones() {
+    listen_modes_by_dtmf(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_on_legs_without_telephone_events_never_switches_listen_modes() {
+    let _machine = exclusive().await;
+    let (node, control) = control_node(|_| {}).await;
+    let mut ctl = Ctl::connect(control.local).await;
+    let phones = room_of(&mut ctl, "81", 3, false).await;
+    for (k, p) in phones.iter().enumerate() {
+        p.play(Play::Samples(Arc::new(speechlike(3.0, 11 + k as u64))));
+    }
+    eventually("speech played", || phones.iter().all(|p| p.done_playing())).await;
+    let switched = ctl
+        .arrives(Duration::from_millis(300), |m| {
+            matches!(m, ServerMsg::ListenMode { .. } | ServerMsg::Muted { .. })
+        })
+        .await;
+    assert!(!switched, "speech was taken for DTMF: {:?}", ctl.seen);
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_controls_follow_the_override_rules() {
+    let _machine = exclusive().await;
+    let (node, control) = control_node(|_| {}).await;
+    let mut ctl = Ctl::connect(control.local).await;
+    let phones = room_of(&mut ctl, "90", 3, true).await;
+    expect_hearing(&phones, 0, &[1, 2]).await;
+    // 25 receive off: p1 is muted for everyone.
+    rc(&mut ctl, "p1", 25).await;
+    expect_hearing(&phones, 0, &[2]).await;
+    expect_hearing(&phones, 2, &[0]).await;
+    // 27 normal listen overrides an earlier receive off of another member.
+    rc(&mut ctl, "p0", 27).await;
+    expect_hearing(&phones, 0, &[1, 2]).await;
+    // 26 exclusive listen: only p2 is heard.
+    rc(&mut ctl, "p2", 26).await;
+    expect_hearing(&phones, 0, &[2]).await;
+    expect_hearing(&phones, 1, &[2]).await;
+    // 24 receive on overrides the exclusive mode for p0.
+    rc(&mut ctl, "p0", 24).await;
+    expect_hearing(&phones, 1, &[0, 2]).await;
+    // 26 again (from p2) overrides p0's earlier receive on.
+    rc(&mut ctl, "p2", 26).await;
+    expect_hearing(&phones, 1, &[2]).await;
+    rc(&mut ctl, "p2", 27).await;
+    expect_hearing(&phones, 1, &[0, 2]).await;
+    // Unknown codes and Connect on a connected call are errors; nothing changes.
+    for code in [0u32, 99] {
+        ctl.send(json!({"mt": "RemoteControl", "call": "p0", "code": code}))
+            .await;
+        let e = ctl.wait("Error", |m| matches!(m, ServerMsg::Error { .. })).await;
+        assert!(matches!(&e, ServerMsg::Error { call: Some(c), .. } if c == "p0"), "{e:?}");
+    }
+    expect_hearing(&phones, 1, &[0, 2]).await;
+    let muted: Vec<(u64, bool)> = ctl
+        .seen
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::Muted {
+                participant, muted, ..
+            } => Some((*participant, *muted)),
+            _ => None,
+        })
+        .collect();
+    assert!(muted.contains(&(2, true)) && muted.contains(&(2, false)), "{muted:?}");
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_mutes_the_member_and_retrieve_restores_it() {
+    let _machine = exclusive().await;
+    let (node, control) = control_node(|_| {}).await;
+    let mut ctl = Ctl::connect(control.local).await;
+    let phones = room_of(&mut ctl, "91", 2, true).await;
+    expect_hearing(&phones, 1, &[0]).await;
+    ctl.send(json!({"mt": "Hold", "call": "p0"})).await;
+    ctl.wait("Muted", |m| matches!(m, ServerMsg::Muted { muted: true, .. }))
+        .await;
+    expect_hearing(&phones, 1, &[]).await;
+    ctl.send(json!({"mt": "Retrieve", "call": "p0"})).await;
+    ctl.wait("Muted", |m| matches!(m, ServerMsg::Muted { muted: false, .. }))
+        .await;
+    expect_hearing(&phones, 1, &[0]).await;
+    // The same through a direction change (re-INVITE a=sendonly / a=sendrecv).
+    ctl.send(json!({"mt": "Direction", "call": "p0", "direction": "sendonly"}))
+        .await;
+    expect_hearing(&phones, 1, &[]).await;
+    let ServerMsg::StatusResult { rooms, .. } = ctl.status().await else {
+        unreachable!()
+    };
+    assert!(rooms[0].members[0].held && !rooms[0].members[0].heard, "{rooms:?}");
+    ctl.send(json!({"mt": "Direction", "call": "p0", "direction": "sendrecv"}))
+        .await;
+    expect_hearing(&phones, 1, &[0]).await;
+    node.shutdown();
+}

@@ -1,0 +1,220 @@
+//! The control listener under bad input, login and TLS: errors name the problem,
+//! nothing panics, and established calls keep their audio.
+
+use crate::support::ctl::{answer_addr, Ctl};
+use crate::support::phone::{Phone, Play};
+use crate::support::{control_node, exclusive};
+use scnf::codec::CodecKind;
+use scnf::control::msg::ServerMsg;
+use scnf::probe::tone::TONES;
+use serde_json::json;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &[u8] = b"correct horse battery staple";
+
+fn with_password(c: &mut scnf::config::Config) {
+    c.control.password = Some(String::from_utf8(SECRET.to_vec()).unwrap());
+}
+
+/// Two phones talking in room 55 through a logged-in controller.
+async fn established(ctl: &mut Ctl) -> (Phone, Phone) {
+    let a = Phone::new(CodecKind::Pcma, Play::Tone(TONES[0])).await;
+    let b = Phone::new(CodecKind::G722, Play::Tone(TONES[1])).await;
+    for (call, phone) in [("a", &a), ("b", &b)] {
+        let out = ctl.dial(call, "*355#", false, &phone.offer(true)).await;
+        assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
+        phone.connect(answer_addr(&out));
+    }
+    (a, b)
+}
+
+async fn talking(a: &Phone, b: &Phone) {
+    for _ in 0..80 {
+        let w = Duration::from_millis(300);
+        if a.level(TONES[1], w) > -32.0 && b.level(TONES[0], w) > -32.0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the established call lost its audio");
+}
+
+async fn expect_error(ctl: &mut Ctl, text: &str, needle: &str) {
+    ctl.send_raw(text).await;
+    let e = ctl
+        .wait("Error", |m| matches!(m, ServerMsg::Error { .. }))
+        .await;
+    let ServerMsg::Error { error, .. } = &e else {
+        unreachable!()
+    };
+    assert!(error.contains(needle), "{text} -> {error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_huge_frames_wrong_auth_and_unknown_ids_leave_established_calls_talking() {
+    let _machine = exclusive().await;
+    let (node, control) = control_node(with_password).await;
+    let mut ctl = Ctl::connect(control.local).await;
+    let login = ctl.login("pbx", SECRET).await;
+    assert!(matches!(login, ServerMsg::AppLoginResult { ok: true, proof: Some(_), .. }), "{login:?}");
+    let (a, b) = established(&mut ctl).await;
+    talking(&a, &b).await;
+
+    // The logged-in controller sends nonsense: each gets an error naming it.
+    let cases = [
+        ("{{{", "malformed JSON"),
+        ("[]", "JSON object"),
+        ("null", "JSON object"),
+        (r#"{"call":"a"}"#, "missing mt"),
+        (r#"{"mt":"Reboot"}"#, "unknown message type"),
+        (r#"{"mt":"Hold","call":"nobody"}"#, "unknown call"),
+        (r#"{"mt":"Release","call":"nobody"}"#, "unknown call"),
+        (r#"{"mt":"Info","call":"a","digits":"1"}"#, "dial"),
+        (r#"{"mt":"Dtmf","call":"a","digit":"xx"}"#, "digit"),
+        (r#"{"mt":"RemoteControl","call":"a","code":4000000000}"#, "remote control"),
+        (r#"{"mt":"Setup","call":"a","called":"1","media":{}}"#, "bad Setup"),
+        (r#"{"mt":"AppLogin","name":"x","cnonce":"y","digest":"z"}"#, ""),
+    ];
+    for (text, needle) in cases {
+        if needle.is_empty() {
+            ctl.send_raw(text).await;
+            continue;
+        }
+        expect_error(&mut ctl, text, needle).await;
+    }
+    let dup = json!({"mt": "Setup", "call": "a", "called": "55", "complete": true,
+                     "media": a.offer(true)});
+    expect_error(&mut ctl, &dup.to_string(), "exists").await;
+    ctl.send_message(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    ctl.wait("binary refused", |m| {
+        matches!(m, ServerMsg::Error { error, .. } if error.contains("binary"))
+    })
+    .await;
+
+    // A stranger without the secret: refused, rate-limited, never in.
+    let mut stranger = Ctl::connect(control.local).await;
+    expect_error(&mut stranger, r#"{"mt":"Status"}"#, "not logged in").await;
+    let mut refusals = Vec::new();
+    for _ in 0..7 {
+        let r = stranger.login("pbx", b"wrong").await;
+        let ServerMsg::AppLoginResult { ok, error, proof, .. } = r else {
+            unreachable!()
+        };
+        assert!(!ok && proof.is_none());
+        refusals.push(error.unwrap_or_default());
+    }
+    assert!(refusals[0].contains("digest"), "{refusals:?}");
+    assert!(refusals[6].contains("rate"), "{refusals:?}");
+    expect_error(&mut stranger, r#"{"mt":"Hold","call":"a"}"#, "not logged in").await;
+
+    // A frame over the limit closes only that connection.
+    let mut big = Ctl::connect(control.local).await;
+    let huge = format!(r#"{{"mt":"Status","pad":"{}"}}"#, "x".repeat(200_000));
+    let _ = big.send_message(Message::Text(huge.into())).await;
+    assert!(
+        !big.arrives(Duration::from_secs(2), |_| true).await,
+        "a huge frame was answered"
+    );
+
+    // Raw TCP garbage where a WebSocket handshake belongs.
+    let mut raw = tokio::net::TcpStream::connect(control.local).await.unwrap();
+    raw.write_all(b"\x16\x03\x01garbage\r\n\r\n").await.unwrap();
+    drop(raw);
+
+    // After all that, the call is intact and the controller still works.
+    talking(&a, &b).await;
+    let ServerMsg::StatusResult { rooms, channels, .. } = ctl.status().await else {
+        unreachable!()
+    };
+    assert_eq!(channels.used, 2);
+    assert_eq!(rooms.len(), 1);
+    assert!(rooms[0].members.iter().all(|m| m.packets_received > 0), "{rooms:?}");
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_over_wss_proves_the_node_knows_the_secret() {
+    let _machine = exclusive().await;
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("scnf-wss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, key.cert.pem()).unwrap();
+    std::fs::write(&key_path, key.signing_key.serialize_pem()).unwrap();
+    let (node, control) = control_node(|c| {
+        with_password(c);
+        c.control.tls_cert = Some(cert_path.clone());
+        c.control.tls_key = Some(key_path.clone());
+    })
+    .await;
+    assert!(control.tls);
+    let client = scnf::control::tls::client_config_trusting(key.cert.der()).unwrap();
+    let mut ctl = Ctl::connect_tls(control.local, client).await;
+    let login = ctl.login("pbx", SECRET).await;
+    assert!(matches!(login, ServerMsg::AppLoginResult { ok: true, .. }), "{login:?}");
+    let (a, b) = established(&mut ctl).await;
+    talking(&a, &b).await;
+    // Closing the session releases its calls.
+    drop(ctl);
+    let mut watcher = Ctl::connect_tls(
+        control.local,
+        scnf::control::tls::client_config_trusting(key.cert.der()).unwrap(),
+    )
+    .await;
+    watcher.login("ops", SECRET).await;
+    let mut freed = false;
+    for _ in 0..40 {
+        if let ServerMsg::StatusResult { channels, .. } = watcher.status().await {
+            if channels.used == 0 {
+                freed = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(freed, "the closed session's calls were not released");
+    let _ = std::fs::remove_dir_all(&dir);
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_rooms_members_channels_and_leg_figures() {
+    let _machine = exclusive().await;
+    let (node, control) = control_node(|c| c.control.channels = 10).await;
+    let mut ctl = Ctl::connect(control.local).await;
+    let (a, b) = established(&mut ctl).await;
+    talking(&a, &b).await;
+    let ServerMsg::StatusResult {
+        version,
+        channels,
+        rooms,
+    } = ctl.status().await
+    else {
+        unreachable!()
+    };
+    assert_eq!(version, scnf::control::msg::PROTOCOL_VERSION);
+    assert_eq!((channels.capacity, channels.used, channels.free), (10, 2, 8));
+    assert_eq!(rooms[0].room, "55");
+    let codecs: Vec<&str> = rooms[0].members.iter().map(|m| m.codec.as_str()).collect();
+    assert_eq!(codecs, ["PCMA", "G722"]);
+    for m in &rooms[0].members {
+        assert_eq!(m.state, "connected");
+        assert!(m.packets_received > 10 && m.packets_sent > 10, "{m:?}");
+        assert!(m.packets_lost <= 0 && m.jitter_ms < 20.0, "{m:?}");
+    }
+    let joined = ctl
+        .seen
+        .iter()
+        .filter(|m| matches!(m, ServerMsg::ParticipantJoined { .. }))
+        .count();
+    assert_eq!(joined, 2);
+    assert!(ctl
+        .seen
+        .iter()
+        .any(|m| matches!(m, ServerMsg::RoomCreated { room, .. } if room == "55")));
+    node.shutdown();
+}

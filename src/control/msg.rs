@@ -1,0 +1,775 @@
+//! The call-control protocol's messages: JSON objects over WebSocket text frames.
+//!
+//! AppWebsocket style: every message has `mt` (its type) and may carry `src`, an opaque
+//! string the node echoes in every message it sends in response, so a controller can
+//! match answers to requests. Field names are lower-case; unknown fields are ignored
+//! (a newer controller can talk to an older node), unknown `mt` values are refused with
+//! an [`ServerMsg::Error`] naming them. `docs/control-protocol.md` is the prose version
+//! with a full example session.
+//!
+//! Parsing is two-step on purpose ([`parse_client`]): first any JSON object, so that
+//! `mt` and `src` can be reported even when the body is wrong, then the typed message.
+
+use crate::codec::CodecKind;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// Version of this protocol; reported in `AppChallengeResult`, `AppLoginResult` and
+/// `StatusResult`. A controller asking for another version is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest call id, called number, digit string, name or nonce accepted, bytes.
+pub const MAX_FIELD: usize = 256;
+
+/// Messages a controller sends to the node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mt")]
+pub enum ClientMsg {
+    /// Starts a login: the node answers with a fresh challenge.
+    AppChallenge {
+        /// Protocol version the controller speaks (default: this node's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u32>,
+    },
+    /// Completes a login (see `docs/login.md` for the digest).
+    AppLogin {
+        name: String,
+        cnonce: String,
+        #[serde(default)]
+        info: String,
+        digest: String,
+    },
+    /// A new call into the conference interface. `called` is the call-setup command
+    /// (`*1...`, `*2...`, `*3...` or room digits); `complete` is the sending-complete
+    /// flag.
+    Setup {
+        call: String,
+        called: String,
+        #[serde(default)]
+        complete: bool,
+        media: MediaOffer,
+    },
+    /// More called-number digits for a call still dialing (overlap dialing).
+    Info {
+        call: String,
+        digits: String,
+        #[serde(default)]
+        complete: bool,
+    },
+    /// A DTMF digit signalled out of band by the controller (e.g. SIP INFO).
+    Dtmf { call: String, digit: String },
+    /// A remote-control facility (0 connect, 24/25 receive on/off, 26/27 listen mode).
+    RemoteControl { call: String, code: u32 },
+    /// The member put the call on hold (its contribution is muted).
+    Hold { call: String },
+    /// The member retrieved the call.
+    Retrieve { call: String },
+    /// A media direction change (re-INVITE): `sendonly`/`inactive` hold the call,
+    /// `sendrecv`/`recvonly` retrieve it.
+    Direction { call: String, direction: Direction },
+    /// The controller ends a call.
+    Release {
+        call: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<u8>,
+    },
+    /// Asks for rooms, participants, channels and per-leg media figures.
+    Status,
+}
+
+/// Every `mt` a controller may send (for "unknown message type" errors).
+pub const CLIENT_TYPES: [&str; 11] = [
+    "AppChallenge",
+    "AppLogin",
+    "Setup",
+    "Info",
+    "Dtmf",
+    "RemoteControl",
+    "Hold",
+    "Retrieve",
+    "Direction",
+    "Release",
+    "Status",
+];
+
+/// Media direction, SDP words.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    Sendrecv,
+    Sendonly,
+    Recvonly,
+    Inactive,
+}
+
+impl Direction {
+    /// Whether this direction, offered by the member, means the call is on hold.
+    pub fn is_hold(self) -> bool {
+        matches!(self, Direction::Sendonly | Direction::Inactive)
+    }
+}
+
+/// One codec of an offer or the answer's chosen codec.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodecDesc {
+    /// SDP encoding name: `PCMU`, `PCMA`, `G722`, `opus`, `L16`.
+    pub name: String,
+    /// RTP payload type.
+    pub pt: u8,
+    /// RTP clock rate, Hz (8000; G.722 uses 8000 by RFC 3551; opus 48000).
+    pub rate: u32,
+}
+
+/// Where and how the member's media flows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaOffer {
+    /// Where the member receives RTP.
+    pub address: IpAddr,
+    pub port: u16,
+    /// In order of preference; the node takes the first one it supports.
+    pub codecs: Vec<CodecDesc>,
+    /// Packet time, milliseconds (the node sends 20 ms; 10-60 accepted on receive).
+    #[serde(default = "default_ptime")]
+    pub ptime: u32,
+    /// RFC 4733 telephone-event payload type, when the member sends DTMF that way;
+    /// without it the node listens for in-band DTMF tones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telephone_event: Option<u8>,
+    #[serde(default)]
+    pub direction: Direction,
+    /// RTCP on the RTP port (RFC 5761).
+    #[serde(default)]
+    pub rtcp_mux: bool,
+    /// Follow the member to the address its RTP really comes from (NAT).
+    #[serde(default)]
+    pub latching: bool,
+}
+
+fn default_ptime() -> u32 {
+    20
+}
+
+/// The node's side of the media: where to send, and what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaAnswer {
+    pub address: IpAddr,
+    pub port: u16,
+    /// Where the node receives RTCP (equal to `port` with rtcp-mux).
+    pub rtcp_port: u16,
+    pub codec: CodecDesc,
+    pub ptime: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telephone_event: Option<u8>,
+}
+
+/// Room options as created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomOptions {
+    /// Channels reserved for the room (`*2`).
+    pub reserve: u32,
+    /// `*81`: the creator leaving releases everyone.
+    pub disconnect_control: bool,
+    /// `*82`: joiners stay alerting until remote control 0.
+    pub remote_connect: bool,
+    /// `false` with `*83`.
+    pub multivideo: bool,
+}
+
+/// Channel accounting of the node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channels {
+    pub capacity: u32,
+    pub used: u32,
+    /// What a new call could still take (capacity minus used minus outstanding
+    /// reservations).
+    pub free: u32,
+}
+
+/// One member in a status report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub participant: u64,
+    pub call: String,
+    /// `alerting` or `connected`.
+    pub state: String,
+    pub held: bool,
+    pub receive_off: bool,
+    /// Whether the others hear this member now.
+    pub heard: bool,
+    pub codec: String,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub packets_lost: i64,
+    pub jitter_ms: f64,
+    pub talking: bool,
+}
+
+/// One room in a status report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub room: String,
+    pub options: RoomOptions,
+    /// Participant whose exclusive listen mode is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive: Option<u64>,
+    pub members: Vec<MemberInfo>,
+}
+
+/// Messages the node sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mt")]
+pub enum ServerMsg {
+    AppChallengeResult {
+        challenge: String,
+        version: u32,
+    },
+    AppLoginResult {
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// HMAC proof that the node knows the secret (absent when no password is set).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proof: Option<String>,
+        version: u32,
+    },
+    /// The call reached a `*82` room: it waits for remote control 0.
+    Alerting {
+        call: String,
+        room: String,
+        participant: u64,
+        answer: MediaAnswer,
+    },
+    /// The call is in the room; `room` is the connected number.
+    Connect {
+        call: String,
+        room: String,
+        participant: u64,
+        answer: MediaAnswer,
+        multivideo: bool,
+    },
+    /// The node ends (or refuses) a call; `cause` is Q.850.
+    Release {
+        call: String,
+        cause: u8,
+        reason: String,
+    },
+    /// Answer to the controller's `Release`.
+    ReleaseResult { call: String },
+    /// Answer to `Info` while digits are still awaited.
+    InfoResult { call: String },
+    DtmfResult { call: String },
+    RemoteControlResult { call: String, code: u32 },
+    HoldResult { call: String },
+    RetrieveResult { call: String },
+    DirectionResult { call: String },
+    StatusResult {
+        version: u32,
+        channels: Channels,
+        rooms: Vec<RoomInfo>,
+    },
+    // Events, sent to every logged-in session.
+    RoomCreated {
+        room: String,
+        options: RoomOptions,
+    },
+    RoomClosed {
+        room: String,
+    },
+    ParticipantJoined {
+        room: String,
+        participant: u64,
+        call: String,
+    },
+    ParticipantLeft {
+        room: String,
+        participant: u64,
+        call: String,
+        cause: u8,
+    },
+    Talking {
+        room: String,
+        participant: u64,
+        call: String,
+        talking: bool,
+    },
+    Muted {
+        room: String,
+        participant: u64,
+        call: String,
+        muted: bool,
+    },
+    ListenMode {
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exclusive: Option<u64>,
+    },
+    /// A request was refused; `error` names the problem, `of` the request's `mt`.
+    Error {
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        of: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<String>,
+    },
+}
+
+/// A parsed request: the message and the `src` to echo.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Incoming {
+    pub src: Option<String>,
+    pub msg: ClientMsg,
+}
+
+/// Why a text frame is not a request. Carries what could be read of it, so the error
+/// answer can still echo `src` and name `mt`.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{problem}")]
+pub struct ParseError {
+    pub problem: String,
+    pub mt: Option<String>,
+    pub src: Option<String>,
+}
+
+/// Parses one text frame from a controller.
+pub fn parse_client(text: &str) -> Result<Incoming, ParseError> {
+    let fail = |problem: String, mt: Option<String>, src: Option<String>| ParseError {
+        problem,
+        mt,
+        src,
+    };
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| fail(format!("malformed JSON: {e}"), None, None))?;
+    let serde_json::Value::Object(map) = &value else {
+        return Err(fail("a message must be a JSON object".into(), None, None));
+    };
+    let src = match map.get("src") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) if s.len() <= MAX_FIELD => Some(s.clone()),
+        Some(_) => {
+            return Err(fail(
+                format!("src must be a string of at most {MAX_FIELD} bytes"),
+                None,
+                None,
+            ))
+        }
+    };
+    let mt = match map.get("mt") {
+        Some(serde_json::Value::String(mt)) => mt.clone(),
+        Some(_) => return Err(fail("mt must be a string".into(), None, src)),
+        None => return Err(fail("missing mt".into(), None, src)),
+    };
+    if !CLIENT_TYPES.contains(&mt.as_str()) {
+        let shown: String = mt.chars().take(64).collect();
+        return Err(fail(
+            format!("unknown message type {shown:?}"),
+            Some(shown),
+            src,
+        ));
+    }
+    let msg: ClientMsg = serde_json::from_value(value)
+        .map_err(|e| fail(format!("bad {mt}: {e}"), Some(mt.clone()), src.clone()))?;
+    check_lengths(&msg).map_err(|field| {
+        fail(
+            format!("bad {mt}: {field} is longer than {MAX_FIELD} bytes"),
+            Some(mt.clone()),
+            src.clone(),
+        )
+    })?;
+    Ok(Incoming { src, msg })
+}
+
+/// Names the first string field that exceeds [`MAX_FIELD`].
+fn check_lengths(msg: &ClientMsg) -> Result<(), &'static str> {
+    let long = |s: &str| s.len() > MAX_FIELD;
+    let fields: &[(&'static str, &str)] = match msg {
+        ClientMsg::AppLogin {
+            name,
+            cnonce,
+            info,
+            digest,
+        } => &[
+            ("name", name),
+            ("cnonce", cnonce),
+            ("info", info),
+            ("digest", digest),
+        ],
+        ClientMsg::Setup { call, called, .. } => &[("call", call), ("called", called)],
+        ClientMsg::Info { call, digits, .. } => &[("call", call), ("digits", digits)],
+        ClientMsg::Dtmf { call, digit } => &[("call", call), ("digit", digit)],
+        ClientMsg::RemoteControl { call, .. }
+        | ClientMsg::Hold { call }
+        | ClientMsg::Retrieve { call }
+        | ClientMsg::Direction { call, .. }
+        | ClientMsg::Release { call, .. } => &[("call", call)],
+        ClientMsg::AppChallenge { .. } | ClientMsg::Status => &[],
+    };
+    match fields.iter().find(|(_, v)| long(v)) {
+        Some((name, _)) => Err(name),
+        None => Ok(()),
+    }
+}
+
+/// Serialises a node message, adding `src` when the request carried one.
+pub fn to_text(msg: &ServerMsg, src: Option<&str>) -> String {
+    let mut value = serde_json::to_value(msg).expect("server messages are plain data");
+    if let (Some(src), serde_json::Value::Object(map)) = (src, &mut value) {
+        map.insert("src".into(), serde_json::Value::String(src.into()));
+    }
+    value.to_string()
+}
+
+/// Parses a node message (controllers, tests, the load generator).
+pub fn parse_server(text: &str) -> Result<(ServerMsg, Option<String>), serde_json::Error> {
+    let value: serde_json::Value = serde_json::from_str(text)?;
+    let src = value.get("src").and_then(|s| s.as_str()).map(String::from);
+    Ok((serde_json::from_value(value)?, src))
+}
+
+/// The codec the node answers with: the first offered one it supports, with the
+/// offer's payload type. `None` when nothing matches (the call is refused, cause 88).
+pub fn choose_codec(offer: &MediaOffer) -> Option<(CodecKind, CodecDesc)> {
+    offer.codecs.iter().find_map(|c| {
+        let kind = CodecKind::from_name(&c.name)?;
+        let rate_ok = c.rate == kind.rtp_clock_rate();
+        let pt_ok = match kind.static_payload_type() {
+            Some(pt) => pt == c.pt,
+            None => (96..128).contains(&c.pt),
+        };
+        (rate_ok && pt_ok).then(|| (kind, c.clone()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer() -> MediaOffer {
+        MediaOffer {
+            address: "127.0.0.1".parse().unwrap(),
+            port: 40000,
+            codecs: vec![
+                CodecDesc {
+                    name: "G722".into(),
+                    pt: 9,
+                    rate: 8000,
+                },
+                CodecDesc {
+                    name: "PCMU".into(),
+                    pt: 0,
+                    rate: 8000,
+                },
+            ],
+            ptime: 20,
+            telephone_event: Some(101),
+            direction: Direction::Sendrecv,
+            rtcp_mux: false,
+            latching: true,
+        }
+    }
+
+    fn answer() -> MediaAnswer {
+        MediaAnswer {
+            address: "127.0.0.1".parse().unwrap(),
+            port: 20000,
+            rtcp_port: 20001,
+            codec: offer().codecs[0].clone(),
+            ptime: 20,
+            telephone_event: None,
+        }
+    }
+
+    fn every_client_message() -> Vec<ClientMsg> {
+        let call = || "c1".to_string();
+        vec![
+            ClientMsg::AppChallenge { version: Some(1) },
+            ClientMsg::AppChallenge { version: None },
+            ClientMsg::AppLogin {
+                name: "pbx".into(),
+                cnonce: "ab12".into(),
+                info: "{}".into(),
+                digest: "00".repeat(32),
+            },
+            ClientMsg::Setup {
+                call: call(),
+                called: "*110*124*26#".into(),
+                complete: true,
+                media: offer(),
+            },
+            ClientMsg::Info {
+                call: call(),
+                digits: "34".into(),
+                complete: false,
+            },
+            ClientMsg::Dtmf {
+                call: call(),
+                digit: "#".into(),
+            },
+            ClientMsg::RemoteControl {
+                call: call(),
+                code: 26,
+            },
+            ClientMsg::Hold { call: call() },
+            ClientMsg::Retrieve { call: call() },
+            ClientMsg::Direction {
+                call: call(),
+                direction: Direction::Inactive,
+            },
+            ClientMsg::Release {
+                call: call(),
+                cause: Some(16),
+            },
+            ClientMsg::Release {
+                call: call(),
+                cause: None,
+            },
+            ClientMsg::Status,
+        ]
+    }
+
+    fn every_server_message() -> Vec<ServerMsg> {
+        let options = RoomOptions {
+            reserve: 6,
+            disconnect_control: true,
+            remote_connect: false,
+            multivideo: true,
+        };
+        let call = || "c1".to_string();
+        let room = || "10123456".to_string();
+        vec![
+            ServerMsg::AppChallengeResult {
+                challenge: "ff".repeat(16),
+                version: 1,
+            },
+            ServerMsg::AppLoginResult {
+                ok: true,
+                error: None,
+                proof: Some("aa".repeat(32)),
+                version: 1,
+            },
+            ServerMsg::AppLoginResult {
+                ok: false,
+                error: Some("bad digest".into()),
+                proof: None,
+                version: 1,
+            },
+            ServerMsg::Alerting {
+                call: call(),
+                room: room(),
+                participant: 3,
+                answer: answer(),
+            },
+            ServerMsg::Connect {
+                call: call(),
+                room: room(),
+                participant: 3,
+                answer: answer(),
+                multivideo: false,
+            },
+            ServerMsg::Release {
+                call: call(),
+                cause: 34,
+                reason: "no circuit/channel available".into(),
+            },
+            ServerMsg::ReleaseResult { call: call() },
+            ServerMsg::InfoResult { call: call() },
+            ServerMsg::DtmfResult { call: call() },
+            ServerMsg::RemoteControlResult {
+                call: call(),
+                code: 0,
+            },
+            ServerMsg::HoldResult { call: call() },
+            ServerMsg::RetrieveResult { call: call() },
+            ServerMsg::DirectionResult { call: call() },
+            ServerMsg::StatusResult {
+                version: 1,
+                channels: Channels {
+                    capacity: 100,
+                    used: 2,
+                    free: 92,
+                },
+                rooms: vec![RoomInfo {
+                    room: room(),
+                    options: options.clone(),
+                    exclusive: Some(3),
+                    members: vec![MemberInfo {
+                        participant: 3,
+                        call: call(),
+                        state: "connected".into(),
+                        held: false,
+                        receive_off: false,
+                        heard: true,
+                        codec: "PCMU".into(),
+                        packets_received: 10,
+                        packets_sent: 9,
+                        packets_lost: -1,
+                        jitter_ms: 0.5,
+                        talking: true,
+                    }],
+                }],
+            },
+            ServerMsg::RoomCreated {
+                room: room(),
+                options,
+            },
+            ServerMsg::RoomClosed { room: room() },
+            ServerMsg::ParticipantJoined {
+                room: room(),
+                participant: 3,
+                call: call(),
+            },
+            ServerMsg::ParticipantLeft {
+                room: room(),
+                participant: 3,
+                call: call(),
+                cause: 16,
+            },
+            ServerMsg::Talking {
+                room: room(),
+                participant: 3,
+                call: call(),
+                talking: true,
+            },
+            ServerMsg::Muted {
+                room: room(),
+                participant: 3,
+                call: call(),
+                muted: true,
+            },
+            ServerMsg::ListenMode {
+                room: room(),
+                exclusive: None,
+            },
+            ServerMsg::Error {
+                error: "unknown call \"x\"".into(),
+                of: Some("Hold".into()),
+                call: Some("x".into()),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_client_message_round_trips_through_json_with_its_src() {
+        for msg in every_client_message() {
+            let text = serde_json::to_string(&msg).unwrap();
+            let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            value["src"] = "req-7".into();
+            let back = parse_client(&value.to_string()).unwrap();
+            assert_eq!(back.msg, msg, "{text}");
+            assert_eq!(back.src.as_deref(), Some("req-7"));
+        }
+    }
+
+    #[test]
+    fn every_server_message_round_trips_through_json_with_its_src() {
+        for msg in every_server_message() {
+            let text = to_text(&msg, Some("s1"));
+            let (back, src) = parse_server(&text).unwrap();
+            assert_eq!(back, msg, "{text}");
+            assert_eq!(src.as_deref(), Some("s1"));
+            let (plain, none) = parse_server(&to_text(&msg, None)).unwrap();
+            assert_eq!((plain, none), (msg, None));
+        }
+    }
+
+    #[test]
+    fn every_client_type_is_listed_and_every_listed_type_parses() {
+        let listed: Vec<String> = every_client_message()
+            .iter()
+            .map(|m| serde_json::to_value(m).unwrap()["mt"].as_str().unwrap().into())
+            .collect();
+        for mt in CLIENT_TYPES {
+            assert!(listed.iter().any(|l| l == mt), "{mt} has no example");
+        }
+    }
+
+    #[test]
+    fn messages_use_mt_and_lower_case_fields() {
+        let text = to_text(&ServerMsg::RoomClosed { room: "7".into() }, None);
+        assert_eq!(text, r#"{"mt":"RoomClosed","room":"7"}"#);
+        let setup = r#"{"mt":"Setup","call":"a","called":"12#",
+            "media":{"address":"127.0.0.1","port":4000,
+                     "codecs":[{"name":"PCMA","pt":8,"rate":8000}]}}"#;
+        let msg = parse_client(setup).unwrap().msg;
+        let ClientMsg::Setup {
+            complete, media, ..
+        } = msg
+        else {
+            panic!("not a setup: {msg:?}");
+        };
+        assert!(!complete);
+        assert_eq!(media.ptime, 20);
+        assert_eq!(media.direction, Direction::Sendrecv);
+    }
+
+    #[test]
+    fn bad_frames_are_errors_that_name_the_problem_and_keep_src() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("{not json", "malformed JSON", None),
+            ("[1,2]", "must be a JSON object", None),
+            (r#"{"src":"q"}"#, "missing mt", Some("q")),
+            (r#"{"mt":7}"#, "mt must be a string", None),
+            (r#"{"mt":"Explode","src":"q"}"#, "unknown message type", Some("q")),
+            (r#"{"mt":"Hold","src":"q"}"#, "bad Hold", Some("q")),
+            (r#"{"mt":"RemoteControl","call":"a","code":-1}"#, "bad RemoteControl", None),
+            (r#"{"mt":"Status","src":5}"#, "src must be a string", None),
+        ];
+        for (text, problem, src) in cases {
+            let err = parse_client(text).unwrap_err();
+            assert!(err.problem.contains(problem), "{text}: {}", err.problem);
+            assert_eq!(err.src.as_deref(), *src, "{text}");
+        }
+        let long = format!(r#"{{"mt":"Hold","call":"{}"}}"#, "x".repeat(MAX_FIELD + 1));
+        assert!(parse_client(&long).unwrap_err().problem.contains("call is longer"));
+    }
+
+    #[test]
+    fn the_first_supported_offered_codec_is_chosen() {
+        let mut o = offer();
+        assert_eq!(choose_codec(&o).unwrap().0, CodecKind::G722);
+        o.codecs.insert(
+            0,
+            CodecDesc {
+                name: "GSM".into(),
+                pt: 3,
+                rate: 8000,
+            },
+        );
+        o.codecs.insert(
+            1,
+            CodecDesc {
+                name: "PCMA".into(),
+                pt: 97,
+                rate: 8000,
+            },
+        );
+        assert_eq!(choose_codec(&o).unwrap().0, CodecKind::G722, "PCMA/97 is not PCMA");
+        o.codecs = vec![CodecDesc {
+            name: "opus".into(),
+            pt: 111,
+            rate: 48000,
+        }];
+        assert_eq!(choose_codec(&o).unwrap().0, CodecKind::Opus);
+        o.codecs[0].rate = 16000;
+        assert_eq!(choose_codec(&o), None);
+    }
+
+    #[test]
+    fn every_line_of_the_documented_example_session_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/control-protocol.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let (mut requests, mut answers) = (0, 0);
+        for line in doc.lines() {
+            if let Some(json) = line.strip_prefix("> {") {
+                let text = format!("{{{json}");
+                parse_client(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+                requests += 1;
+            } else if let Some(json) = line.strip_prefix("< {") {
+                let text = format!("{{{json}");
+                parse_server(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+                answers += 1;
+            }
+        }
+        assert!(requests >= 8 && answers >= 15, "{requests} {answers}");
+    }
+}
