@@ -95,13 +95,14 @@ fn ceil_secs(d: Duration) -> u64 {
 pub struct LoginConfig {
     /// How long an issued challenge stays valid. Default 30 s.
     pub challenge_ttl: Duration,
-    /// Failures within `failure_window` that lock a peer out. Default 5.
+    /// Failures within `failure_window` that lock a peer out. Default 5 (0 acts as 1).
     pub max_failures: u32,
     /// The window failures are counted in, from the first failure. Default 60 s.
     pub failure_window: Duration,
     /// How long a locked-out peer is refused. Default 60 s.
     pub lockout: Duration,
-    /// Most peers the limiter remembers; the oldest is forgotten first. Default 4096.
+    /// Most peers the limiter remembers; the oldest is forgotten first. Default 4096
+    /// (0 acts as 1).
     pub max_tracked_peers: usize,
 }
 
@@ -347,6 +348,19 @@ mod tests {
         c
     }
 
+    /// The standard login fields against `c`, with the default configuration.
+    fn login(c: &mut Challenges, at: Instant, digest: &str) -> Result<String, LoginError> {
+        c.verify(
+            at,
+            &LoginConfig::default(),
+            SECRET,
+            NAME,
+            CNONCE,
+            INFO,
+            digest,
+        )
+    }
+
     fn login_digest(challenges: &Challenges, secret: &[u8]) -> (String, String) {
         let challenge = challenges
             .outstanding
@@ -444,15 +458,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = issued(t0);
         let (challenge, digest) = login_digest(&c, SECRET);
-        let proof = c.verify(
-            t0,
-            &LoginConfig::default(),
-            SECRET,
-            NAME,
-            CNONCE,
-            INFO,
-            &digest,
-        );
+        let proof = login(&mut c, t0, &digest);
         let proof = proof.expect("correct login");
         assert!(verify_proof(
             SECRET, NAME, &challenge, CNONCE, INFO, &digest, &proof
@@ -464,15 +470,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = issued(t0);
         let (_, digest) = login_digest(&c, b"not-the-secret");
-        let r = c.verify(
-            t0,
-            &LoginConfig::default(),
-            SECRET,
-            NAME,
-            CNONCE,
-            INFO,
-            &digest,
-        );
+        let r = login(&mut c, t0, &digest);
         assert_eq!(r, Err(LoginError::BadDigest));
     }
 
@@ -496,32 +494,22 @@ mod tests {
     #[test]
     fn a_challenge_works_once_only() {
         let t0 = Instant::now();
-        let cfg = LoginConfig::default();
         let mut c = issued(t0);
         let (_, digest) = login_digest(&c, SECRET);
-        assert!(c
-            .verify(t0, &cfg, SECRET, NAME, CNONCE, INFO, &digest)
-            .is_ok());
+        assert!(login(&mut c, t0, &digest).is_ok());
         assert!(!c.is_outstanding());
-        let replay = c.verify(t0, &cfg, SECRET, NAME, CNONCE, INFO, &digest);
+        let replay = login(&mut c, t0, &digest);
         assert_eq!(replay, Err(LoginError::NoChallenge));
     }
 
     #[test]
     fn a_failed_attempt_also_uses_up_the_challenge() {
         let t0 = Instant::now();
-        let cfg = LoginConfig::default();
         let mut c = issued(t0);
         let (_, good) = login_digest(&c, SECRET);
         let wrong = "0".repeat(64);
-        assert_eq!(
-            c.verify(t0, &cfg, SECRET, NAME, CNONCE, INFO, &wrong),
-            Err(LoginError::BadDigest)
-        );
-        assert_eq!(
-            c.verify(t0, &cfg, SECRET, NAME, CNONCE, INFO, &good),
-            Err(LoginError::NoChallenge)
-        );
+        assert_eq!(login(&mut c, t0, &wrong), Err(LoginError::BadDigest));
+        assert_eq!(login(&mut c, t0, &good), Err(LoginError::NoChallenge));
     }
 
     #[test]
@@ -531,20 +519,10 @@ mod tests {
         let mut c = issued(t0);
         let (_, digest) = login_digest(&c, SECRET);
         let just_before = t0 + cfg.challenge_ttl - Duration::from_millis(1);
-        assert!(c
-            .verify(just_before, &cfg, SECRET, NAME, CNONCE, INFO, &digest)
-            .is_ok());
+        assert!(login(&mut c, just_before, &digest).is_ok());
 
         let mut c = issued(t0);
-        let r = c.verify(
-            t0 + cfg.challenge_ttl,
-            &cfg,
-            SECRET,
-            NAME,
-            CNONCE,
-            INFO,
-            &digest,
-        );
+        let r = login(&mut c, t0 + cfg.challenge_ttl, &digest);
         assert_eq!(r, Err(LoginError::ChallengeExpired));
     }
 
@@ -552,15 +530,7 @@ mod tests {
     fn a_login_without_a_challenge_fails() {
         let mut c = Challenges::new();
         let digest = client_digest(SECRET, NAME, "", CNONCE, INFO);
-        let r = c.verify(
-            Instant::now(),
-            &LoginConfig::default(),
-            SECRET,
-            NAME,
-            CNONCE,
-            INFO,
-            &digest,
-        );
+        let r = login(&mut c, Instant::now(), &digest);
         assert_eq!(r, Err(LoginError::NoChallenge));
     }
 
@@ -573,15 +543,7 @@ mod tests {
         assert_eq!((first.len(), second.len()), (32, 32));
         assert_eq!(second, "02".repeat(16));
         let stale = client_digest(SECRET, NAME, &first, CNONCE, INFO);
-        let r = c.verify(
-            t0,
-            &LoginConfig::default(),
-            SECRET,
-            NAME,
-            CNONCE,
-            INFO,
-            &stale,
-        );
+        let r = login(&mut c, t0, &stale);
         assert_eq!(r, Err(LoginError::BadDigest));
     }
 
@@ -591,15 +553,7 @@ mod tests {
         let mut c = issued(t0);
         let (challenge, digest) = login_digest(&c, SECRET);
         let upper = digest.to_uppercase();
-        let proof = c.verify(
-            t0,
-            &LoginConfig::default(),
-            SECRET,
-            NAME,
-            CNONCE,
-            INFO,
-            &upper,
-        );
+        let proof = login(&mut c, t0, &upper);
         let proof = proof.expect("case does not change the digest bytes");
         assert!(verify_proof(
             SECRET, NAME, &challenge, CNONCE, INFO, &digest, &proof
