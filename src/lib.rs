@@ -4,6 +4,8 @@
 //! A sans-IO core wrapped in a thin I/O shell:
 //! - [`codec`], [`rtp`], [`jitter`] and [`mixer`] are plain types you can call from a
 //!   test: bytes and `now` in, bytes and decisions out.
+//! - [`control`] holds the login (HMAC challenge/response, rate limit) and TLS pieces
+//!   of the call-control connection.
 //! - [`engine`] is one media worker's state machine: the rooms and legs it owns. It
 //!   never reads the clock, the network or the environment.
 //! - [`io`] is the tokio shell: sockets, the one timer per worker, the control API.
@@ -19,6 +21,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod io;
 pub mod jitter;

@@ -1,17 +1,22 @@
 //! Call control: the protocol a PBX-side controller speaks to the node.
 //!
 //! - [`msg`]: the JSON messages (serde types), parsing and serialisation.
-//! - [`auth`]: the challenge/response login (HMAC-SHA256) and its rate limiter.
+//! - [`auth`]: the challenge/response login (HMAC-SHA256, server proof); sans-IO.
+//! - [`ratelimit`]: failed-login counting and lockout per peer network.
+//! - [`hex`]: the lowercase hex of the login fields.
 //! - [`switchboard`]: the one task that owns call state; transport-independent.
 //! - [`server`]: the WebSocket listener (ws or wss) that feeds the switchboard.
-//! - [`tls`]: certificate loading for wss.
+//! - [`tls`]: certificate loading for wss, and a client config trusting one certificate.
 //!
 //! The conference behaviour itself (dial language, rooms, channels, listen modes)
 //! lives in the sans-IO [`crate::conf`] core; this module is its I/O shell.
-//! `docs/control-protocol.md` documents the protocol with a full example session.
+//! `docs/control-protocol.md` documents the protocol with a full example session,
+//! `docs/login.md` the login's wire construction.
 
 pub mod auth;
+pub mod hex;
 pub mod msg;
+pub mod ratelimit;
 pub mod server;
 pub mod switchboard;
 pub mod tls;
