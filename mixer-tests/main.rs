@@ -5,5 +5,7 @@
 //! each and bounded.
 
 mod alloc;
+mod control;
+mod control_robust;
 mod support;
 mod system;

@@ -159,7 +159,7 @@ impl Switchboard {
                         peer,
                         tx,
                         logged_in,
-                        challenges: Challenges::default(),
+                        challenges: Challenges::new(),
                     },
                 );
             }
