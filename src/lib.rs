@@ -18,6 +18,7 @@
 //! next datagram, whichever comes first.
 
 pub mod codec;
+pub mod conf;
 pub mod config;
 pub mod engine;
 pub mod io;
