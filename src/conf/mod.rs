@@ -19,11 +19,16 @@
 //! - a leg receives the mix once connected (hold does not change that);
 //! - releases that came from the PBX yield no [`Output::Released`], only
 //!   [`ConfEvent::Left`] with cause 16;
-//! - the `*81` cascade releases the other members with cause 16.
+//! - the `*81` cascade releases the other members with cause 16;
+//! - remote controls 24–27 on an alerting member set its flags; they take effect when
+//!   remote control 0 connects it;
+//! - `*3` joining an existing room ignores the creation options except `*1`
+//!   (channel-max) and `*4` (match).
 
 pub mod dial;
 pub mod directory;
 pub mod listen;
+pub mod output;
 pub mod table;
 
 #[cfg(test)]
@@ -34,6 +39,7 @@ use dial::{Command, CommandKind, Dial};
 use directory::{Directory, Room};
 pub use listen::MemberState;
 use listen::{Change, Listen};
+pub use output::{ConfEvent, MemberStatus, Output, RoomStatus};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -109,112 +115,6 @@ pub enum ConfError {
     UnknownRemoteControl(u32),
     #[error("{0:?} is not a DTMF digit")]
     BadDigit(char),
-}
-
-/// What the shell must do or tell, in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// Open a room on the media engine (before its first `AddMember`).
-    OpenRoom {
-        room: String,
-    },
-    /// Add the call's leg to the room.
-    AddMember {
-        call: CallRef,
-        room: String,
-        heard: bool,
-        receives: bool,
-    },
-    /// `heard = false`: the leg is muted for all.
-    SetHeard {
-        call: CallRef,
-        heard: bool,
-    },
-    /// Whether the leg is sent the mix.
-    SetReceives {
-        call: CallRef,
-        receives: bool,
-    },
-    RemoveMember {
-        call: CallRef,
-    },
-    /// Close a room (after its last `RemoveMember`).
-    CloseRoom {
-        room: String,
-    },
-    Alerting {
-        call: CallRef,
-        room: String,
-    },
-    /// The connected number is the room id.
-    Connected {
-        call: CallRef,
-        room: String,
-        multivideo: bool,
-    },
-    /// The node ends the call (reject or clear).
-    Released {
-        call: CallRef,
-        cause: Cause,
-    },
-    Event(ConfEvent),
-}
-
-/// Room events for the controller.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConfEvent {
-    RoomCreated {
-        room: String,
-        reserve: u32,
-        disconnect_control: bool,
-        remote_connect: bool,
-        multivideo: bool,
-    },
-    RoomClosed {
-        room: String,
-    },
-    Joined {
-        room: String,
-        call: CallRef,
-    },
-    Left {
-        room: String,
-        call: CallRef,
-        cause: Cause,
-    },
-    /// Sent whenever a member's `heard` flips.
-    Muted {
-        room: String,
-        call: CallRef,
-        muted: bool,
-    },
-    ListenMode {
-        room: String,
-        exclusive: Option<CallRef>,
-    },
-}
-
-/// A room, for the status request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RoomStatus {
-    pub id: String,
-    pub reserve: u32,
-    pub disconnect_control: bool,
-    pub remote_connect: bool,
-    pub multivideo: bool,
-    pub creator: Option<CallRef>,
-    pub exclusive: Option<CallRef>,
-    pub members: Vec<MemberStatus>,
-}
-
-/// A member, for the status request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberStatus {
-    pub call: CallRef,
-    pub state: MemberState,
-    pub held: bool,
-    pub receive_off: bool,
-    pub heard: bool,
 }
 
 /// Longest in-call DTMF command kept; longer ones are dropped (none is valid).

@@ -141,6 +141,19 @@ fn a_created_room_is_opened_before_its_first_member_and_reported() {
 }
 
 #[test]
+fn the_same_seed_gives_the_same_random_room_ids() {
+    let ids = |seed| {
+        let mut h = Harness {
+            conf: Conference::new(ConfConfig::new(10), seed),
+            now: Instant::now(),
+        };
+        [A, B, C].map(|c| h.connect(c, "*17*54#"))
+    };
+    assert_eq!(ids(5), ids(5));
+    assert_ne!(ids(5), ids(6));
+}
+
+#[test]
 fn a_waiting_call_is_released_with_cause_28_after_the_overlap_timeout_from_its_last_digit() {
     let mut h = Harness::new(10);
     h.connect(A, "*2100#");
