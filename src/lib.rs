@@ -20,6 +20,7 @@
 //! next datagram, whichever comes first.
 
 pub mod codec;
+pub mod conf;
 pub mod config;
 pub mod control;
 pub mod engine;
