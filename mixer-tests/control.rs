@@ -28,6 +28,15 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("never: {what}");
 }
 
+/// The media offer of a new silent phone, kept in `keep` for the test (every call
+/// needs its own media address).
+async fn fresh(keep: &mut Vec<Phone>) -> scnf::control::msg::MediaOffer {
+    let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
+    let offer = phone.offer(true);
+    keep.push(phone);
+    offer
+}
+
 fn hears(p: &Phone, freq: f64) -> bool {
     p.level(freq, WINDOW) > HEARD_DBFS
 }
@@ -106,11 +115,12 @@ async fn overlap_dialing_waits_for_more_digits_then_joins() {
     let _machine = exclusive().await;
     let (node, control) = control_node(|_| {}).await;
     let mut ctl = Ctl::connect(control.local).await;
+    let mut keep = Vec::new();
     let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
     let out = ctl.dial("a", "*21234#", false, &phone.offer(true)).await;
     assert!(matches!(&out, ServerMsg::Connect { room, .. } if room == "1234"));
     // "12" is only the head of room 1234: the node waits.
-    ctl.setup("b", "12", false, &phone.offer(true)).await;
+    ctl.setup("b", "12", false, &fresh(&mut keep).await).await;
     let early = ctl
         .arrives(Duration::from_millis(400), |m| {
             matches!(m, ServerMsg::Connect { call, .. } | ServerMsg::Release { call, .. } if call == "b")
@@ -125,7 +135,7 @@ async fn overlap_dialing_waits_for_more_digits_then_joins() {
         "{out:?}"
     );
     // Head of an id with sending-complete: refused at once.
-    let out = ctl.dial("c", "12", true, &phone.offer(true)).await;
+    let out = ctl.dial("c", "12", true, &fresh(&mut keep).await).await;
     assert!(matches!(out, ServerMsg::Release { cause: 34, .. }), "{out:?}");
     node.shutdown();
 }
@@ -135,14 +145,14 @@ async fn a_full_node_refuses_with_cause_34_and_frees_the_channel_on_release() {
     let _machine = exclusive().await;
     let (node, control) = control_node(|c| c.control.channels = 3).await;
     let mut ctl = Ctl::connect(control.local).await;
-    let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
+    let mut keep = Vec::new();
     for call in ["a", "b", "c"] {
-        let out = ctl.dial(call, "*377#", false, &phone.offer(true)).await;
+        let out = ctl.dial(call, "*377#", false, &fresh(&mut keep).await).await;
         assert!(matches!(out, ServerMsg::Connect { .. }), "{call}: {out:?}");
     }
-    let out = ctl.dial("d", "77", true, &phone.offer(true)).await;
+    let out = ctl.dial("d", "77", true, &fresh(&mut keep).await).await;
     assert!(matches!(out, ServerMsg::Release { cause: 34, .. }), "{out:?}");
-    let out = ctl.dial("e", "*1#", false, &phone.offer(true)).await;
+    let out = ctl.dial("e", "*1#", false, &fresh(&mut keep).await).await;
     assert!(matches!(out, ServerMsg::Release { cause: 34, .. }), "{out:?}");
     let ServerMsg::StatusResult { channels, .. } = ctl.status().await else {
         unreachable!()
@@ -151,7 +161,7 @@ async fn a_full_node_refuses_with_cause_34_and_frees_the_channel_on_release() {
     ctl.send(json!({"mt": "Release", "call": "a"})).await;
     ctl.wait("ReleaseResult", |m| matches!(m, ServerMsg::ReleaseResult { .. }))
         .await;
-    let out = ctl.dial("f", "77", true, &phone.offer(true)).await;
+    let out = ctl.dial("f", "77", true, &fresh(&mut keep).await).await;
     assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
     node.shutdown();
 }
@@ -161,11 +171,12 @@ async fn with_disconnect_control_the_creator_leaving_releases_everyone() {
     let _machine = exclusive().await;
     let (node, control) = control_node(|_| {}).await;
     let mut ctl = Ctl::connect(control.local).await;
+    let mut keep = Vec::new();
     let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
     let out = ctl.dial("boss", "*250*81#", false, &phone.offer(true)).await;
     assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
     for call in ["x", "y"] {
-        let out = ctl.dial(call, "50", true, &phone.offer(true)).await;
+        let out = ctl.dial(call, "50", true, &fresh(&mut keep).await).await;
         assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
     }
     ctl.send(json!({"mt": "Release", "call": "boss"})).await;
@@ -207,13 +218,14 @@ async fn multi_video_off_is_reported_with_the_room() {
     let _machine = exclusive().await;
     let (node, control) = control_node(|_| {}).await;
     let mut ctl = Ctl::connect(control.local).await;
+    let mut keep = Vec::new();
     let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
     let out = ctl.dial("a", "*270*83#", false, &phone.offer(true)).await;
     assert!(
         matches!(out, ServerMsg::Connect { multivideo: false, .. }),
         "{out:?}"
     );
-    let out = ctl.dial("b", "*271#", false, &phone.offer(true)).await;
+    let out = ctl.dial("b", "*271#", false, &fresh(&mut keep).await).await;
     assert!(
         matches!(out, ServerMsg::Connect { multivideo: true, .. }),
         "{out:?}"
@@ -372,4 +384,108 @@ async fn hold_mutes_the_member_and_retrieve_restores_it() {
         .await;
     expect_hearing(&phones, 1, &[0]).await;
     node.shutdown();
+}
+
+/// A bound UDP socket's media offer (PCMU): rooms set up for a table row only need
+/// distinct media addresses, not audio.
+fn quiet_offer(keep: &mut Vec<std::net::UdpSocket>) -> scnf::control::msg::MediaOffer {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let local = sock.local_addr().expect("bound");
+    keep.push(sock);
+    scnf::control::msg::MediaOffer {
+        address: local.ip(),
+        port: local.port(),
+        codecs: vec![scnf::control::msg::CodecDesc {
+            name: "PCMU".into(),
+            pt: 0,
+            rate: 8000,
+        }],
+        ptime: 20,
+        telephone_event: Some(101),
+        direction: scnf::control::msg::Direction::Sendrecv,
+        rtcp_mux: false,
+        latching: false,
+    }
+}
+
+/// Runs one row of `vectors/conf-commands.tsv` against a fresh node over WebSocket.
+async fn run_row(row: &scnf::conf::table::Row) -> Result<(), String> {
+    use scnf::conf::table::{Outcome, RoomOptions};
+    use scnf::conf::Cause;
+    let (node, control) = control_node(|c| c.control.channels = row.capacity).await;
+    let mut ctl = Ctl::connect(control.local).await;
+    let mut keep = Vec::new();
+    let mut n = 0;
+    for room in &row.present {
+        for k in 0..room.members {
+            let dial = if k == 0 {
+                room.create_dial()
+            } else {
+                room.join_dial()
+            };
+            n += 1;
+            let out = ctl
+                .dial(&format!("setup{n}"), &dial, false, &quiet_offer(&mut keep))
+                .await;
+            if !matches!(out, ServerMsg::Connect { .. }) {
+                return Err(format!("line {}: setting up {dial}: {out:?}", row.line));
+            }
+        }
+    }
+    let before = ctl.seen.len();
+    ctl.setup("t", &row.dial, row.complete, &quiet_offer(&mut keep))
+        .await;
+    let decided = |m: &ServerMsg| {
+        matches!(m, ServerMsg::Connect { call, .. } | ServerMsg::Alerting { call, .. }
+            | ServerMsg::Release { call, .. } if call == "t")
+    };
+    for digits in &row.info {
+        ctl.send(json!({"mt": "Info", "call": "t", "digits": digits}))
+            .await;
+    }
+    let outcome = if ctl.arrives(Duration::from_millis(300), decided).await {
+        let m = ctl.outcome("t").await;
+        match m {
+            ServerMsg::Release { cause, .. } => Outcome::Released(Cause(cause)),
+            ServerMsg::Connect { room, .. } | ServerMsg::Alerting { room, .. } => {
+                let created = ctl.seen[before..].iter().find_map(|m| match m {
+                    ServerMsg::RoomCreated { room: r, options } if *r == room => {
+                        Some(RoomOptions {
+                            reserve: options.reserve,
+                            disconnect_control: options.disconnect_control,
+                            remote_connect: options.remote_connect,
+                            multivideo_off: !options.multivideo,
+                        })
+                    }
+                    _ => None,
+                });
+                match created {
+                    Some(options) => Outcome::Created { room, options },
+                    None => Outcome::Joined(room),
+                }
+            }
+            other => return Err(format!("line {}: {other:?}", row.line)),
+        }
+    } else {
+        Outcome::Waiting
+    };
+    control.stop();
+    node.shutdown();
+    row.check(&outcome)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_row_of_the_command_table_behaves_as_written_over_websocket() {
+    let _machine = exclusive().await;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/vectors/conf-commands.tsv");
+    let text = std::fs::read_to_string(path).expect("the command table");
+    let rows = scnf::conf::table::parse(&text).expect("a valid table");
+    assert!(rows.len() >= 40, "only {} rows", rows.len());
+    let mut failures = Vec::new();
+    for row in &rows {
+        if let Err(e) = run_row(row).await {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }

@@ -102,7 +102,7 @@ impl Ctl {
         }
     }
 
-    /// Whether a message matching `pred` arrives within `within`.
+    /// Whether a message matching `pred` arrives within `within` (it stays pending).
     pub async fn arrives(&mut self, within: Duration, pred: impl Fn(&ServerMsg) -> bool) -> bool {
         if self.pending.iter().any(&pred) {
             return true;
@@ -111,8 +111,13 @@ impl Ctl {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.read(left).await {
-                Some(m) if pred(&m) => return true,
-                Some(m) => self.pending.push_back(m),
+                Some(m) => {
+                    let hit = pred(&m);
+                    self.pending.push_back(m);
+                    if hit {
+                        return true;
+                    }
+                }
                 None => return false,
             }
         }

@@ -112,9 +112,6 @@ impl Phone {
         level_dbfs(&tail, freq)
     }
 
-    pub fn received(&self) -> u64 {
-        self.shared.lock().unwrap().received
-    }
 
     /// Whether the in-band samples queued with `Play::Samples` have all been sent.
     pub fn done_playing(&self) -> bool {
