@@ -49,10 +49,15 @@ fn misses(p: &Phone, freq: f64) -> bool {
 /// them with their call ids `p0`, `p1`, ...
 async fn room_of(ctl: &mut Ctl, room: &str, n: usize, rfc4733: bool) -> Vec<Phone> {
     let mut phones = Vec::new();
-    for i in 0..n {
-        let phone = Phone::new(CodecKind::Pcmu, Play::Tone(TONES[i])).await;
+    for (i, &tone) in TONES.iter().enumerate().take(n) {
+        let phone = Phone::new(CodecKind::Pcmu, Play::Tone(tone)).await;
         let out = ctl
-            .dial(&format!("p{i}"), &format!("*3{room}#"), false, &phone.offer(rfc4733))
+            .dial(
+                &format!("p{i}"),
+                &format!("*3{room}#"),
+                false,
+                &phone.offer(rfc4733),
+            )
             .await;
         assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
         phone.connect(answer_addr(&out));
@@ -81,7 +86,10 @@ async fn rc(ctl: &mut Ctl, call: &str, code: u32) {
         .await;
     let reply = ctl
         .wait("RemoteControlResult", |m| {
-            matches!(m, ServerMsg::RemoteControlResult { .. } | ServerMsg::Error { .. })
+            matches!(
+                m,
+                ServerMsg::RemoteControlResult { .. } | ServerMsg::Error { .. }
+            )
         })
         .await;
     assert!(
@@ -136,7 +144,10 @@ async fn overlap_dialing_waits_for_more_digits_then_joins() {
     );
     // Head of an id with sending-complete: refused at once.
     let out = ctl.dial("c", "12", true, &fresh(&mut keep).await).await;
-    assert!(matches!(out, ServerMsg::Release { cause: 34, .. }), "{out:?}");
+    assert!(
+        matches!(out, ServerMsg::Release { cause: 34, .. }),
+        "{out:?}"
+    );
     node.shutdown();
 }
 
@@ -147,20 +158,30 @@ async fn a_full_node_refuses_with_cause_34_and_frees_the_channel_on_release() {
     let mut ctl = Ctl::connect(control.local).await;
     let mut keep = Vec::new();
     for call in ["a", "b", "c"] {
-        let out = ctl.dial(call, "*377#", false, &fresh(&mut keep).await).await;
+        let out = ctl
+            .dial(call, "*377#", false, &fresh(&mut keep).await)
+            .await;
         assert!(matches!(out, ServerMsg::Connect { .. }), "{call}: {out:?}");
     }
     let out = ctl.dial("d", "77", true, &fresh(&mut keep).await).await;
-    assert!(matches!(out, ServerMsg::Release { cause: 34, .. }), "{out:?}");
+    assert!(
+        matches!(out, ServerMsg::Release { cause: 34, .. }),
+        "{out:?}"
+    );
     let out = ctl.dial("e", "*1#", false, &fresh(&mut keep).await).await;
-    assert!(matches!(out, ServerMsg::Release { cause: 34, .. }), "{out:?}");
+    assert!(
+        matches!(out, ServerMsg::Release { cause: 34, .. }),
+        "{out:?}"
+    );
     let ServerMsg::StatusResult { channels, .. } = ctl.status().await else {
         unreachable!()
     };
     assert_eq!((channels.capacity, channels.used, channels.free), (3, 3, 0));
     ctl.send(json!({"mt": "Release", "call": "a"})).await;
-    ctl.wait("ReleaseResult", |m| matches!(m, ServerMsg::ReleaseResult { .. }))
-        .await;
+    ctl.wait("ReleaseResult", |m| {
+        matches!(m, ServerMsg::ReleaseResult { .. })
+    })
+    .await;
     let out = ctl.dial("f", "77", true, &fresh(&mut keep).await).await;
     assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
     node.shutdown();
@@ -173,7 +194,9 @@ async fn with_disconnect_control_the_creator_leaving_releases_everyone() {
     let mut ctl = Ctl::connect(control.local).await;
     let mut keep = Vec::new();
     let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
-    let out = ctl.dial("boss", "*250*81#", false, &phone.offer(true)).await;
+    let out = ctl
+        .dial("boss", "*250*81#", false, &phone.offer(true))
+        .await;
     assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
     for call in ["x", "y"] {
         let out = ctl.dial(call, "50", true, &fresh(&mut keep).await).await;
@@ -182,10 +205,16 @@ async fn with_disconnect_control_the_creator_leaving_releases_everyone() {
     ctl.send(json!({"mt": "Release", "call": "boss"})).await;
     for call in ["x", "y"] {
         let out = ctl.outcome(call).await;
-        assert!(matches!(out, ServerMsg::Release { cause: 16, .. }), "{out:?}");
+        assert!(
+            matches!(out, ServerMsg::Release { cause: 16, .. }),
+            "{out:?}"
+        );
     }
-    ctl.wait("RoomClosed", |m| matches!(m, ServerMsg::RoomClosed { room } if room == "50"))
-        .await;
+    ctl.wait(
+        "RoomClosed",
+        |m| matches!(m, ServerMsg::RoomClosed { room } if room == "50"),
+    )
+    .await;
     node.shutdown();
 }
 
@@ -204,7 +233,10 @@ async fn remote_connect_rooms_keep_joiners_alerting_and_silent_until_connect() {
     guest.connect(answer_addr(&out));
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(misses(&host, TONES[1]), "the alerting guest is heard");
-    assert!(misses(&guest, TONES[0]), "the alerting guest hears the room");
+    assert!(
+        misses(&guest, TONES[0]),
+        "the alerting guest hears the room"
+    );
     rc(&mut ctl, "guest", 0).await;
     let out = ctl.outcome("guest").await;
     assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
@@ -222,12 +254,24 @@ async fn multi_video_off_is_reported_with_the_room() {
     let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
     let out = ctl.dial("a", "*270*83#", false, &phone.offer(true)).await;
     assert!(
-        matches!(out, ServerMsg::Connect { multivideo: false, .. }),
+        matches!(
+            out,
+            ServerMsg::Connect {
+                multivideo: false,
+                ..
+            }
+        ),
         "{out:?}"
     );
     let out = ctl.dial("b", "*271#", false, &fresh(&mut keep).await).await;
     assert!(
-        matches!(out, ServerMsg::Connect { multivideo: true, .. }),
+        matches!(
+            out,
+            ServerMsg::Connect {
+                multivideo: true,
+                ..
+            }
+        ),
         "{out:?}"
     );
     let ServerMsg::StatusResult { rooms, .. } = ctl.status().await else {
@@ -257,9 +301,26 @@ async fn listen_modes_by_dtmf(rfc4733: bool) {
     };
     send(&phones[0], "*21#");
     let m = ctl
-        .wait("ListenMode", |m| matches!(m, ServerMsg::ListenMode { exclusive: Some(_), .. }))
+        .wait("ListenMode", |m| {
+            matches!(
+                m,
+                ServerMsg::ListenMode {
+                    exclusive: Some(_),
+                    ..
+                }
+            )
+        })
         .await;
-    assert!(matches!(m, ServerMsg::ListenMode { exclusive: Some(1), .. }), "{m:?}");
+    assert!(
+        matches!(
+            m,
+            ServerMsg::ListenMode {
+                exclusive: Some(1),
+                ..
+            }
+        ),
+        "{m:?}"
+    );
     phones[0].play(Play::Tone(TONES[0]));
     expect_hearing(&phones, 1, &[0]).await;
     expect_hearing(&phones, 2, &[0]).await;
@@ -269,7 +330,13 @@ async fn listen_modes_by_dtmf(rfc4733: bool) {
     }
     send(&phones[0], "*6#");
     ctl.wait("ListenMode normal", |m| {
-        matches!(m, ServerMsg::ListenMode { exclusive: None, .. })
+        matches!(
+            m,
+            ServerMsg::ListenMode {
+                exclusive: None,
+                ..
+            }
+        )
     })
     .await;
     phones[0].play(Play::Tone(TONES[0]));
@@ -339,8 +406,13 @@ async fn remote_controls_follow_the_override_rules() {
     for code in [0u32, 99] {
         ctl.send(json!({"mt": "RemoteControl", "call": "p0", "code": code}))
             .await;
-        let e = ctl.wait("Error", |m| matches!(m, ServerMsg::Error { .. })).await;
-        assert!(matches!(&e, ServerMsg::Error { call: Some(c), .. } if c == "p0"), "{e:?}");
+        let e = ctl
+            .wait("Error", |m| matches!(m, ServerMsg::Error { .. }))
+            .await;
+        assert!(
+            matches!(&e, ServerMsg::Error { call: Some(c), .. } if c == "p0"),
+            "{e:?}"
+        );
     }
     expect_hearing(&phones, 1, &[0, 2]).await;
     let muted: Vec<(u64, bool)> = ctl
@@ -353,7 +425,10 @@ async fn remote_controls_follow_the_override_rules() {
             _ => None,
         })
         .collect();
-    assert!(muted.contains(&(2, true)) && muted.contains(&(2, false)), "{muted:?}");
+    assert!(
+        muted.contains(&(2, true)) && muted.contains(&(2, false)),
+        "{muted:?}"
+    );
     node.shutdown();
 }
 
@@ -365,12 +440,16 @@ async fn hold_mutes_the_member_and_retrieve_restores_it() {
     let phones = room_of(&mut ctl, "91", 2, true).await;
     expect_hearing(&phones, 1, &[0]).await;
     ctl.send(json!({"mt": "Hold", "call": "p0"})).await;
-    ctl.wait("Muted", |m| matches!(m, ServerMsg::Muted { muted: true, .. }))
-        .await;
+    ctl.wait("Muted", |m| {
+        matches!(m, ServerMsg::Muted { muted: true, .. })
+    })
+    .await;
     expect_hearing(&phones, 1, &[]).await;
     ctl.send(json!({"mt": "Retrieve", "call": "p0"})).await;
-    ctl.wait("Muted", |m| matches!(m, ServerMsg::Muted { muted: false, .. }))
-        .await;
+    ctl.wait("Muted", |m| {
+        matches!(m, ServerMsg::Muted { muted: false, .. })
+    })
+    .await;
     expect_hearing(&phones, 1, &[0]).await;
     // The same through a direction change (re-INVITE a=sendonly / a=sendrecv).
     ctl.send(json!({"mt": "Direction", "call": "p0", "direction": "sendonly"}))
@@ -379,7 +458,10 @@ async fn hold_mutes_the_member_and_retrieve_restores_it() {
     let ServerMsg::StatusResult { rooms, .. } = ctl.status().await else {
         unreachable!()
     };
-    assert!(rooms[0].members[0].held && !rooms[0].members[0].heard, "{rooms:?}");
+    assert!(
+        rooms[0].members[0].held && !rooms[0].members[0].heard,
+        "{rooms:?}"
+    );
     ctl.send(json!({"mt": "Direction", "call": "p0", "direction": "sendrecv"}))
         .await;
     expect_hearing(&phones, 1, &[0]).await;

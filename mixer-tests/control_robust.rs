@@ -58,7 +58,17 @@ async fn garbage_huge_frames_wrong_auth_and_unknown_ids_leave_established_calls_
     let (node, control) = control_node(with_password).await;
     let mut ctl = Ctl::connect(control.local).await;
     let login = ctl.login("pbx", SECRET).await;
-    assert!(matches!(login, ServerMsg::AppLoginResult { ok: true, proof: Some(_), .. }), "{login:?}");
+    assert!(
+        matches!(
+            login,
+            ServerMsg::AppLoginResult {
+                ok: true,
+                proof: Some(_),
+                ..
+            }
+        ),
+        "{login:?}"
+    );
     let (a, b) = established(&mut ctl).await;
     talking(&a, &b).await;
 
@@ -73,9 +83,18 @@ async fn garbage_huge_frames_wrong_auth_and_unknown_ids_leave_established_calls_
         (r#"{"mt":"Release","call":"nobody"}"#, "unknown call"),
         (r#"{"mt":"Info","call":"a","digits":"1"}"#, "digits"),
         (r#"{"mt":"Dtmf","call":"a","digit":"xx"}"#, "digit"),
-        (r#"{"mt":"RemoteControl","call":"a","code":4000000000}"#, "remote control"),
-        (r#"{"mt":"Setup","call":"a","called":"1","media":{}}"#, "bad Setup"),
-        (r#"{"mt":"AppLogin","name":"x","cnonce":"y","digest":"z"}"#, ""),
+        (
+            r#"{"mt":"RemoteControl","call":"a","code":4000000000}"#,
+            "remote control",
+        ),
+        (
+            r#"{"mt":"Setup","call":"a","called":"1","media":{}}"#,
+            "bad Setup",
+        ),
+        (
+            r#"{"mt":"AppLogin","name":"x","cnonce":"y","digest":"z"}"#,
+            "",
+        ),
     ];
     for (text, needle) in cases {
         if needle.is_empty() {
@@ -90,9 +109,10 @@ async fn garbage_huge_frames_wrong_auth_and_unknown_ids_leave_established_calls_
     ctl.send_message(Message::Binary(vec![1, 2, 3].into()))
         .await
         .unwrap();
-    ctl.wait("binary refused", |m| {
-        matches!(m, ServerMsg::Error { error, .. } if error.contains("binary"))
-    })
+    ctl.wait(
+        "binary refused",
+        |m| matches!(m, ServerMsg::Error { error, .. } if error.contains("binary")),
+    )
     .await;
 
     // A stranger without the secret: refused, rate-limited, never in.
@@ -101,7 +121,10 @@ async fn garbage_huge_frames_wrong_auth_and_unknown_ids_leave_established_calls_
     let mut refusals = Vec::new();
     for _ in 0..7 {
         let r = stranger.login("pbx", b"wrong").await;
-        let ServerMsg::AppLoginResult { ok, error, proof, .. } = r else {
+        let ServerMsg::AppLoginResult {
+            ok, error, proof, ..
+        } = r
+        else {
             unreachable!()
         };
         assert!(!ok && proof.is_none());
@@ -109,7 +132,12 @@ async fn garbage_huge_frames_wrong_auth_and_unknown_ids_leave_established_calls_
     }
     assert!(refusals[0].contains("digest"), "{refusals:?}");
     assert!(refusals[6].contains("too many"), "{refusals:?}");
-    expect_error(&mut stranger, r#"{"mt":"Hold","call":"a"}"#, "not logged in").await;
+    expect_error(
+        &mut stranger,
+        r#"{"mt":"Hold","call":"a"}"#,
+        "not logged in",
+    )
+    .await;
 
     // A frame over the limit closes only that connection.
     let mut big = Ctl::connect(control.local).await;
@@ -127,12 +155,18 @@ async fn garbage_huge_frames_wrong_auth_and_unknown_ids_leave_established_calls_
 
     // After all that, the call is intact and the controller still works.
     talking(&a, &b).await;
-    let ServerMsg::StatusResult { rooms, channels, .. } = ctl.status().await else {
+    let ServerMsg::StatusResult {
+        rooms, channels, ..
+    } = ctl.status().await
+    else {
         unreachable!()
     };
     assert_eq!(channels.used, 2);
     assert_eq!(rooms.len(), 1);
-    assert!(rooms[0].members.iter().all(|m| m.packets_received > 0), "{rooms:?}");
+    assert!(
+        rooms[0].members.iter().all(|m| m.packets_received > 0),
+        "{rooms:?}"
+    );
     node.shutdown();
 }
 
@@ -155,7 +189,10 @@ async fn login_over_wss_proves_the_node_knows_the_secret() {
     let client = scnf::control::tls::client_config_trusting(key.cert.der()).unwrap();
     let mut ctl = Ctl::connect_tls(control.local, client).await;
     let login = ctl.login("pbx", SECRET).await;
-    assert!(matches!(login, ServerMsg::AppLoginResult { ok: true, .. }), "{login:?}");
+    assert!(
+        matches!(login, ServerMsg::AppLoginResult { ok: true, .. }),
+        "{login:?}"
+    );
     let (a, b) = established(&mut ctl).await;
     talking(&a, &b).await;
     // Closing the session releases its calls.
@@ -198,7 +235,10 @@ async fn status_reports_rooms_members_channels_and_leg_figures() {
         unreachable!()
     };
     assert_eq!(version, scnf::control::msg::PROTOCOL_VERSION);
-    assert_eq!((channels.capacity, channels.used, channels.free), (10, 2, 8));
+    assert_eq!(
+        (channels.capacity, channels.used, channels.free),
+        (10, 2, 8)
+    );
     assert_eq!(rooms[0].room, "55");
     let codecs: Vec<&str> = rooms[0].members.iter().map(|m| m.codec.as_str()).collect();
     assert_eq!(codecs, ["PCMA", "G722"]);

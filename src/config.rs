@@ -357,8 +357,8 @@ impl Config {
 
     fn validate_control(&self) -> Result<(), ConfigError> {
         let c = &self.control;
-        let has_secret = c.password.as_ref().is_some_and(|p| !p.is_empty())
-            || c.password_file.is_some();
+        let has_secret =
+            c.password.as_ref().is_some_and(|p| !p.is_empty()) || c.password_file.is_some();
         if !c.listen.ip().is_loopback() && !has_secret {
             return Err(invalid(
                 "control.listen",
@@ -381,7 +381,10 @@ impl Config {
             ));
         }
         if !(100..=600_000).contains(&c.overlap_timeout_ms) {
-            return Err(invalid("control.overlap_timeout_ms", "must be 100..=600000"));
+            return Err(invalid(
+                "control.overlap_timeout_ms",
+                "must be 100..=600000",
+            ));
         }
         if !(1..=10_000).contains(&c.max_connections) {
             return Err(invalid("control.max_connections", "must be 1..=10000"));

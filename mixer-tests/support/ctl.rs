@@ -194,8 +194,10 @@ impl Ctl {
 
     pub async fn status(&mut self) -> ServerMsg {
         self.send(json!({"mt": "Status"})).await;
-        self.wait("StatusResult", |m| matches!(m, ServerMsg::StatusResult { .. }))
-            .await
+        self.wait("StatusResult", |m| {
+            matches!(m, ServerMsg::StatusResult { .. })
+        })
+        .await
     }
 }
 

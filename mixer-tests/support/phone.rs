@@ -112,7 +112,6 @@ impl Phone {
         level_dbfs(&tail, freq)
     }
 
-
     /// Whether the in-band samples queued with `Play::Samples` have all been sent.
     pub fn done_playing(&self) -> bool {
         let s = self.shared.lock().unwrap();
@@ -133,7 +132,7 @@ fn fill(s: &mut Shared, tone: &mut Option<(f64, Tone)>, pcm: &mut [i16; FRAME_SA
     match &s.play {
         Play::Silence => *pcm = [0; FRAME_SAMPLES],
         Play::Tone(f) => {
-            if tone.as_ref().is_none_or(|(g, _)| g != f) {
+            if tone.as_ref().map_or(true, |(g, _)| g != f) {
                 *tone = Some((*f, Tone::at_dbfs(*f, scnf::probe::tone::TONE_DBFS)));
             }
             tone.as_mut().expect("set above").1.fill(pcm);
@@ -152,7 +151,11 @@ async fn stream(socket: UdpSocket, codec: CodecKind, shared: Arc<Mutex<Shared>>)
     let mut decoder = Decoder::new(codec).expect("codec");
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let (mut seq, mut ts, ssrc) = (1u16, 0u32, 0x5eed_0000 ^ socket.local_addr().unwrap().port() as u32);
+    let (mut seq, mut ts, ssrc) = (
+        1u16,
+        0u32,
+        0x5eed_0000 ^ socket.local_addr().unwrap().port() as u32,
+    );
     let mut tone = None;
     let mut pcm = [0i16; FRAME_SAMPLES];
     let mut payload = [0u8; MAX_FRAME_PAYLOAD];
@@ -228,11 +231,12 @@ pub fn dtmf_samples(digits: &str, on_ms: usize, off_ms: usize) -> Vec<i16> {
         let amp = 32767.0 * 10f64.powf(-10.0 / 20.0);
         for i in 0..on_ms * 8 {
             let t = i as f64 / 8000.0;
-            let v = amp * ((2.0 * std::f64::consts::PI * row * t).sin()
-                + (2.0 * std::f64::consts::PI * col * t).sin());
+            let v = amp
+                * ((2.0 * std::f64::consts::PI * row * t).sin()
+                    + (2.0 * std::f64::consts::PI * col * t).sin());
             out.push(v.clamp(-32768.0, 32767.0) as i16);
         }
-        out.extend(std::iter::repeat_n(0, off_ms * 8));
+        out.resize(out.len() + off_ms * 8, 0);
     }
     out
 }

@@ -82,10 +82,12 @@ pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, Cont
             addr: c.listen,
             source,
         })?;
-    let local = listener.local_addr().map_err(|source| ControlError::Listen {
-        addr: c.listen,
-        source,
-    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ControlError::Listen {
+            addr: c.listen,
+            source,
+        })?;
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(|e| ControlError::Random(e.to_string()))?;
     let sb = SwitchboardConfig {

@@ -255,14 +255,29 @@ pub enum ServerMsg {
         reason: String,
     },
     /// Answer to the controller's `Release`.
-    ReleaseResult { call: String },
+    ReleaseResult {
+        call: String,
+    },
     /// Answer to `Info` while digits are still awaited.
-    InfoResult { call: String },
-    DtmfResult { call: String },
-    RemoteControlResult { call: String, code: u32 },
-    HoldResult { call: String },
-    RetrieveResult { call: String },
-    DirectionResult { call: String },
+    InfoResult {
+        call: String,
+    },
+    DtmfResult {
+        call: String,
+    },
+    RemoteControlResult {
+        call: String,
+        code: u32,
+    },
+    HoldResult {
+        call: String,
+    },
+    RetrieveResult {
+        call: String,
+    },
+    DirectionResult {
+        call: String,
+    },
     StatusResult {
         version: u32,
         channels: Channels,
@@ -333,13 +348,10 @@ pub struct ParseError {
 
 /// Parses one text frame from a controller.
 pub fn parse_client(text: &str) -> Result<Incoming, ParseError> {
-    let fail = |problem: String, mt: Option<String>, src: Option<String>| ParseError {
-        problem,
-        mt,
-        src,
-    };
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| fail(format!("malformed JSON: {e}"), None, None))?;
+    let fail =
+        |problem: String, mt: Option<String>, src: Option<String>| ParseError { problem, mt, src };
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| fail(format!("malformed JSON: {e}"), None, None))?;
     let serde_json::Value::Object(map) = &value else {
         return Err(fail("a message must be a JSON object".into(), None, None));
     };
@@ -676,7 +688,12 @@ mod tests {
     fn every_client_type_is_listed_and_every_listed_type_parses() {
         let listed: Vec<String> = every_client_message()
             .iter()
-            .map(|m| serde_json::to_value(m).unwrap()["mt"].as_str().unwrap().into())
+            .map(|m| {
+                serde_json::to_value(m).unwrap()["mt"]
+                    .as_str()
+                    .unwrap()
+                    .into()
+            })
             .collect();
         for mt in CLIENT_TYPES {
             assert!(listed.iter().any(|l| l == mt), "{mt} has no example");
@@ -709,9 +726,17 @@ mod tests {
             ("[1,2]", "must be a JSON object", None),
             (r#"{"src":"q"}"#, "missing mt", Some("q")),
             (r#"{"mt":7}"#, "mt must be a string", None),
-            (r#"{"mt":"Explode","src":"q"}"#, "unknown message type", Some("q")),
+            (
+                r#"{"mt":"Explode","src":"q"}"#,
+                "unknown message type",
+                Some("q"),
+            ),
             (r#"{"mt":"Hold","src":"q"}"#, "bad Hold", Some("q")),
-            (r#"{"mt":"RemoteControl","call":"a","code":-1}"#, "bad RemoteControl", None),
+            (
+                r#"{"mt":"RemoteControl","call":"a","code":-1}"#,
+                "bad RemoteControl",
+                None,
+            ),
             (r#"{"mt":"Status","src":5}"#, "src must be a string", None),
         ];
         for (text, problem, src) in cases {
@@ -720,7 +745,10 @@ mod tests {
             assert_eq!(err.src.as_deref(), *src, "{text}");
         }
         let long = format!(r#"{{"mt":"Hold","call":"{}"}}"#, "x".repeat(MAX_FIELD + 1));
-        assert!(parse_client(&long).unwrap_err().problem.contains("call is longer"));
+        assert!(parse_client(&long)
+            .unwrap_err()
+            .problem
+            .contains("call is longer"));
     }
 
     #[test]
@@ -743,7 +771,11 @@ mod tests {
                 rate: 8000,
             },
         );
-        assert_eq!(choose_codec(&o).unwrap().0, CodecKind::G722, "PCMA/97 is not PCMA");
+        assert_eq!(
+            choose_codec(&o).unwrap().0,
+            CodecKind::G722,
+            "PCMA/97 is not PCMA"
+        );
         o.codecs = vec![CodecDesc {
             name: "opus".into(),
             pt: 111,

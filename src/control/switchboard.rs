@@ -15,8 +15,8 @@
 
 use super::auth::{Challenges, LoginConfig, RateLimiter};
 use super::msg::{
-    self, Channels, ClientMsg, CodecDesc, Incoming, MediaAnswer, MediaOffer, MemberInfo,
-    RoomInfo, RoomOptions, ServerMsg, PROTOCOL_VERSION,
+    self, Channels, ClientMsg, CodecDesc, Incoming, MediaAnswer, MediaOffer, MemberInfo, RoomInfo,
+    RoomOptions, ServerMsg, PROTOCOL_VERSION,
 };
 use crate::codec::CodecKind;
 use crate::conf::{CallRef, Cause, ConfError, ConfEvent, Conference, MemberState, Output};
@@ -233,10 +233,7 @@ impl Switchboard {
                 called,
                 complete,
                 media,
-            } => {
-                self.setup(conn, call, &called, complete, media, src)
-                    .await
-            }
+            } => self.setup(conn, call, &called, complete, media, src).await,
             ClientMsg::Status => Some(self.status().await),
             other => self.call_request(conn, other, src).await,
         };
@@ -248,7 +245,9 @@ impl Switchboard {
     fn challenge(&mut self, conn: ConnId, version: Option<u32>) -> Option<ServerMsg> {
         if let Some(v) = version.filter(|&v| v != PROTOCOL_VERSION) {
             return Some(ServerMsg::Error {
-                error: format!("protocol version {v} is not supported (this node speaks {PROTOCOL_VERSION})"),
+                error: format!(
+                    "protocol version {v} is not supported (this node speaks {PROTOCOL_VERSION})"
+                ),
                 of: Some("AppChallenge".into()),
                 call: None,
             });
@@ -353,7 +352,10 @@ impl Switchboard {
             },
         );
         self.by_id.insert((conn, id.clone()), call);
-        if let Err(e) = self.conf.handle_setup(Instant::now(), call, called, complete) {
+        if let Err(e) = self
+            .conf
+            .handle_setup(Instant::now(), call, called, complete)
+        {
             self.forget(call);
             return Some(call_error("Setup", &id, &e.to_string()));
         }
@@ -481,7 +483,12 @@ impl Switchboard {
                 let held = self
                     .member_status(call)
                     .is_some_and(|m| m.held || m.state != MemberState::Connected);
-                if !held && self.conf.handle_media_failed(call, Cause::TIMER_EXPIRY).is_ok() {
+                if !held
+                    && self
+                        .conf
+                        .handle_media_failed(call, Cause::TIMER_EXPIRY)
+                        .is_ok()
+                {
                     tracing::info!(?leg, "releasing a call that sent no media");
                     self.drain().await;
                 }
@@ -619,10 +626,7 @@ impl Switchboard {
         let Some(c) = self.calls.get(&call) else {
             return Ok(());
         };
-        let mut spec = LegSpec::new(
-            SocketAddr::new(c.offer.address, c.offer.port),
-            c.codec.0,
-        );
+        let mut spec = LegSpec::new(SocketAddr::new(c.offer.address, c.offer.port), c.codec.0);
         spec.payload_type = c.codec.1.pt;
         spec.telephone_event_pt = c.offer.telephone_event;
         spec.latching = c.offer.latching;
@@ -814,9 +818,7 @@ impl Switchboard {
         let text = msg::to_text(msg, src);
         if session.tx.try_send(Outbound::Text(text)).is_err() {
             tracing::warn!(peer = %session.peer, "control session does not read; closing it");
-            let _ = session
-                .tx
-                .try_send(Outbound::Close("not reading".into()));
+            let _ = session.tx.try_send(Outbound::Close("not reading".into()));
         }
     }
 
