@@ -24,6 +24,7 @@ COPY --from=build /src/target/release/scnf /usr/local/bin/scnf
 COPY deploy/scnf.toml /etc/scnf/scnf.toml
 USER scnf
 EXPOSE 20000-29999/udp
+EXPOSE 7880/tcp
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/scnf"]
 CMD ["node", "--config", "/etc/scnf/scnf.toml"]

@@ -490,6 +490,19 @@ mod tests {
                 "[rtp]\nworkers = 4\nport_min = 20000\nport_max = 20005\n",
                 "rtp.port_min",
             ),
+            ("[control]\nlisten = \"0.0.0.0:7880\"\n", "control.listen"),
+            (
+                "[control]\ntls_cert = \"/etc/cert.pem\"\n",
+                "control.tls_cert",
+            ),
+            (
+                "[control]\npassword = \"a\"\npassword_file = \"/p\"\n",
+                "control.password",
+            ),
+            (
+                "[control]\noverlap_timeout_ms = 5\n",
+                "control.overlap_timeout_ms",
+            ),
         ];
         for (text, field) in cases {
             let err = Config::from_toml(text, Path::new("x.toml"))
@@ -499,6 +512,30 @@ mod tests {
                 .to_string();
             assert!(err.contains(field), "{text:?} gave {err:?}");
         }
+    }
+
+    #[test]
+    fn the_shipped_deploy_config_is_valid() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/scnf.toml"));
+        let text = std::fs::read_to_string(path).unwrap();
+        Config::from_toml(&text, path).unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn a_public_control_listener_is_allowed_with_a_password_or_file() {
+        let mut c = Config::default();
+        c.control.listen = "0.0.0.0:7880".parse().unwrap();
+        assert!(c.validate().is_err());
+        c.control.password = Some("s3cret".into());
+        c.validate().unwrap();
+        assert_eq!(c.control_secret().unwrap().unwrap(), b"s3cret");
+        let file = std::env::temp_dir().join(format!("scnf-secret-{}", std::process::id()));
+        std::fs::write(&file, "from-file\n").unwrap();
+        c.control.password = None;
+        c.control.password_file = Some(file.clone());
+        c.validate().unwrap();
+        assert_eq!(c.control_secret().unwrap().unwrap(), b"from-file");
+        std::fs::remove_file(&file).unwrap();
     }
 
     #[test]

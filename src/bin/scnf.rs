@@ -1,6 +1,7 @@
 //! `scnf` — the mixer node binary.
 //!
-//! - `scnf node [flags]` runs a node until SIGTERM/SIGINT.
+//! - `scnf node [flags]` runs a node (media workers and the call-control WebSocket
+//!   listener) until SIGTERM/SIGINT.
 //! - `scnf demo` runs the main job on an embedded default: a node with a synthetic
 //!   conference on loopback, reporting what each participant hears.
 
@@ -64,7 +65,13 @@ fn main() -> ExitCode {
 async fn run_node(o: Overrides) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let cfg = Config::load(&o)?;
     let node = NodeHandle::start(&cfg)?;
-    tracing::info!(workers = ?node.worker_addresses(), "scnf node running; SIGTERM or SIGINT stops it");
+    let control = scnf::control::start(node.clone(), &cfg).await?;
+    tracing::info!(
+        workers = ?node.worker_addresses(),
+        control = %control.local,
+        channels = cfg.channel_capacity(),
+        "scnf node running; SIGTERM or SIGINT stops it"
+    );
     let mut report = tokio::time::interval(Duration::from_secs(60));
     report.tick().await;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -84,6 +91,7 @@ async fn run_node(o: Overrides) -> Result<ExitCode, Box<dyn std::error::Error>> 
         }
     }
     tracing::info!("stopping");
+    control.stop();
     node.shutdown();
     Ok(ExitCode::SUCCESS)
 }
