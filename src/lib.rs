@@ -19,6 +19,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod dsp;
 pub mod engine;
 pub mod io;
 pub mod jitter;
