@@ -4,6 +4,7 @@
 //! A sans-IO core wrapped in a thin I/O shell:
 //! - [`codec`], [`rtp`], [`jitter`] and [`mixer`] are plain types you can call from a
 //!   test: bytes and `now` in, bytes and decisions out.
+//! - [`dsp`] analyses a leg's decoded audio (in-band DTMF).
 //! - [`engine`] is one media worker's state machine: the rooms and legs it owns. It
 //!   never reads the clock, the network or the environment.
 //! - [`io`] is the tokio shell: sockets, the one timer per worker, the control API.

@@ -105,6 +105,9 @@ pub struct InbandStats {
     pub gated_frames: u64,
     /// Blocks the filters analysed.
     pub blocks: u64,
+    /// Blocks that held a candidate key (passed the level, twist, dominance and
+    /// energy checks). On speech these are near misses: a talk-off margin.
+    pub key_blocks: u64,
     /// Keys reported.
     pub digits: u64,
 }
@@ -177,7 +180,10 @@ enum BlockResult {
     None,
     /// A key's tones; `continues` when the previous block held the same key and the
     /// phase advance between them confirms both frequencies.
-    Key { key: u8, continues: bool },
+    Key {
+        key: u8,
+        continues: bool,
+    },
 }
 
 /// A streaming in-band DTMF detector; see the module docs. Fixed-size state (no
@@ -244,7 +250,10 @@ impl InbandDtmf {
     /// Feeds the next frame of audio; returns a key the moment it is recognised
     /// (`0-9`, `*`, `#`, `A-D`), once per press.
     pub fn push_frame(&mut self, frame: &[i16]) -> Option<char> {
-        let energy = frame.iter().map(|&x| i64::from(x) * i64::from(x)).sum::<i64>();
+        let energy = frame
+            .iter()
+            .map(|&x| i64::from(x) * i64::from(x))
+            .sum::<i64>();
         self.push_frame_with_energy(frame, energy as u64)
     }
 
@@ -354,6 +363,7 @@ impl InbandDtmf {
         if !ok {
             return BlockResult::None;
         }
+        self.stats.key_blocks += 1;
         let key = (row * 4 + (col - 4)) as u8;
         let now = Prev {
             key,
@@ -443,9 +453,7 @@ fn strongest(p: &[f32]) -> usize {
 /// The row and column frequencies (Hz) of a key (`0-9`, `*`, `#`, `A-D`, either
 /// case), e.g. to generate its tones.
 pub fn dtmf_frequencies(key: char) -> Option<(f64, f64)> {
-    let k = KEYS
-        .iter()
-        .position(|&c| c == key.to_ascii_uppercase())?;
+    let k = KEYS.iter().position(|&c| c == key.to_ascii_uppercase())?;
     Some((f64::from(ROWS[k / 4]), f64::from(COLS[k % 4])))
 }
 
@@ -476,10 +484,24 @@ mod tests {
     }
 
     /// `lead` samples of silence, the key's tones for `ms`, 60 ms of silence.
-    fn press(key: char, ms: usize, row_db: f64, col_db: f64, devs: (f64, f64), lead: usize) -> Vec<i16> {
+    fn press(
+        key: char,
+        ms: usize,
+        row_db: f64,
+        col_db: f64,
+        devs: (f64, f64),
+        lead: usize,
+    ) -> Vec<i16> {
         let (r, c) = dtmf_frequencies(key).expect("a DTMF key");
         let mut x = vec![0.0; lead];
-        x.extend(dual(r * (1.0 + devs.0), c * (1.0 + devs.1), row_db, col_db, ms * 8, 0.3));
+        x.extend(dual(
+            r * (1.0 + devs.0),
+            c * (1.0 + devs.1),
+            row_db,
+            col_db,
+            ms * 8,
+            0.3,
+        ));
         x.extend(silence(60));
         to_i16(&x)
     }
@@ -621,9 +643,18 @@ mod tests {
     #[test]
     fn synthetic_voiced_speech_never_triggers() {
         let voices = [
-            Voice { f0_low: 90.0, f0_high: 140.0 },
-            Voice { f0_low: 120.0, f0_high: 190.0 },
-            Voice { f0_low: 170.0, f0_high: 250.0 },
+            Voice {
+                f0_low: 90.0,
+                f0_high: 140.0,
+            },
+            Voice {
+                f0_low: 120.0,
+                f0_high: 190.0,
+            },
+            Voice {
+                f0_low: 170.0,
+                f0_high: 250.0,
+            },
         ];
         for (i, v) in voices.into_iter().enumerate() {
             for seed in 0..4 {
@@ -647,7 +678,9 @@ mod tests {
         let low = samples(read_vector("derived/codsp_lowband8k.s16le"));
         // The 16 kHz original, decimated by two through a short low-pass.
         let wide = samples(read_vector("g722/inpsp.bin"));
-        let taps = [-0.02, 0.0, 0.06, 0.0, -0.12, 0.0, 0.58, 1.0, 0.58, 0.0, -0.12, 0.0, 0.06, 0.0, -0.02];
+        let taps = [
+            -0.02, 0.0, 0.06, 0.0, -0.12, 0.0, 0.58, 1.0, 0.58, 0.0, -0.12, 0.0, 0.06, 0.0, -0.02,
+        ];
         let norm: f64 = taps.iter().sum();
         let dec: Vec<f64> = (0..wide.len().saturating_sub(taps.len()) / 2)
             .map(|i| {
@@ -678,16 +711,35 @@ mod tests {
         for seed in 0..3 {
             for dbfs in [-30.0, -15.0, -6.0] {
                 let n = 80_000;
-                assert_eq!(detect(&to_i16(&white_noise(n, dbfs, seed))), vec![], "white {dbfs}");
-                assert_eq!(detect(&to_i16(&pink_noise(n, dbfs, seed))), vec![], "pink {dbfs}");
-                assert_eq!(detect(&to_i16(&chords(10.0, dbfs, seed))), vec![], "chords {dbfs}");
+                assert_eq!(
+                    detect(&to_i16(&white_noise(n, dbfs, seed))),
+                    vec![],
+                    "white {dbfs}"
+                );
+                assert_eq!(
+                    detect(&to_i16(&pink_noise(n, dbfs, seed))),
+                    vec![],
+                    "pink {dbfs}"
+                );
+                assert_eq!(
+                    detect(&to_i16(&chords(10.0, dbfs, seed))),
+                    vec![],
+                    "chords {dbfs}"
+                );
             }
         }
     }
 
     #[test]
     fn a_key_is_found_with_speech_underneath_at_a_lower_level() {
-        let speech = voiced_speech(Voice { f0_low: 100.0, f0_high: 180.0 }, 3.0, 5);
+        let speech = voiced_speech(
+            Voice {
+                f0_low: 100.0,
+                f0_high: 180.0,
+            },
+            3.0,
+            5,
+        );
         for (offset, key) in [(4_000, '3'), (9_000, '*'), (16_000, '0')] {
             let (r, c) = dtmf_frequencies(key).expect("a DTMF key");
             let mut x = speech.clone();
