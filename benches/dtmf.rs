@@ -51,7 +51,10 @@ fn held_key(key: char) -> Vec<i16> {
 }
 
 fn energy(frame: &[i16]) -> u64 {
-    frame.iter().map(|&x| i64::from(x) * i64::from(x)).sum::<i64>() as u64
+    frame
+        .iter()
+        .map(|&x| i64::from(x) * i64::from(x))
+        .sum::<i64>() as u64
 }
 
 fn bench_dtmf(c: &mut Criterion) {

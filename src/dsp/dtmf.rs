@@ -22,7 +22,7 @@
 //! frequency resolution of about 90 Hz, far too coarse to tell 697 Hz from
 //! 697 Hz + 3.5 % by magnitude. But the complex DFT coefficient of a steady tone
 //! turns by `2π·Δf·N/8000` from one block to the next, `Δf` being its offset from
-//! the filter's frequency: 0.6 rad for a 1.5 % offset at 697 Hz, 1.7 rad at 3.5 %.
+//! the filter's frequency: 0.7 rad for a 1.5 % offset at 697 Hz, 1.7 rad at 3.5 %.
 //! Where the offset is large enough for that angle to wrap past π (the upper
 //! columns), the magnitude has already fallen so far that the energy check fails.
 //!
@@ -49,6 +49,7 @@
 //! Otherwise each sample costs eight multiply-adds in `f32` and the steady state
 //! never allocates.
 
+use super::goertzel::{Complex, GoertzelBank};
 use std::f32::consts::PI;
 
 /// Samples per analysis block (11 ms at 8 kHz); see the module docs for why 88.
@@ -59,6 +60,10 @@ const RATE: f32 = 8000.0;
 pub const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
 /// Column (high group) frequencies, Hz.
 pub const COLS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+/// Rows then columns: the filters of the bank.
+const FREQS: [f32; 8] = [
+    ROWS[0], ROWS[1], ROWS[2], ROWS[3], COLS[0], COLS[1], COLS[2], COLS[3],
+];
 /// Keys in row-major order: `KEYS[row * 4 + col]`.
 const KEYS: [char; 16] = [
     '1', '2', '3', 'A', '4', '5', '6', 'B', '7', '8', '9', 'C', '*', '0', '#', 'D',
@@ -112,48 +117,40 @@ pub struct InbandStats {
     pub digits: u64,
 }
 
-/// Per-filter constants, computed once per detector.
+/// The thresholds in the units the checks compare, computed once per detector.
 #[derive(Clone, Debug)]
-struct Bank {
-    /// `2·cos(ω)`: the Goertzel recurrence coefficient.
-    coef: [f32; 8],
-    /// `e^{-jω(N-1)}` and `e^{-jωN}`: turn the final Goertzel state into the block's
-    /// DFT coefficient, referred to the block's first sample.
-    c1: [(f32, f32); 8],
-    c2: [(f32, f32); 8],
-    /// Largest phase deviation per block, rad, for [`MAX_FREQ_DEVIATION`].
+struct Limits {
+    /// Largest phase advance per block, rad, for [`MAX_FREQ_DEVIATION`].
     max_phase: [f32; 8],
-    /// Squared Goertzel magnitude of a tone at [`MIN_TONE_DBFS`].
+    /// Goertzel power of a tone at [`MIN_TONE_DBFS`].
     min_power: f32,
     normal_twist: f32,
     reverse_twist: f32,
     row_dominance: f32,
     col_dominance: f32,
+    /// Frame energy below which the filters are skipped.
+    gate_energy: f32,
 }
 
-impl Bank {
-    fn new() -> Bank {
+impl Limits {
+    fn new() -> Limits {
         let n = BLOCK as f32;
-        let mut bank = Bank {
-            coef: [0.0; 8],
-            c1: [(0.0, 0.0); 8],
-            c2: [(0.0, 0.0); 8],
-            max_phase: [0.0; 8],
+        let min_amplitude = 32768.0 * db_to_amplitude(MIN_TONE_DBFS);
+        let mut max_phase = [0.0; 8];
+        for (m, &f) in max_phase.iter_mut().zip(ROWS.iter().chain(COLS.iter())) {
+            *m = 2.0 * PI * MAX_FREQ_DEVIATION * f * n / RATE;
+        }
+        Limits {
+            max_phase,
             // A sine of amplitude A gives |X| = A·N/2.
-            min_power: (32768.0 * db_to_amplitude(MIN_TONE_DBFS) * n / 2.0).powi(2),
+            min_power: (min_amplitude * n / 2.0).powi(2),
             normal_twist: db_to_power(-NORMAL_TWIST_DB),
             reverse_twist: db_to_power(REVERSE_TWIST_DB),
             row_dominance: db_to_power(ROW_DOMINANCE_DB),
             col_dominance: db_to_power(COL_DOMINANCE_DB),
-        };
-        for (i, &f) in ROWS.iter().chain(COLS.iter()).enumerate() {
-            let w = 2.0 * PI * f / RATE;
-            bank.coef[i] = 2.0 * w.cos();
-            bank.c1[i] = ((w * (n - 1.0)).cos(), -(w * (n - 1.0)).sin());
-            bank.c2[i] = ((w * n).cos(), -(w * n).sin());
-            bank.max_phase[i] = 2.0 * PI * MAX_FREQ_DEVIATION * f * n / RATE;
+            // Two minimum-level tones (A²/2 each per sample) over a quarter block.
+            gate_energy: min_amplitude * min_amplitude * (BLOCK / 4) as f32,
         }
-        bank
     }
 }
 
@@ -170,8 +167,8 @@ fn db_to_power(db: f32) -> f32 {
 #[derive(Clone, Copy, Debug)]
 struct Prev {
     key: u8,
-    row: (f32, f32),
-    col: (f32, f32),
+    row: Complex,
+    col: Complex,
 }
 
 /// What one block showed.
@@ -190,13 +187,9 @@ enum BlockResult {
 /// allocation), fed one frame at a time.
 #[derive(Clone, Debug)]
 pub struct InbandDtmf {
-    bank: Bank,
-    s1: [f32; 8],
-    s2: [f32; 8],
-    /// Sum of squares of the current block so far.
-    energy: f32,
-    /// Samples of the current block so far (< BLOCK).
-    filled: usize,
+    /// Rows then columns.
+    filters: GoertzelBank<8>,
+    limits: Limits,
     prev: Option<Prev>,
     /// Key of the current run of agreeing blocks and its length.
     candidate: Option<u8>,
@@ -218,11 +211,8 @@ impl Default for InbandDtmf {
 impl InbandDtmf {
     pub fn new() -> InbandDtmf {
         InbandDtmf {
-            bank: Bank::new(),
-            s1: [0.0; 8],
-            s2: [0.0; 8],
-            energy: 0.0,
-            filled: 0,
+            filters: GoertzelBank::new(FREQS, BLOCK, RATE),
+            limits: Limits::new(),
             prev: None,
             candidate: None,
             run: 0,
@@ -237,7 +227,6 @@ impl InbandDtmf {
     pub fn reset(&mut self) {
         let stats = self.stats;
         *self = InbandDtmf {
-            bank: self.bank.clone(),
             stats,
             ..InbandDtmf::new()
         };
@@ -268,30 +257,27 @@ impl InbandDtmf {
     pub fn push_frame_with_energy(&mut self, frame: &[i16], energy: u64) -> Option<char> {
         self.stats.frames += 1;
         let mut out = self.pending.take();
-        if frame.len() >= BLOCK && (energy as f32) < self.gate_energy() {
+        if frame.len() >= BLOCK && (energy as f32) < self.limits.gate_energy {
             self.stats.gated_frames += 1;
-            let total = self.filled + frame.len();
+            let total = self.filters.filled() + frame.len();
             for _ in 0..total / BLOCK {
                 // A block without tones can end a press but never report one.
                 let none = self.on_block(BlockResult::None);
                 debug_assert!(none.is_none(), "a block without tones reports nothing");
             }
             self.prev = None;
-            self.clear_block();
-            // The rest of the frame starts the next block as zeros, which leave the
-            // filters' state at zero.
-            self.filled = total % BLOCK;
+            // The rest of the frame starts the next block as zeros.
+            self.filters.clear(total % BLOCK);
             return out;
         }
         let mut rest = frame;
         while !rest.is_empty() {
-            let take = (BLOCK - self.filled).min(rest.len());
-            let (now, later) = rest.split_at(take);
-            self.feed(now);
+            let (now, later) = rest.split_at(self.filters.remaining().min(rest.len()));
+            self.filters.feed(now);
             rest = later;
-            if self.filled == BLOCK {
+            if self.filters.remaining() == 0 {
                 let result = self.analyse();
-                self.clear_block();
+                self.filters.clear(0);
                 if let Some(key) = self.on_block(result) {
                     match out {
                         None => out = Some(key),
@@ -303,46 +289,11 @@ impl InbandDtmf {
         out
     }
 
-    /// Frame energy below which the filters are skipped: two tones at the minimum
-    /// level (A²/2 each per sample) over a quarter block.
-    fn gate_energy(&self) -> f32 {
-        let a = 32768.0 * db_to_amplitude(MIN_TONE_DBFS);
-        a * a * (BLOCK / 4) as f32
-    }
-
-    fn clear_block(&mut self) {
-        self.s1 = [0.0; 8];
-        self.s2 = [0.0; 8];
-        self.energy = 0.0;
-        self.filled = 0;
-    }
-
-    /// Runs the eight Goertzel recurrences over `x` (at most the rest of a block).
-    fn feed(&mut self, x: &[i16]) {
-        let coef = self.bank.coef;
-        let (mut s1, mut s2, mut energy) = (self.s1, self.s2, self.energy);
-        for &v in x {
-            let v = f32::from(v);
-            for i in 0..8 {
-                let s0 = v + coef[i] * s1[i] - s2[i];
-                s2[i] = s1[i];
-                s1[i] = s0;
-            }
-            energy += v * v;
-        }
-        (self.s1, self.s2, self.energy) = (s1, s2, energy);
-        self.filled += x.len();
-    }
-
     /// Judges a complete block (see the module docs for the checks).
     fn analyse(&mut self) -> BlockResult {
         self.stats.blocks += 1;
-        let b = &self.bank;
-        let mut power = [0f32; 8];
-        for (i, p) in power.iter_mut().enumerate() {
-            let (s1, s2) = (self.s1[i], self.s2[i]);
-            *p = s1 * s1 + s2 * s2 - b.coef[i] * s1 * s2;
-        }
+        let b = &self.limits;
+        let power: [f32; 8] = std::array::from_fn(|i| self.filters.power(i));
         let row = strongest(&power[..4]);
         let col = 4 + strongest(&power[4..]);
         let (pr, pc) = (power[row], power[col]);
@@ -358,7 +309,7 @@ impl InbandDtmf {
             && dominant(row, 0..4, b.row_dominance)
             && dominant(col, 4..8, b.col_dominance)
             // Tone power 2|X|²/N² against mean power E/N.
-            && 2.0 * (pr + pc) >= TONE_ENERGY_FRACTION * BLOCK as f32 * self.energy;
+            && 2.0 * (pr + pc) >= TONE_ENERGY_FRACTION * BLOCK as f32 * self.filters.energy();
         let prev = self.prev.take();
         if !ok {
             return BlockResult::None;
@@ -367,8 +318,8 @@ impl InbandDtmf {
         let key = (row * 4 + (col - 4)) as u8;
         let now = Prev {
             key,
-            row: self.coefficient(row),
-            col: self.coefficient(col),
+            row: self.filters.coefficient(row),
+            col: self.filters.coefficient(col),
         };
         self.prev = Some(now);
         let continues = prev.is_some_and(|p| {
@@ -379,25 +330,10 @@ impl InbandDtmf {
         BlockResult::Key { key, continues }
     }
 
-    /// Filter `i`'s DFT coefficient for the block just filtered.
-    fn coefficient(&self, i: usize) -> (f32, f32) {
-        let (s1, s2) = (self.s1[i], self.s2[i]);
-        let (c1, c2) = (self.bank.c1[i], self.bank.c2[i]);
-        (s1 * c1.0 - s2 * c2.0, s1 * c1.1 - s2 * c2.1)
-    }
-
     /// Whether the phase advance from `before` to `after` (consecutive blocks of
-    /// filter `i`) puts the tone within [`MAX_FREQ_DEVIATION`] of the filter's
-    /// frequency: the advance is `ω'N`, and `e^{-jωN}` removes the nominal part.
-    fn on_frequency(&self, i: usize, before: (f32, f32), after: (f32, f32)) -> bool {
-        // after · conj(before) · e^{-jωN}
-        let p = (
-            after.0 * before.0 + after.1 * before.1,
-            after.1 * before.0 - after.0 * before.1,
-        );
-        let c = self.bank.c2[i];
-        let q = (p.0 * c.0 - p.1 * c.1, p.0 * c.1 + p.1 * c.0);
-        q.1.atan2(q.0).abs() <= self.bank.max_phase[i]
+    /// filter `i`) puts the tone within [`MAX_FREQ_DEVIATION`] of its frequency.
+    fn on_frequency(&self, i: usize, before: Complex, after: Complex) -> bool {
+        self.filters.phase_advance(i, before, after).abs() <= self.limits.max_phase[i]
     }
 
     /// Advances the press logic by one block; returns a newly recognised key.
@@ -422,7 +358,7 @@ impl InbandDtmf {
             if matches!(result, BlockResult::Key { key, .. } if key == latched) {
                 self.misses = 0;
             } else {
-                self.misses += 1;
+                self.misses = self.misses.saturating_add(1);
                 if self.misses >= BLOCKS_TO_RELEASE {
                     self.latched = None;
                 }
@@ -460,9 +396,8 @@ pub fn dtmf_frequencies(key: char) -> Option<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{CodecKind, Decoder, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD};
+    use crate::codec::{CodecKind, FRAME_SAMPLES};
     use crate::dsp::testsignals::*;
-    use crate::testutil::read_vector;
 
     /// Runs `x` through a fresh detector in 160-sample frames (the last one padded
     /// with zeros, then 100 ms of silence) and collects the keys.
@@ -504,20 +439,6 @@ mod tests {
         ));
         x.extend(silence(60));
         to_i16(&x)
-    }
-
-    fn through(codec: CodecKind, x: &[i16]) -> Vec<i16> {
-        let mut enc = Encoder::new(codec).expect("encoder");
-        let mut dec = Decoder::new(codec).expect("decoder");
-        let mut out = Vec::with_capacity(x.len());
-        let mut payload = [0u8; MAX_FRAME_PAYLOAD];
-        let mut pcm = [0i16; FRAME_SAMPLES];
-        for chunk in x.chunks_exact(FRAME_SAMPLES) {
-            let n = enc.encode(chunk, &mut payload).expect("encode");
-            let m = dec.decode(&payload[..n], &mut pcm).expect("decode");
-            out.extend_from_slice(&pcm[..m]);
-        }
-        out
     }
 
     #[test]
@@ -667,31 +588,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    fn itu_speech() -> Vec<(&'static str, Vec<i16>)> {
-        let samples = |b: Vec<u8>| -> Vec<i16> {
-            b.chunks_exact(2)
-                .map(|p| i16::from_le_bytes([p[0], p[1]]))
-                .collect()
-        };
-        let low = samples(read_vector("derived/codsp_lowband8k.s16le"));
-        // The 16 kHz original, decimated by two through a short low-pass.
-        let wide = samples(read_vector("g722/inpsp.bin"));
-        let taps = [
-            -0.02, 0.0, 0.06, 0.0, -0.12, 0.0, 0.58, 1.0, 0.58, 0.0, -0.12, 0.0, 0.06, 0.0, -0.02,
-        ];
-        let norm: f64 = taps.iter().sum();
-        let dec: Vec<f64> = (0..wide.len().saturating_sub(taps.len()) / 2)
-            .map(|i| {
-                taps.iter()
-                    .enumerate()
-                    .map(|(k, t)| t * f64::from(wide[2 * i + k]))
-                    .sum::<f64>()
-                    / norm
-            })
-            .collect();
-        vec![("codsp low band", low), ("inpsp decimated", to_i16(&dec))]
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Test signals for the DSP tests: dual tones, synthetic voiced speech, noise and
 //! chords, all at 8 kHz and seeded so every run hears the same thing.
 
+use crate::codec::{CodecKind, Decoder, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD};
+use crate::testutil::read_vector;
 use crate::util::Rng;
 use std::f64::consts::PI;
 
@@ -219,4 +221,46 @@ pub fn mix_into(a: &mut [f64], b: &[f64]) {
     for (x, y) in a.iter_mut().zip(b) {
         *x += y;
     }
+}
+
+/// `x` encoded and decoded again by `codec`, 20 ms at a time.
+pub fn through(codec: CodecKind, x: &[i16]) -> Vec<i16> {
+    let mut enc = Encoder::new(codec).expect("encoder");
+    let mut dec = Decoder::new(codec).expect("decoder");
+    let mut out = Vec::with_capacity(x.len());
+    let mut payload = [0u8; MAX_FRAME_PAYLOAD];
+    let mut pcm = [0i16; FRAME_SAMPLES];
+    for chunk in x.chunks_exact(FRAME_SAMPLES) {
+        let n = enc.encode(chunk, &mut payload).expect("encode");
+        let m = dec.decode(&payload[..n], &mut pcm).expect("decode");
+        out.extend_from_slice(&pcm[..m]);
+    }
+    out
+}
+
+/// The real speech of the ITU G.722 vectors at 8 kHz: spandsp's low-band decode
+/// of `codsp.cod`, and the 16 kHz original `inpsp.bin` decimated by two.
+pub fn itu_speech() -> Vec<(&'static str, Vec<i16>)> {
+    let samples = |b: Vec<u8>| -> Vec<i16> {
+        b.chunks_exact(2)
+            .map(|p| i16::from_le_bytes([p[0], p[1]]))
+            .collect()
+    };
+    let low = samples(read_vector("derived/codsp_lowband8k.s16le"));
+    // The 16 kHz original, decimated by two through a short low-pass.
+    let wide = samples(read_vector("g722/inpsp.bin"));
+    let taps = [
+        -0.02, 0.0, 0.06, 0.0, -0.12, 0.0, 0.58, 1.0, 0.58, 0.0, -0.12, 0.0, 0.06, 0.0, -0.02,
+    ];
+    let norm: f64 = taps.iter().sum();
+    let dec: Vec<f64> = (0..wide.len().saturating_sub(taps.len()) / 2)
+        .map(|i| {
+            taps.iter()
+                .enumerate()
+                .map(|(k, t)| t * f64::from(wide[2 * i + k]))
+                .sum::<f64>()
+                / norm
+        })
+        .collect();
+    vec![("codsp low band", low), ("inpsp decimated", to_i16(&dec))]
 }
