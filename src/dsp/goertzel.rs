@@ -3,9 +3,9 @@
 //!
 //! Beyond the usual magnitude, [`GoertzelBank::coefficient`] gives each filter's
 //! complex DFT coefficient referred to the block's first sample, and
-//! [`GoertzelBank::phase_advance`] compares two consecutive blocks' coefficients: a steady tone
-//! `Δf` Hz from a filter's frequency turns its coefficient by `2π·Δf·N/rate` per
-//! block. That measures a tone's frequency far more finely than the block's
+//! [`GoertzelBank::phase_advance`] compares two consecutive blocks' coefficients:
+//! a steady tone `Δf` Hz from a filter's frequency turns its coefficient by
+//! `2π·Δf·N/rate` per block. That measures a tone's frequency far more finely than the block's
 //! resolution (`rate/N`), as long as the turn stays within ±π.
 //!
 //! State is fixed-size; feeding never allocates. The recurrence runs in `f32`: over
