@@ -4,11 +4,14 @@
 //! A sans-IO core wrapped in a thin I/O shell:
 //! - [`codec`], [`rtp`], [`jitter`] and [`mixer`] are plain types you can call from a
 //!   test: bytes and `now` in, bytes and decisions out.
-//! - [`control`] holds the login (HMAC challenge/response, rate limit) and TLS pieces
-//!   of the call-control connection.
+//! - [`conf`] is the conference interface's behaviour (dial language, rooms, channel
+//!   accounting, listen modes, remote controls, hold): commands in, outputs out.
+//! - [`dsp`] analyses a leg's decoded audio (in-band DTMF).
 //! - [`engine`] is one media worker's state machine: the rooms and legs it owns. It
 //!   never reads the clock, the network or the environment.
 //! - [`io`] is the tokio shell: sockets, the one timer per worker, the control API.
+//! - [`control`] is the call-control shell around [`conf`]: JSON messages over
+//!   WebSocket (ws/wss), the HMAC login, the switchboard that drives the node.
 //!
 //! # The run-loop vocabulary
 //! Every core type that reacts to time follows the same contract:
@@ -23,6 +26,7 @@ pub mod codec;
 pub mod conf;
 pub mod config;
 pub mod control;
+pub mod dsp;
 pub mod engine;
 pub mod io;
 pub mod jitter;

@@ -6,6 +6,7 @@
 //! RTCP: reception statistics per RFC 3550, a report every `rtcp_interval`.
 
 use crate::codec::{CodecKind, Decoder, Encoder, FRAME_SAMPLES};
+use crate::dsp::InbandDtmf;
 use crate::jitter::{JitterConfig, Playout};
 use crate::mixer::talker::{TalkerConfig, TalkerDetector};
 use crate::mixer::Frame;
@@ -79,8 +80,11 @@ pub struct LegStats {
     pub unknown_payload_type: u64,
     /// Comfort-noise packets (tolerated, played as silence).
     pub comfort_noise: u64,
-    /// DTMF digits received as telephone-events.
+    /// DTMF digits received, as telephone-events or detected in-band.
     pub dtmf_digits: u64,
+    /// Of `dtmf_digits`, those detected as tones in the decoded audio (legs that did
+    /// not negotiate telephone-events).
+    pub inband_dtmf_digits: u64,
     /// SSRC changes seen (each resets the playout).
     pub ssrc_changes: u64,
     /// RTCP packets received.
@@ -122,6 +126,10 @@ pub struct Leg {
     pub playout: Playout,
     pub talker: TalkerDetector,
     pub dtmf: DtmfReceiver,
+    /// In-band DTMF detection on the decoded audio; only on legs without
+    /// telephone-events (a peer that sends RFC 4733 events is believed, and its
+    /// audio is not searched a second time).
+    pub inband: Option<InbandDtmf>,
     pub reception: ReceptionStats,
     /// The frame played out this tick.
     pub frame: Frame,
@@ -171,6 +179,7 @@ impl Leg {
             playout: Playout::new(jitter, spec.codec.rtp_clock_rate()),
             talker: TalkerDetector::new(talker),
             dtmf: DtmfReceiver::default(),
+            inband: spec.telephone_event_pt.is_none().then(InbandDtmf::new),
             reception: ReceptionStats::new(spec.codec.rtp_clock_rate()),
             frame: [0; FRAME_SAMPLES],
             muted: false,

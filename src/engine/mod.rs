@@ -103,7 +103,8 @@ pub enum EngineError {
 /// Something the control side wants to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EngineEvent {
-    /// A DTMF digit arrived as an RFC 4733 telephone-event.
+    /// A DTMF digit arrived as an RFC 4733 telephone-event, or (on a leg that did
+    /// not negotiate telephone-events) was detected as tones in its decoded audio.
     Dtmf { room: u64, leg: LegId, digit: char },
     /// A leg started or stopped talking.
     Talking {
@@ -455,6 +456,9 @@ impl Engine {
                 if leg.peer_ssrc.is_some() {
                     leg.stats.ssrc_changes += 1;
                     leg.playout.reset();
+                    if let Some(detector) = &mut leg.inband {
+                        detector.reset();
+                    }
                     leg.reception = rtp::ReceptionStats::new(leg.spec.codec.rtp_clock_rate());
                 }
                 leg.peer_ssrc = Some(pkt.ssrc);

@@ -80,6 +80,20 @@ impl Room {
                 _ if leg.muted => 0,
                 _ => leg.playout.frame_energy(),
             };
+            if let Some(detector) = &mut leg.inband {
+                // The playout's energy of this very frame lets the detector skip
+                // silent frames for the price of one comparison.
+                let frame_energy = leg.playout.frame_energy();
+                if let Some(digit) = detector.push_frame_with_energy(&leg.frame, frame_energy) {
+                    leg.stats.dtmf_digits += 1;
+                    leg.stats.inband_dtmf_digits += 1;
+                    events.push_back(EngineEvent::Dtmf {
+                        room: self.id,
+                        leg: leg.id,
+                        digit,
+                    });
+                }
+            }
             match leg.talker.update(energy) {
                 TalkerChange::None => {}
                 change => events.push_back(EngineEvent::Talking {

@@ -11,6 +11,8 @@ use crate::probe::TONES;
 
 enum Src {
     Tone(Tone),
+    /// Plays these samples once, then silence.
+    Samples(Vec<i16>, usize),
     Noise(Rng),
     Silent,
 }
@@ -64,14 +66,27 @@ impl Harness {
     }
 
     fn join(&mut self, codec: CodecKind, src: Src, path: PathConfig) -> usize {
+        self.join_with(codec, src, path, None)
+    }
+
+    /// Joins a peer whose leg negotiated telephone-events on `telephone_event_pt`.
+    fn join_with(
+        &mut self,
+        codec: CodecKind,
+        src: Src,
+        path: PathConfig,
+        telephone_event_pt: Option<u8>,
+    ) -> usize {
         let i = self.peers.len();
         let addr: SocketAddr = format!("192.0.2.{}:{}", i + 1, 5000 + 2 * i)
             .parse()
             .unwrap();
         let leg = LegId(100 + i as u64);
-        self.engine
-            .add_leg(self.now, 1, leg, LegSpec::new(addr, codec))
-            .unwrap();
+        let spec = LegSpec {
+            telephone_event_pt,
+            ..LegSpec::new(addr, codec)
+        };
+        self.engine.add_leg(self.now, 1, leg, spec).unwrap();
         self.peers.push(Peer {
             addr,
             codec,
@@ -171,6 +186,11 @@ impl Peer {
                 for s in pcm.iter_mut() {
                     *s = (rng.below(6001) as i32 - 3000) as i16;
                 }
+            }
+            Src::Samples(x, pos) => {
+                let n = FRAME_SAMPLES.min(x.len().saturating_sub(*pos));
+                pcm[..n].copy_from_slice(&x[*pos..*pos + n]);
+                *pos += n;
             }
             Src::Silent => {}
         }
@@ -429,6 +449,71 @@ fn telephone_events_become_exactly_one_digit_each() {
         })
         .collect();
     assert_eq!(digits, vec!['1', '1', '#']);
+}
+
+/// Half a second of silence, then each key's tones (both at `dbfs` peak) for 50 ms
+/// followed by 50 ms of silence: a person keying a command.
+fn keyed_in_band(keys: &str, dbfs: f64) -> Vec<i16> {
+    let mut x = vec![0i16; 4000];
+    for key in keys.chars() {
+        let (row, col) = crate::dsp::dtmf_frequencies(key).expect("a DTMF key");
+        let (mut a, mut b) = ([0i16; 400], [0i16; 400]);
+        Tone::at_dbfs(row, dbfs).fill(&mut a);
+        Tone::at_dbfs(col, dbfs).fill(&mut b);
+        x.extend(a.iter().zip(&b).map(|(p, q)| p.saturating_add(*q)));
+        x.extend([0i16; 400]);
+    }
+    x
+}
+
+fn dtmf_events(h: &mut Harness) -> Vec<(LegId, char)> {
+    std::iter::from_fn(|| h.engine.poll_event())
+        .filter_map(|e| match e {
+            EngineEvent::Dtmf { leg, digit, .. } => Some((leg, digit)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn in_band_tones_from_a_leg_without_telephone_events_become_digits() {
+    for codec in [CodecKind::Pcmu, CodecKind::G722] {
+        let mut h = Harness::new();
+        let path = PathConfig {
+            jitter: Jitter::Uniform {
+                max: Duration::from_millis(10),
+            },
+            ..PathConfig::default()
+        };
+        let keyer = h.join(codec, Src::Samples(keyed_in_band("*21#", -10.0), 0), path);
+        h.join(
+            CodecKind::Pcmu,
+            Src::Tone(Tone::at_dbfs(TONES[0], -20.0)),
+            PathConfig::default(),
+        );
+        h.run(Duration::from_secs(2));
+        let leg = h.peers[keyer].leg;
+        let want: Vec<(LegId, char)> = "*21#".chars().map(|d| (leg, d)).collect();
+        assert_eq!(dtmf_events(&mut h), want, "{codec:?}");
+        let s = h.engine.leg_stats(leg).unwrap();
+        assert_eq!((s.dtmf_digits, s.inband_dtmf_digits), (4, 4), "{codec:?}");
+    }
+}
+
+#[test]
+fn a_leg_that_negotiated_telephone_events_is_not_searched_for_tones() {
+    let mut h = Harness::new();
+    let keyer = h.join_with(
+        CodecKind::Pcmu,
+        Src::Samples(keyed_in_band("*21#", -10.0), 0),
+        PathConfig::default(),
+        Some(101),
+    );
+    h.run(Duration::from_secs(2));
+    assert_eq!(dtmf_events(&mut h), vec![]);
+    let s = h.engine.leg_stats(h.peers[keyer].leg).unwrap();
+    assert!(s.packets_received > 90, "the tones did arrive: {s:?}");
+    assert_eq!((s.dtmf_digits, s.inband_dtmf_digits), (0, 0));
 }
 
 #[test]
