@@ -259,3 +259,28 @@ async fn status_reports_rooms_members_channels_and_leg_figures() {
         .any(|m| matches!(m, ServerMsg::RoomCreated { room, .. } if room == "55")));
     node.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
+    let _machine = exclusive().await;
+    let (node, control) = control_node(|c| {
+        with_password(c);
+        c.control.login_timeout_ms = 300;
+    })
+    .await;
+    let mut idle = Ctl::connect(control.local).await;
+    let mut quick = Ctl::connect(control.local).await;
+    let login = quick.login("pbx", SECRET).await;
+    assert!(matches!(login, ServerMsg::AppLoginResult { ok: true, .. }));
+    assert!(
+        idle.closed_within(Duration::from_secs(3)).await,
+        "still open"
+    );
+    // The logged-in session outlives the timeout.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(matches!(
+        quick.status().await,
+        ServerMsg::StatusResult { .. }
+    ));
+    node.shutdown();
+}

@@ -161,6 +161,9 @@ pub struct ControlSection {
     pub overlap_timeout_ms: u64,
     /// Most simultaneous control connections. Default 64.
     pub max_connections: usize,
+    /// A connection that has not logged in after this long is closed, milliseconds
+    /// (only when a password is set). Default 30000.
+    pub login_timeout_ms: u64,
 }
 
 impl Default for ControlSection {
@@ -174,6 +177,7 @@ impl Default for ControlSection {
             channels: 0,
             overlap_timeout_ms: 10_000,
             max_connections: 64,
+            login_timeout_ms: 30_000,
         }
     }
 }
@@ -385,6 +389,9 @@ impl Config {
                 "control.overlap_timeout_ms",
                 "must be 100..=600000",
             ));
+        }
+        if !(100..=600_000).contains(&c.login_timeout_ms) {
+            return Err(invalid("control.login_timeout_ms", "must be 100..=600000"));
         }
         if !(1..=10_000).contains(&c.max_connections) {
             return Err(invalid("control.max_connections", "must be 1..=10000"));

@@ -123,6 +123,23 @@ impl Ctl {
         }
     }
 
+    /// Whether the node closes the connection within `within` (messages before the
+    /// close are kept).
+    pub async fn closed_within(&mut self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
     /// Waits for the answer to a request of this call: Connect, Alerting, Release or
     /// Error.
     pub async fn outcome(&mut self, call: &str) -> ServerMsg {
@@ -158,13 +175,18 @@ impl Ctl {
     /// Logs in with `secret`; returns the AppLoginResult.
     pub async fn login(&mut self, name: &str, secret: &[u8]) -> ServerMsg {
         self.send(json!({"mt": "AppChallenge"})).await;
-        let ServerMsg::AppChallengeResult { challenge, .. } = self
+        // A locked-out peer is refused at the challenge already.
+        let challenge = match self
             .wait("AppChallengeResult", |m| {
-                matches!(m, ServerMsg::AppChallengeResult { .. })
+                matches!(
+                    m,
+                    ServerMsg::AppChallengeResult { .. } | ServerMsg::AppLoginResult { .. }
+                )
             })
             .await
-        else {
-            unreachable!()
+        {
+            ServerMsg::AppChallengeResult { challenge, .. } => challenge,
+            refused => return refused,
         };
         let cnonce = "c0ffee";
         let digest = scnf::control::auth::client_digest(secret, name, &challenge, cnonce, "test");

@@ -99,6 +99,7 @@ pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, Cont
             default_id_length: 6,
         },
         seed: u64::from_le_bytes(seed),
+        login_timeout: Duration::from_millis(c.login_timeout_ms),
     };
     let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
     tokio::spawn(Switchboard::new(node, sb).run(rx));

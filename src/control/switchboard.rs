@@ -24,7 +24,7 @@ use crate::engine::{EngineEvent, LegSpec};
 use crate::io::{LegInfo, NodeHandle};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 
 /// Identifies one protocol session (one WebSocket connection).
@@ -66,10 +66,17 @@ pub struct SwitchboardConfig {
     pub conf: crate::conf::ConfConfig,
     /// Seeds the random part of `*1` room ids.
     pub seed: u64,
+    /// Sessions that have not logged in after this long are closed (a connection
+    /// slot is not free for the taking).
+    pub login_timeout: Duration,
 }
+
+/// How often sessions that never logged in are looked for.
+const LOGIN_SWEEP: Duration = Duration::from_secs(1);
 
 struct Session {
     peer: SocketAddr,
+    opened: Instant,
     tx: mpsc::Sender<Outbound>,
     logged_in: bool,
     challenges: Challenges,
@@ -121,6 +128,7 @@ impl Switchboard {
     /// timer (overlap-dialing timeouts), one at a time.
     pub async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>) {
         let mut events = self.node.subscribe();
+        let mut sweep = tokio::time::interval(LOGIN_SWEEP.min(self.cfg.login_timeout));
         loop {
             let deadline = self.conf.poll_timeout();
             let sleep = async {
@@ -145,6 +153,7 @@ impl Switchboard {
                     self.conf.handle_timeout(Instant::now());
                     self.drain().await;
                 }
+                _ = sweep.tick() => self.close_idle_logins(Instant::now()),
             }
         }
     }
@@ -157,6 +166,7 @@ impl Switchboard {
                     conn,
                     Session {
                         peer,
+                        opened: Instant::now(),
                         tx,
                         logged_in,
                         challenges: Challenges::new(),
@@ -183,6 +193,18 @@ impl Switchboard {
                 self.send(conn, &reply, None);
             }
             Inbound::Closed { conn } => self.close_session(conn).await,
+        }
+    }
+
+    /// Closes sessions that did not log in within the login timeout. They own no
+    /// calls (nothing but the login is allowed before it).
+    fn close_idle_logins(&mut self, now: Instant) {
+        let timeout = self.cfg.login_timeout;
+        for s in self.sessions.values() {
+            if !s.logged_in && now.saturating_duration_since(s.opened) >= timeout {
+                tracing::info!(peer = %s.peer, "control session did not log in in time");
+                let _ = s.tx.try_send(Outbound::Close("login timeout".into()));
+            }
         }
     }
 
@@ -262,6 +284,17 @@ impl Switchboard {
             });
         }
         let session = self.sessions.get_mut(&conn)?;
+        // A locked-out peer gets no challenge either: it cannot even start trying.
+        if self.cfg.secret.is_some() {
+            if let Err(e) = self.limiter.check(Instant::now(), session.peer.ip()) {
+                return Some(ServerMsg::AppLoginResult {
+                    ok: false,
+                    error: Some(e.to_string()),
+                    proof: None,
+                    version: PROTOCOL_VERSION,
+                });
+            }
+        }
         let challenge = session.challenges.issue(Instant::now(), random);
         Some(ServerMsg::AppChallengeResult {
             challenge,
