@@ -78,7 +78,7 @@ fn main() {
         cfg.control.listen = "127.0.0.1:0".parse().unwrap();
         cfg.control.channels = calls as u32;
         let node = NodeHandle::start(&cfg).expect("node");
-        let control = scnf::control::start(node.clone(), &cfg)
+        let control = scnf::io::control::start(node.clone(), &cfg)
             .await
             .expect("control");
         let tcp = tokio::net::TcpStream::connect(control.local)

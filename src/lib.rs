@@ -10,8 +10,9 @@
 //! - [`engine`] is one media worker's state machine: the rooms and legs it owns. It
 //!   never reads the clock, the network or the environment.
 //! - [`io`] is the tokio shell: sockets, the one timer per worker, the control API.
-//! - [`control`] is the call-control shell around [`conf`]: JSON messages over
-//!   WebSocket (ws/wss), the HMAC login, the switchboard that drives the node.
+//! - [`control`] is the call-control protocol: its JSON messages, the HMAC login,
+//!   TLS; [`io::control`] runs it (WebSocket listener, the switchboard that drives
+//!   [`conf`] and the node).
 //!
 //! # The run-loop vocabulary
 //! Every core type that reacts to time follows the same contract:

@@ -44,7 +44,7 @@ pub fn node(max_talkers: usize) -> NodeHandle {
 /// `tune` adjusts the configuration (channels, password, TLS) before the start.
 pub async fn control_node(
     tune: impl FnOnce(&mut Config),
-) -> (NodeHandle, scnf::control::ControlHandle) {
+) -> (NodeHandle, scnf::io::control::ControlHandle) {
     let base = NEXT_PORT.fetch_add(100, Ordering::Relaxed);
     let mut cfg = Config::default();
     cfg.rtp.workers = 1;
@@ -53,7 +53,7 @@ pub async fn control_node(
     cfg.control.listen = "127.0.0.1:0".parse().unwrap();
     tune(&mut cfg);
     let node = NodeHandle::start(&cfg).expect("the test node starts");
-    let control = scnf::control::start(node.clone(), &cfg)
+    let control = scnf::io::control::start(node.clone(), &cfg)
         .await
         .expect("the control listener starts");
     (node, control)

@@ -65,7 +65,7 @@ fn main() -> ExitCode {
 async fn run_node(o: Overrides) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let cfg = Config::load(&o)?;
     let node = NodeHandle::start(&cfg)?;
-    let control = scnf::control::start(node.clone(), &cfg).await?;
+    let control = scnf::io::control::start(node.clone(), &cfg).await?;
     tracing::info!(
         workers = ?node.worker_addresses(),
         control = %control.local,

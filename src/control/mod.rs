@@ -4,12 +4,11 @@
 //! - [`auth`]: the challenge/response login (HMAC-SHA256, server proof); sans-IO.
 //! - [`ratelimit`]: failed-login counting and lockout per peer network.
 //! - [`hex`]: the lowercase hex of the login fields.
-//! - [`switchboard`]: the one task that owns call state; transport-independent.
-//! - [`server`]: the WebSocket listener (ws or wss) that feeds the switchboard.
 //! - [`tls`]: certificate loading for wss, and a client config trusting one certificate.
 //!
 //! The conference behaviour itself (dial language, rooms, channels, listen modes)
-//! lives in the sans-IO [`crate::conf`] core; this module is its I/O shell.
+//! lives in the sans-IO [`crate::conf`] core; the shell that runs a session (the
+//! WebSocket listener and the switchboard task) is [`crate::io::control`].
 //! `docs/control-protocol.md` documents the protocol with a full example session,
 //! `docs/login.md` the login's wire construction.
 
@@ -17,94 +16,4 @@ pub mod auth;
 pub mod hex;
 pub mod msg;
 pub mod ratelimit;
-pub mod server;
-pub mod switchboard;
 pub mod tls;
-
-use crate::config::{Config, ConfigError};
-use crate::io::NodeHandle;
-use std::net::SocketAddr;
-use std::time::Duration;
-use switchboard::{Switchboard, SwitchboardConfig};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-
-/// Why the control layer could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error("configuration: {0}")]
-    Config(#[from] ConfigError),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("tls: {0}")]
-    Tls(#[from] tls::TlsError),
-    #[error("no OS randomness: {0}")]
-    Random(String),
-}
-
-/// A running control listener.
-pub struct ControlHandle {
-    /// Where it listens (useful when the configured port was 0).
-    pub local: SocketAddr,
-    /// Whether connections must use wss.
-    pub tls: bool,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl ControlHandle {
-    /// Stops accepting connections. The switchboard ends when the last connection
-    /// task has gone.
-    pub fn stop(&self) {
-        self.server.abort();
-    }
-}
-
-/// Inbound items queued towards the switchboard before transports wait (back
-/// pressure reaches the peers' TCP windows instead of memory).
-const INBOUND_QUEUE: usize = 1024;
-
-/// Binds the control listener and starts the switchboard on the current tokio
-/// runtime.
-pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, ControlError> {
-    cfg.validate()?;
-    let c = &cfg.control;
-    let secret = cfg.control_secret()?;
-    let acceptor = match (&c.tls_cert, &c.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
-        _ => None,
-    };
-    let listener = TcpListener::bind(c.listen)
-        .await
-        .map_err(|source| ControlError::Listen {
-            addr: c.listen,
-            source,
-        })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| ControlError::Listen {
-            addr: c.listen,
-            source,
-        })?;
-    let mut seed = [0u8; 8];
-    getrandom::fill(&mut seed).map_err(|e| ControlError::Random(e.to_string()))?;
-    let sb = SwitchboardConfig {
-        secret,
-        login: auth::LoginConfig::default(),
-        conf: crate::conf::ConfConfig {
-            channels: cfg.channel_capacity(),
-            overlap_timeout: Duration::from_millis(c.overlap_timeout_ms),
-            default_id_length: 6,
-        },
-        seed: u64::from_le_bytes(seed),
-        login_timeout: Duration::from_millis(c.login_timeout_ms),
-    };
-    let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
-    tokio::spawn(Switchboard::new(node, sb).run(rx));
-    let tls = acceptor.is_some();
-    let server = tokio::spawn(server::serve(listener, acceptor, tx, c.max_connections));
-    tracing::info!(%local, tls, "call control listening");
-    Ok(ControlHandle { local, tls, server })
-}

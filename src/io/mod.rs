@@ -1,6 +1,8 @@
 //! The I/O shell: sockets, worker threads, the one timer per worker, and the
-//! control API. Everything here is thin; decisions live in [`crate::engine`].
+//! control API, and the call-control listener. Everything here is thin; decisions
+//! live in [`crate::engine`] and [`crate::conf`].
 
+pub mod control;
 pub mod demo;
 pub mod node;
 pub mod participant;
