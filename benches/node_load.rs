@@ -18,14 +18,8 @@ use scnf::io::NodeHandle;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+use common::arg;
 
 /// CPU seconds used so far by the thread named `name` in this process.
 fn thread_cpu(name: &str) -> f64 {
