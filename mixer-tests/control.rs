@@ -115,6 +115,26 @@ async fn everyone_hears_everyone_but_themselves_and_the_connected_number_is_the_
         .filter(|m| matches!(m, ServerMsg::Connect { room, .. } if room == "4711"))
         .count();
     assert_eq!(connects, 3);
+    // Everyone talks: each participant's talking event reached the controller.
+    for p in 1..=3u64 {
+        ctl.wait("Talking", |m| {
+            matches!(m, ServerMsg::Talking { participant, talking: true, .. } if *participant == p)
+        })
+        .await;
+    }
+    // A phone that stops sending stops talking.
+    phones[2].play(Play::Silence);
+    ctl.wait("Talking stopped", |m| {
+        matches!(
+            m,
+            ServerMsg::Talking {
+                participant: 3,
+                talking: false,
+                ..
+            }
+        )
+    })
+    .await;
     node.shutdown();
 }
 
@@ -181,6 +201,11 @@ async fn a_full_node_refuses_with_cause_34_and_frees_the_channel_on_release() {
     ctl.wait("ReleaseResult", |m| {
         matches!(m, ServerMsg::ReleaseResult { .. })
     })
+    .await;
+    ctl.wait(
+        "ParticipantLeft",
+        |m| matches!(m, ServerMsg::ParticipantLeft { call, cause: 16, .. } if call == "a"),
+    )
     .await;
     let out = ctl.dial("f", "77", true, &fresh(&mut keep).await).await;
     assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
@@ -570,4 +595,37 @@ async fn every_row_of_the_command_table_behaves_as_written_over_websocket() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_member_that_sends_no_media_is_released_but_a_held_one_is_not() {
+    let _machine = exclusive().await;
+    let (node, control) = control_node(|c| c.rtp.media_timeout_ms = 600).await;
+    let mut ctl = Ctl::connect(control.local).await;
+    let talker = Phone::new(CodecKind::Pcmu, Play::Tone(TONES[0])).await;
+    let out = ctl
+        .dial("talker", "*392#", false, &talker.offer(true))
+        .await;
+    talker.connect(answer_addr(&out));
+    let mut keep = Vec::new();
+    // Neither of these ever sends RTP; "held" is on hold from the start.
+    let out = ctl.dial("mute", "92", true, &fresh(&mut keep).await).await;
+    assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
+    let mut held = fresh(&mut keep).await;
+    held.direction = scnf::control::msg::Direction::Inactive;
+    let out = ctl.dial("held", "92", true, &held).await;
+    assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
+    let out = ctl.outcome("mute").await;
+    assert!(
+        matches!(out, ServerMsg::Release { cause: 102, .. }),
+        "{out:?}"
+    );
+    let released_others = ctl
+        .arrives(
+            Duration::from_millis(1500),
+            |m| matches!(m, ServerMsg::Release { call, .. } if call != "mute"),
+        )
+        .await;
+    assert!(!released_others, "{:?}", ctl.seen);
+    node.shutdown();
 }
