@@ -26,7 +26,7 @@ pub enum CallAnswer {
     },
     /// The node refused or ended the call; `cause` is Q.850.
     Release { cause: u8, reason: String },
-    /// The node waits for more digits (send [`Client::info`]).
+    /// The node waits for more digits (send [`Client::info`](super::Client::info)).
     AwaitingDigits,
 }
 
@@ -212,7 +212,7 @@ impl Event {
     }
 }
 
-/// Whether the node proved that it knows the secret ([`Client::login_optional`]).
+/// Whether the node proved that it knows the secret ([`Client::login_optional`](super::Client::login_optional)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeAuth {
     /// The node's proof verified.
