@@ -1,10 +1,12 @@
-//! The call-control shell: the WebSocket listener ([`server`]) and the switchboard
-//! task ([`switchboard`]) that owns all call state and drives the node.
+//! The call-control shell: the WebSocket listener ([`server`]), the switchboard
+//! task ([`switchboard`]) that owns all call state and drives the node, and the
+//! controller side of the protocol ([`client`]) for tools, the demo and load tests.
 //!
 //! The decisions live in sans-IO cores: [`crate::conf`] (the conference interface's
 //! behaviour) and [`crate::control`] (messages, login). This module only reads the
 //! clock, sockets and OS randomness, and moves messages between them.
 
+pub mod client;
 pub mod server;
 pub mod switchboard;
 
