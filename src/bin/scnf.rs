@@ -14,9 +14,10 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(name = "scnf", version, about = "Software conference mixer node")]
 struct Cli {
-    /// Log filter (tracing env-filter syntax), e.g. `info` or `scnf=debug`.
-    #[arg(long, env = "SCNF_LOG", default_value = "info", global = true)]
-    log: String,
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `scnf=debug`. Default
+    /// `info` for a node, `warn` for the demo (its report is the output).
+    #[arg(long, env = "SCNF_LOG", global = true)]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,9 +32,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log = cli.log.clone().unwrap_or_else(|| match cli.command {
+        Command::Demo(_) => "warn".into(),
+        Command::Node(_) => "info".into(),
+    });
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log)
+            tracing_subscriber::EnvFilter::try_new(&log)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
