@@ -16,7 +16,7 @@
 use super::NodeHandle;
 use crate::codec::CodecKind;
 use crate::config::Config;
-use crate::control::msg::{CodecDesc, Direction, MediaOffer, MemberInfo};
+use crate::control::msg::{CodecDesc, Direction, MediaOffer, MemberInfo, ServerMsg};
 use crate::engine::LegSpec;
 use crate::io::control::client::{CallAnswer, Client, Event};
 use crate::io::participant::{Participant, Source};
@@ -263,7 +263,7 @@ async fn conference_over_protocol(
     let mut events = 0usize;
     loop {
         events += 1;
-        if let Event::RoomClosed { room: closed } = client.next_event().await? {
+        if let Event::Room(ServerMsg::RoomClosed { room: closed }) = client.next_event().await? {
             if closed == room {
                 break;
             }

@@ -329,6 +329,22 @@ pub enum ServerMsg {
     },
 }
 
+impl ServerMsg {
+    /// Whether this is a room event (sent to every logged-in session, no `src`).
+    pub fn is_event(&self) -> bool {
+        matches!(
+            self,
+            ServerMsg::RoomCreated { .. }
+                | ServerMsg::RoomClosed { .. }
+                | ServerMsg::ParticipantJoined { .. }
+                | ServerMsg::ParticipantLeft { .. }
+                | ServerMsg::Talking { .. }
+                | ServerMsg::Muted { .. }
+                | ServerMsg::ListenMode { .. }
+        )
+    }
+}
+
 /// A parsed request: the message and the `src` to echo.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Incoming {

@@ -4,7 +4,7 @@
 //! node's normal business (no room, no channel, no codec); only failures of the
 //! session itself are errors of the client.
 
-use crate::control::msg::{Channels, MediaAnswer, RoomInfo, RoomOptions, ServerMsg};
+use crate::control::msg::{Channels, MediaAnswer, RoomInfo, ServerMsg};
 use std::net::SocketAddr;
 
 /// How the node decided a call (the answer to `Setup`, or to the `Info` that
@@ -90,40 +90,10 @@ impl CallAnswer {
 /// Something that happened without being the answer the client waited for.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    RoomCreated {
-        room: String,
-        options: RoomOptions,
-    },
-    RoomClosed {
-        room: String,
-    },
-    ParticipantJoined {
-        room: String,
-        participant: u64,
-        call: String,
-    },
-    ParticipantLeft {
-        room: String,
-        participant: u64,
-        call: String,
-        cause: u8,
-    },
-    Talking {
-        room: String,
-        participant: u64,
-        call: String,
-        talking: bool,
-    },
-    Muted {
-        room: String,
-        participant: u64,
-        call: String,
-        muted: bool,
-    },
-    ListenMode {
-        room: String,
-        exclusive: Option<u64>,
-    },
+    /// A room event exactly as the node sent it: `RoomCreated`, `RoomClosed`,
+    /// `ParticipantJoined`, `ParticipantLeft`, `Talking`, `Muted` or `ListenMode`
+    /// (see [`ServerMsg`]; [`ServerMsg::is_event`] tells them apart).
+    Room(ServerMsg),
     /// The node ended one of this session's calls on its own (media timeout, the
     /// creator of a `*81` room left, digits never completed).
     Release {
@@ -133,10 +103,7 @@ pub enum Event {
     },
     /// A call's outcome that arrived after its request was answered: the `Connect`
     /// after remote control 0, or one for a request whose wait had timed out.
-    Outcome {
-        call: String,
-        answer: CallAnswer,
-    },
+    Outcome { call: String, answer: CallAnswer },
     /// Anything else the node sent unasked (e.g. an `Error` about no request).
     Other(ServerMsg),
 }
@@ -145,51 +112,7 @@ impl Event {
     /// Sorts an unsolicited message: events by type, call outcomes as outcomes.
     pub(super) fn from_msg(m: ServerMsg, had_src: bool) -> Option<Event> {
         Some(match m {
-            ServerMsg::RoomCreated { room, options } => Event::RoomCreated { room, options },
-            ServerMsg::RoomClosed { room } => Event::RoomClosed { room },
-            ServerMsg::ParticipantJoined {
-                room,
-                participant,
-                call,
-            } => Event::ParticipantJoined {
-                room,
-                participant,
-                call,
-            },
-            ServerMsg::ParticipantLeft {
-                room,
-                participant,
-                call,
-                cause,
-            } => Event::ParticipantLeft {
-                room,
-                participant,
-                call,
-                cause,
-            },
-            ServerMsg::Talking {
-                room,
-                participant,
-                call,
-                talking,
-            } => Event::Talking {
-                room,
-                participant,
-                call,
-                talking,
-            },
-            ServerMsg::Muted {
-                room,
-                participant,
-                call,
-                muted,
-            } => Event::Muted {
-                room,
-                participant,
-                call,
-                muted,
-            },
-            ServerMsg::ListenMode { room, exclusive } => Event::ListenMode { room, exclusive },
+            m if m.is_event() => Event::Room(m),
             ServerMsg::Release {
                 call,
                 cause,

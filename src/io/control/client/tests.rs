@@ -165,15 +165,20 @@ async fn events_that_arrive_while_waiting_are_queued_in_order() {
     while seen.len() < 4 {
         seen.push(c.next_event().await.expect("an event"));
     }
-    assert!(matches!(&seen[0], Event::RoomCreated { room, .. } if room == "10"));
-    let joined = Event::ParticipantJoined {
+    assert!(matches!(&seen[0], Event::Room(ServerMsg::RoomCreated { room, .. }) if room == "10"));
+    let joined = Event::Room(ServerMsg::ParticipantJoined {
         room: "10".into(),
         participant,
         call: "c1".into(),
-    };
+    });
     assert_eq!(seen[1], joined);
-    assert!(matches!(&seen[2], Event::ParticipantLeft { call, .. } if call == "c1"));
-    assert_eq!(seen[3], Event::RoomClosed { room: "10".into() });
+    assert!(
+        matches!(&seen[2], Event::Room(ServerMsg::ParticipantLeft { call, .. }) if call == "c1")
+    );
+    assert_eq!(
+        seen[3],
+        Event::Room(ServerMsg::RoomClosed { room: "10".into() })
+    );
     c.set_timeout(Duration::from_millis(100));
     let err = c.next_event().await.unwrap_err();
     assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
