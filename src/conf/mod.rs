@@ -361,20 +361,17 @@ impl Conference {
                 multivideo: r.multivideo,
                 creator: Some(r.creator),
                 exclusive: r.listen.exclusive(),
-                members: r
-                    .listen
-                    .members()
-                    .iter()
-                    .map(|m| MemberStatus {
-                        call: m.call,
-                        state: m.state,
-                        held: m.held,
-                        receive_off: m.receive_off,
-                        heard: m.heard,
-                    })
-                    .collect(),
+                members: r.listen.members().iter().map(MemberStatus::from).collect(),
             })
             .collect()
+    }
+
+    /// The status of one call's membership (alerting or connected), without
+    /// building the whole room list.
+    pub fn member(&self, call: CallRef) -> Option<MemberStatus> {
+        let room = self.call_room(call)?;
+        let m = self.dir.get(room)?.listen.member(call)?;
+        Some(MemberStatus::from(m))
     }
 
     /// The room a call is in (alerting or connected).

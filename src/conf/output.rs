@@ -111,3 +111,15 @@ pub struct MemberStatus {
     pub receive_off: bool,
     pub heard: bool,
 }
+
+impl From<&super::listen::Member> for MemberStatus {
+    fn from(m: &super::listen::Member) -> MemberStatus {
+        MemberStatus {
+            call: m.call,
+            state: m.state,
+            held: m.held,
+            receive_off: m.receive_off,
+            heard: m.heard,
+        }
+    }
+}

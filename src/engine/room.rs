@@ -75,15 +75,15 @@ impl Room {
             let kind = leg
                 .playout
                 .next_frame(now, &mut leg.decoder, &mut leg.frame);
+            let frame_energy = leg.playout.frame_energy();
             let energy = match kind {
                 FrameKind::Silence => 0,
                 _ if leg.muted => 0,
-                _ => leg.playout.frame_energy(),
+                _ => frame_energy,
             };
             if let Some(detector) = &mut leg.inband {
                 // The playout's energy of this very frame lets the detector skip
                 // silent frames for the price of one comparison.
-                let frame_energy = leg.playout.frame_energy();
                 if let Some(digit) = detector.push_frame_with_energy(&leg.frame, frame_energy) {
                     leg.stats.dtmf_digits += 1;
                     leg.stats.inband_dtmf_digits += 1;

@@ -77,6 +77,40 @@ pub enum ClientMsg {
     Status,
 }
 
+impl ClientMsg {
+    /// The message's `mt`.
+    pub fn mt(&self) -> &'static str {
+        match self {
+            ClientMsg::AppChallenge { .. } => "AppChallenge",
+            ClientMsg::AppLogin { .. } => "AppLogin",
+            ClientMsg::Setup { .. } => "Setup",
+            ClientMsg::Info { .. } => "Info",
+            ClientMsg::Dtmf { .. } => "Dtmf",
+            ClientMsg::RemoteControl { .. } => "RemoteControl",
+            ClientMsg::Hold { .. } => "Hold",
+            ClientMsg::Retrieve { .. } => "Retrieve",
+            ClientMsg::Direction { .. } => "Direction",
+            ClientMsg::Release { .. } => "Release",
+            ClientMsg::Status => "Status",
+        }
+    }
+
+    /// The call id a request names, if it names one.
+    pub fn call(&self) -> Option<&str> {
+        match self {
+            ClientMsg::Setup { call, .. }
+            | ClientMsg::Info { call, .. }
+            | ClientMsg::Dtmf { call, .. }
+            | ClientMsg::RemoteControl { call, .. }
+            | ClientMsg::Hold { call }
+            | ClientMsg::Retrieve { call }
+            | ClientMsg::Direction { call, .. }
+            | ClientMsg::Release { call, .. } => Some(call),
+            ClientMsg::AppChallenge { .. } | ClientMsg::AppLogin { .. } | ClientMsg::Status => None,
+        }
+    }
+}
+
 /// Every `mt` a controller may send (for "unknown message type" errors).
 pub const CLIENT_TYPES: [&str; 11] = [
     "AppChallenge",

@@ -240,6 +240,10 @@ fn every_client_type_is_listed_and_every_listed_type_parses() {
                 .into()
         })
         .collect();
+    for m in every_client_message() {
+        let tag = serde_json::to_value(&m).unwrap()["mt"].clone();
+        assert_eq!(tag, m.mt(), "{m:?}");
+    }
     for mt in CLIENT_TYPES {
         assert!(listed.iter().any(|l| l == mt), "{mt} has no example");
     }

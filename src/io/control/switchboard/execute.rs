@@ -270,7 +270,7 @@ impl Switchboard {
                     packets_sent: stats.packets_sent,
                     packets_lost: stats.packets_lost,
                     jitter_ms: stats.jitter_ms,
-                    talking: call.is_some_and(|c| c.talking),
+                    talking: stats.talking,
                 });
             }
             rooms.push(RoomInfo {

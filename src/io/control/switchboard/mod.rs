@@ -89,7 +89,6 @@ struct Call {
     offer: MediaOffer,
     codec: (CodecKind, CodecDesc),
     leg: Option<LegInfo>,
-    talking: bool,
     /// Released by the node or the controller; purged after the outputs are drained.
     ended: bool,
 }
@@ -381,7 +380,6 @@ impl Switchboard {
                 offer,
                 codec,
                 leg: None,
-                talking: false,
                 ended: false,
             },
         );
@@ -407,15 +405,8 @@ impl Switchboard {
         msg: ClientMsg,
         src: Option<&str>,
     ) -> Option<ServerMsg> {
-        let id = match &msg {
-            ClientMsg::Info { call, .. }
-            | ClientMsg::Dtmf { call, .. }
-            | ClientMsg::RemoteControl { call, .. }
-            | ClientMsg::Hold { call }
-            | ClientMsg::Retrieve { call }
-            | ClientMsg::Direction { call, .. }
-            | ClientMsg::Release { call, .. } => call.clone(),
-            _ => return Some(error(&msg, "not a call request")),
+        let Some(id) = msg.call().map(String::from) else {
+            return Some(error(&msg, "not a call request"));
         };
         let Some(&call) = self.by_id.get(&(conn, id.clone())) else {
             return Some(error(&msg, &format!("unknown call {id:?}")));
@@ -498,10 +489,9 @@ impl Switchboard {
                 let Some(room) = self.conf.call_room(call).map(String::from) else {
                     return;
                 };
-                let Some(c) = self.calls.get_mut(&call) else {
+                let Some(c) = self.calls.get(&call) else {
                     return;
                 };
-                c.talking = talking;
                 let event = ServerMsg::Talking {
                     room,
                     participant: call.0,
@@ -515,7 +505,8 @@ impl Switchboard {
                     return;
                 };
                 let held = self
-                    .member_status(call)
+                    .conf
+                    .member(call)
                     .is_some_and(|m| m.held || m.state != MemberState::Connected);
                 if !held
                     && self
@@ -529,17 +520,6 @@ impl Switchboard {
             }
             EngineEvent::Latched { .. } => {}
         }
-    }
-
-    fn member_status(&self, call: CallRef) -> Option<crate::conf::MemberStatus> {
-        let room = self.conf.call_room(call)?;
-        self.conf
-            .rooms()
-            .into_iter()
-            .find(|r| r.id == room)?
-            .members
-            .into_iter()
-            .find(|m| m.call == call)
     }
 
     fn forget(&mut self, call: CallRef) {
@@ -584,24 +564,11 @@ impl Switchboard {
     }
 }
 
-fn mt_of(msg: &ClientMsg) -> String {
-    serde_json::to_value(msg)
-        .ok()
-        .and_then(|v| v.get("mt").and_then(|m| m.as_str()).map(String::from))
-        .unwrap_or_default()
-}
-
-fn call_of(msg: &ClientMsg) -> Option<String> {
-    serde_json::to_value(msg)
-        .ok()
-        .and_then(|v| v.get("call").and_then(|m| m.as_str()).map(String::from))
-}
-
 fn error(msg: &ClientMsg, problem: &str) -> ServerMsg {
     ServerMsg::Error {
         error: problem.into(),
-        of: Some(mt_of(msg)),
-        call: call_of(msg),
+        of: Some(msg.mt().into()),
+        call: msg.call().map(String::from),
     }
 }
 
