@@ -174,7 +174,7 @@ async fn stream(socket: UdpSocket, codec: CodecKind, shared: Arc<Mutex<Shared>>)
                     fill(&mut s, &mut tone, &mut pcm);
                     if event.is_none() && gap == 0 {
                         if let Some(d) = s.digits.pop_front() {
-                            let code = "0123456789*#ABCD".find(d).unwrap_or(0) as u8;
+                            let code = TelephoneEvent::code_of(d).expect("a DTMF key");
                             event = Some((code, 0, ts));
                         }
                     }
@@ -227,7 +227,7 @@ async fn stream(socket: UdpSocket, codec: CodecKind, shared: Arc<Mutex<Shared>>)
 pub fn dtmf_samples(digits: &str, on_ms: usize, off_ms: usize) -> Vec<i16> {
     let mut out = Vec::new();
     for d in digits.chars() {
-        let (row, col) = dtmf_freqs(d);
+        let (row, col) = scnf::dsp::dtmf_frequencies(d).expect("a DTMF key");
         let amp = 32767.0 * 10f64.powf(-10.0 / 20.0);
         for i in 0..on_ms * 8 {
             let t = i as f64 / 8000.0;
@@ -239,18 +239,6 @@ pub fn dtmf_samples(digits: &str, on_ms: usize, off_ms: usize) -> Vec<i16> {
         out.resize(out.len() + off_ms * 8, 0);
     }
     out
-}
-
-fn dtmf_freqs(d: char) -> (f64, f64) {
-    const KEYS: [&str; 4] = ["123A", "456B", "789C", "*0#D"];
-    const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
-    const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-    for (r, keys) in KEYS.iter().enumerate() {
-        if let Some(c) = keys.find(d) {
-            return (ROWS[r], COLS[c]);
-        }
-    }
-    panic!("not a DTMF key: {d}")
 }
 
 /// Speech-like sound for `secs`: a voiced source with gliding pitch through two

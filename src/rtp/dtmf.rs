@@ -67,10 +67,20 @@ impl TelephoneEvent {
     pub fn digit(&self) -> Option<char> {
         digit_of(self.event)
     }
+
+    /// The event code of a DTMF key (`0-9`, `*`, `#`, `A-D`): the inverse of
+    /// [`TelephoneEvent::digit`], for senders.
+    pub fn code_of(key: char) -> Option<u8> {
+        KEYS.iter()
+            .position(|&k| char::from(k) == key)
+            .map(|i| i as u8)
+    }
 }
 
+/// RFC 4733 event codes 0-15, in order.
+const KEYS: &[u8; 16] = b"0123456789*#ABCD";
+
 fn digit_of(event: u8) -> Option<char> {
-    const KEYS: &[u8; 16] = b"0123456789*#ABCD";
     KEYS.get(usize::from(event)).map(|&k| char::from(k))
 }
 
@@ -208,6 +218,10 @@ mod tests {
     fn events_0_to_15_are_keys_and_the_rest_are_not() {
         let keys: String = (0..16).filter_map(digit_of).collect();
         assert_eq!(keys, "0123456789*#ABCD");
+        for (code, key) in keys.chars().enumerate() {
+            assert_eq!(TelephoneEvent::code_of(key), Some(code as u8));
+        }
+        assert_eq!(TelephoneEvent::code_of('x'), None);
         assert_eq!(digit_of(16), None);
         assert_eq!(digit_of(255), None);
     }

@@ -87,20 +87,33 @@ async fn connection(
                     .await
                     .map_err(|e| e.to_string())
             };
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                Ok(Ok(ws)) => session(ws, peer, conn, inbound).await,
-                Ok(Err(e)) => tracing::debug!(%peer, %e, "control handshake failed"),
-                Err(_) => tracing::debug!(%peer, "control handshake timed out"),
-            }
+            run_after(handshake, peer, conn, inbound).await;
         }
         None => {
-            let handshake = tokio_tungstenite::accept_async_with_config(tcp, Some(config));
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                Ok(Ok(ws)) => session(ws, peer, conn, inbound).await,
-                Ok(Err(e)) => tracing::debug!(%peer, %e, "control handshake failed"),
-                Err(_) => tracing::debug!(%peer, "control handshake timed out"),
-            }
+            let handshake = async {
+                tokio_tungstenite::accept_async_with_config(tcp, Some(config))
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            run_after(handshake, peer, conn, inbound).await;
         }
+    }
+}
+
+/// Runs the session once `handshake` (TLS and/or WebSocket) succeeds within
+/// [`HANDSHAKE_TIMEOUT`].
+async fn run_after<S>(
+    handshake: impl std::future::Future<Output = Result<tokio_tungstenite::WebSocketStream<S>, String>>,
+    peer: SocketAddr,
+    conn: ConnId,
+    inbound: mpsc::Sender<Inbound>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(ws)) => session(ws, peer, conn, inbound).await,
+        Ok(Err(e)) => tracing::debug!(%peer, %e, "control handshake failed"),
+        Err(_) => tracing::debug!(%peer, "control handshake timed out"),
     }
 }
 
