@@ -242,7 +242,7 @@ impl Client {
     /// answer is [`ClientError::Refused`]). Later answers to the same request (a
     /// call's outcome after its acknowledgement) go to the event queue.
     pub async fn request(&mut self, request: ClientMsg) -> Result<ServerMsg, ClientError> {
-        let what = format!("answer to {}", type_name(&request));
+        let what = format!("answer to {}", request.mt());
         let src = self.send(request).await?;
         self.wait(&what, &src, Take::Done).await
     }
@@ -407,7 +407,7 @@ impl Client {
         request: ClientMsg,
         is_ack: impl Fn(&ServerMsg) -> bool,
     ) -> Result<(), ClientError> {
-        let what = format!("{}Result", type_name(&request));
+        let what = format!("{}Result", request.mt());
         let src = self.send(request).await?;
         self.wait(&what, &src, |m| {
             if is_ack(&m) {
@@ -571,23 +571,6 @@ fn fresh_cnonce() -> Result<String, ClientError> {
 fn src_of(text: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
     v.get("src")?.as_str().map(String::from)
-}
-
-/// The `mt` of a request.
-fn type_name(request: &ClientMsg) -> &'static str {
-    match request {
-        ClientMsg::AppChallenge { .. } => "AppChallenge",
-        ClientMsg::AppLogin { .. } => "AppLogin",
-        ClientMsg::Setup { .. } => "Setup",
-        ClientMsg::Info { .. } => "Info",
-        ClientMsg::Dtmf { .. } => "Dtmf",
-        ClientMsg::RemoteControl { .. } => "RemoteControl",
-        ClientMsg::Hold { .. } => "Hold",
-        ClientMsg::Retrieve { .. } => "Retrieve",
-        ClientMsg::Direction { .. } => "Direction",
-        ClientMsg::Release { .. } => "Release",
-        ClientMsg::Status => "Status",
-    }
 }
 
 #[cfg(test)]
