@@ -34,6 +34,7 @@ pub mod jitter;
 pub mod mixer;
 pub mod netsim;
 pub mod probe;
+pub mod rtpgen;
 pub mod rtp;
 pub mod util;
 

@@ -1,0 +1,9 @@
+//! rtpgen: the bundled RTP load generator (see `src/bin/rtpgen.rs`).
+//!
+//! Drives many virtual participants against a mixer node and measures what they
+//! hear. Work in progress.
+
+pub mod janus;
+pub mod plot;
+pub mod reflector;
+pub mod wav;
