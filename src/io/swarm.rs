@@ -11,6 +11,7 @@
 use crate::codec::{g711, FRAME_SAMPLES};
 use crate::probe::Tone;
 use crate::rtp::RtpHeader;
+use crate::rtpgen::net::{fill_pktinfo, participant_ip, sockaddr_in, PKTINFO_SPACE};
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -18,19 +19,7 @@ use std::os::fd::AsRawFd;
 
 const BATCH: usize = 64;
 const PKT: usize = 12 + FRAME_SAMPLES;
-/// Room for one `in_pktinfo` control message (CMSG_SPACE(12) on 64-bit Linux).
-const CMSG_SPACE: usize = 32;
-
-/// The address of participant `i`: 127.1.0.1, 127.1.0.2, ... (never .0 or .255).
-pub fn participant_ip(i: usize) -> Ipv4Addr {
-    let n = i as u32;
-    Ipv4Addr::new(
-        127,
-        1 + (n / (254 * 256)) as u8,
-        ((n / 254) % 256) as u8,
-        (n % 254 + 1) as u8,
-    )
-}
+const CMSG_SPACE: usize = PKTINFO_SPACE;
 
 /// See the module docs.
 pub struct Swarm {
@@ -208,54 +197,9 @@ impl Swarm {
     }
 }
 
-fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
-    // SAFETY: sockaddr_in is plain old data.
-    let mut s: libc::sockaddr_in = unsafe { zeroed() };
-    s.sin_family = libc::AF_INET as libc::sa_family_t;
-    s.sin_port = a.port().to_be();
-    s.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-    s
-}
-
-/// Writes an IP_PKTINFO control message asking for `src` as the source address.
-fn fill_pktinfo(buf: &mut [u8; CMSG_SPACE], src: Ipv4Addr) {
-    let info = libc::in_pktinfo {
-        ipi_ifindex: 0,
-        ipi_spec_dst: libc::in_addr {
-            s_addr: u32::from(src).to_be(),
-        },
-        ipi_addr: libc::in_addr { s_addr: 0 },
-    };
-    // SAFETY: buf is CMSG_SPACE bytes, enough for a cmsghdr and an in_pktinfo
-    // (checked by the assertion), and is only written through the cmsg macros.
-    unsafe {
-        assert!(libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize <= CMSG_SPACE);
-        let mut mh: libc::msghdr = zeroed();
-        mh.msg_control = buf.as_mut_ptr().cast();
-        mh.msg_controllen = CMSG_SPACE as _;
-        let c = libc::CMSG_FIRSTHDR(&mh);
-        (*c).cmsg_level = libc::IPPROTO_IP;
-        (*c).cmsg_type = libc::IP_PKTINFO;
-        (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>(), info);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn participant_addresses_are_distinct_loopback_hosts() {
-        let a: Vec<Ipv4Addr> = (0..70_000).map(participant_ip).collect();
-        assert!(a
-            .iter()
-            .all(|ip| ip.is_loopback() && ip.octets()[3] != 0 && ip.octets()[3] != 255));
-        let mut s = a.clone();
-        s.sort();
-        s.dedup();
-        assert_eq!(s.len(), a.len());
-    }
 
     #[test]
     fn each_participant_sends_from_its_own_address_and_hears_replies() {

@@ -4,6 +4,9 @@
 //! hear. Work in progress.
 
 pub mod janus;
+pub mod analysis;
+pub mod net;
 pub mod plot;
 pub mod reflector;
+pub mod source;
 pub mod wav;
