@@ -230,10 +230,15 @@ async fn status_reports_rooms_members_channels_and_leg_figures() {
         version,
         channels,
         rooms,
+        workers,
     } = ctl.status().await
     else {
         unreachable!()
     };
+    // The media workers report their clocks: both legs are on them, ticking.
+    assert!(!workers.is_empty());
+    assert_eq!(workers.iter().map(|w| w.legs).sum::<usize>(), 2);
+    assert!(workers.iter().all(|w| w.ticks > 10), "{workers:?}");
     assert_eq!(version, scnf::control::msg::PROTOCOL_VERSION);
     assert_eq!(
         (channels.capacity, channels.used, channels.free),

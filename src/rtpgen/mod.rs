@@ -4,6 +4,7 @@
 //! hear. Work in progress.
 
 pub mod janus;
+pub mod media;
 pub mod analysis;
 pub mod net;
 pub mod plot;

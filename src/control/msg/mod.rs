@@ -220,6 +220,20 @@ pub struct Channels {
     pub free: u32,
 }
 
+/// One media worker in a status report: how well it keeps its 20 ms mix clock. A
+/// late tick is one that ran more than 10 ms after it was due (`engine::LATE_TICK`); a load generator
+/// judges a node's capacity by them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub index: usize,
+    pub legs: usize,
+    pub ticks: u64,
+    pub late_ticks: u64,
+    pub skipped_ticks: u64,
+    pub lateness_p50_us: u64,
+    pub lateness_p99_us: u64,
+}
+
 /// One member in a status report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemberInfo {
@@ -316,6 +330,9 @@ pub enum ServerMsg {
         version: u32,
         channels: Channels,
         rooms: Vec<RoomInfo>,
+        /// The media workers' clocks (absent from older nodes).
+        #[serde(default)]
+        workers: Vec<WorkerInfo>,
     },
     // Events, sent to every logged-in session.
     RoomCreated {

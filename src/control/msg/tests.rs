@@ -164,6 +164,15 @@ fn every_server_message() -> Vec<ServerMsg> {
                     talking: true,
                 }],
             }],
+            workers: vec![WorkerInfo {
+                index: 0,
+                legs: 1,
+                ticks: 500,
+                late_ticks: 1,
+                skipped_ticks: 0,
+                lateness_p50_us: 900,
+                lateness_p99_us: 5100,
+            }],
         },
         ServerMsg::RoomCreated {
             room: room(),

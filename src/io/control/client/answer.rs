@@ -4,7 +4,7 @@
 //! node's normal business (no room, no channel, no codec); only failures of the
 //! session itself are errors of the client.
 
-use crate::control::msg::{Channels, MediaAnswer, RoomInfo, ServerMsg};
+use crate::control::msg::{Channels, MediaAnswer, RoomInfo, ServerMsg, WorkerInfo};
 use std::net::SocketAddr;
 
 /// How the node decided a call (the answer to `Setup`, or to the `Info` that
@@ -150,4 +150,5 @@ pub struct NodeStatus {
     pub version: u32,
     pub channels: Channels,
     pub rooms: Vec<RoomInfo>,
+    pub workers: Vec<WorkerInfo>,
 }

@@ -353,10 +353,12 @@ impl Client {
                 version,
                 channels,
                 rooms,
+                workers,
             } => Take::Done(NodeStatus {
                 version,
                 channels,
                 rooms,
+                workers,
             }),
             _ => Take::Skip,
         })

@@ -4,7 +4,8 @@
 use super::{ConnId, Switchboard};
 use crate::conf::{CallRef, Cause, ConfEvent, MemberState, Output};
 use crate::control::msg::{
-    Channels, MediaAnswer, MemberInfo, RoomInfo, RoomOptions, ServerMsg, PROTOCOL_VERSION,
+    Channels, MediaAnswer, MemberInfo, RoomInfo, RoomOptions, ServerMsg, WorkerInfo,
+    PROTOCOL_VERSION,
 };
 use crate::engine::LegSpec;
 use crate::io::{LegInfo, NodeError};
@@ -285,8 +286,25 @@ impl Switchboard {
                 members,
             });
         }
+        let workers = self
+            .node
+            .stats()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|w| WorkerInfo {
+                index: w.index,
+                legs: w.legs,
+                ticks: w.ticks,
+                late_ticks: w.late_ticks,
+                skipped_ticks: w.skipped_ticks,
+                lateness_p50_us: w.lateness_p50_us,
+                lateness_p99_us: w.lateness_p99_us,
+            })
+            .collect();
         let capacity = self.cfg.conf.channels;
         ServerMsg::StatusResult {
+            workers,
             version: PROTOCOL_VERSION,
             channels: Channels {
                 capacity,
