@@ -15,33 +15,12 @@ use scnf::config::Config;
 use scnf::engine::LegSpec;
 use scnf::io::swarm::Swarm;
 use scnf::io::NodeHandle;
+use scnf::rtpgen::cpu::CpuProbe;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 mod common;
 use common::arg;
-
-/// CPU seconds used so far by the thread named `name` in this process.
-fn thread_cpu(name: &str) -> f64 {
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    for t in dir.flatten() {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if comm.trim() == name {
-            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            // Fields after the ")" that closes the command name: utime is the 12th
-            // and stime the 13th of them.
-            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            return (ut + st) / ticks;
-        }
-    }
-    0.0
-}
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -118,12 +97,13 @@ async fn main() {
         // Warm-up (jitter buffers fill, join burst passes).
         drive(&mut swarm, Duration::from_secs(2));
         let s0 = node.stats().await.unwrap()[0].clone();
-        let cpu0 = thread_cpu("scnf-media-0");
+        let worker = CpuProbe::Threads("scnf-media-0".into());
+        let cpu0 = worker.seconds().unwrap_or(0.0);
         let (sent0, recv0) = (swarm.sent, swarm.received);
         let t0 = Instant::now();
         let drv_late = drive(&mut swarm, Duration::from_secs(secs));
         let wall = t0.elapsed().as_secs_f64();
-        let cpu = thread_cpu("scnf-media-0") - cpu0;
+        let cpu = worker.seconds().unwrap_or(0.0) - cpu0;
         let s1 = node.stats().await.unwrap()[0].clone();
         let late = s1.late_ticks - s0.late_ticks;
         let expected = (s1.ticks - s0.ticks) as f64 * n as f64;

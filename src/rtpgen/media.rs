@@ -99,7 +99,6 @@ pub struct Interval {
     pub send_late: Histogram<u64>,
     /// How long received packets waited in the socket before being read, µs.
     pub drain_lag: Histogram<u64>,
-    pub ears: EarCounts,
 }
 
 /// Everything the media thread measured, handed back when it stops.
@@ -247,7 +246,6 @@ impl Media {
             jitter: histogram(LATENCY_MAX_US, 3),
             send_late: histogram(LATENCY_MAX_US, 3),
             drain_lag: histogram(LATENCY_MAX_US, 3),
-            ears: EarCounts::default(),
         }
     }
 
@@ -507,7 +505,6 @@ impl Media {
             if vp.received > 0 {
                 let _ = iv.jitter.record(((vp.stats.jitter_ms() * 1000.0) as u64).max(1));
             }
-            iv.ears.add(&vp.ears.counts);
         }
         iv
     }

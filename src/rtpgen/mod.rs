@@ -6,8 +6,12 @@
 pub mod janus;
 pub mod media;
 pub mod analysis;
+pub mod cpu;
 pub mod net;
 pub mod plot;
 pub mod reflector;
+pub mod scenario;
+pub mod report;
 pub mod source;
+pub mod target;
 pub mod wav;

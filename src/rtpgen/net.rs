@@ -272,9 +272,13 @@ impl FleetSocket {
             events: libc::POLLIN,
             revents: 0,
         };
-        let ms = timeout.as_micros().div_ceil(1000).min(1000) as i32;
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, ms) };
+        let t = timeout.min(Duration::from_secs(1));
+        let ts = libc::timespec {
+            tv_sec: t.as_secs() as _,
+            tv_nsec: t.subsec_nanos() as _,
+        };
+        // SAFETY: one valid pollfd and a valid timespec; no signal mask change.
+        unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
     }
 
     /// The `Instant` of a kernel realtime stamp.
