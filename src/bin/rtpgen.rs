@@ -276,6 +276,8 @@ async fn start_embedded(workers: usize) -> Result<(NodeHandle, ControlHandle, St
     cfg.control.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.control.password = Some(password.clone());
     cfg.control.max_connections = 4;
+    // The load decides how many calls there are, not the default channel budget.
+    cfg.control.channels = scenario::MAX_PARTICIPANTS as u32;
     let node = NodeHandle::start(&cfg).map_err(|e| e.to_string())?;
     match scnf::io::control::start(node.clone(), &cfg).await {
         Ok(c) => Ok((node, c, password)),
