@@ -21,8 +21,11 @@
 //!
 //! The private configuration (`bench/janus/`) sets `session_timeout = 0`, so the
 //! session never expires and no keepalive is sent. Every HTTP exchange runs on its own
-//! connection under a timeout ([`Timeouts`]); see [`http`] for why.
-//!
+//! TCP connection (`Connection: close`) under a timeout ([`Timeouts`]): no stale
+//! keep-alive connection can eat a non-idempotent request (attach, join), and on
+//! loopback a connect costs far less than the Janus work behind each request.
+//! Janus answers with `Transfer-Encoding: chunked`; the client de-chunks.
+
 //! # Quirks of Janus the caller must honour (not enforceable here)
 //! - Janus sends a participant nothing until it has received one RTP packet from it.
 //! - Janus accepts packets only from the exact ip:port given in the join: send from
@@ -37,27 +40,30 @@
 //! rtpgen): see the `joins_per_second` interop test; about 300 joins in a couple of
 //! seconds (figures in the branch's report).
 
+mod events;
 mod http;
+mod reply;
 
-use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use events::EventQueues;
+pub use events::EVENT_QUEUE_CAP;
 pub use http::HttpError;
+use reply::{check_janus_error, parse_joined, plugin_data, quote, success_id, unexpected};
 
-/// Most events kept per handle; older ones are dropped (and counted) first.
-pub const EVENT_QUEUE_CAP: usize = 64;
-/// Events asked for per long-poll (`maxev`).
-const MAX_EVENTS_PER_POLL: u32 = 32;
+/// Events asked for per long-poll (`maxev`). Janus tells every participant about
+/// each join, so a join into a room of n brings n events; asking for few per poll
+/// made a join into a 300-participant room take ~10 polls (208 joins/s for 300
+/// instead of 259/s).
+const MAX_EVENTS_PER_POLL: u32 = 1000;
 /// Longer than Janus's own 30 s long-poll hold, so the poll ends on Janus's side.
 const LONG_POLL: Duration = Duration::from_secs(40);
 /// The AudioBridge's "room already exists" error code.
 const ROOM_EXISTS: i64 = 486;
 const PLUGIN: &str = "janus.plugin.audiobridge";
-/// How much of an unexpected body an error message quotes.
-const QUOTE: usize = 200;
 
 /// What can go wrong talking to Janus. `what` names the request.
 #[derive(Debug, thiserror::Error)]
@@ -161,9 +167,8 @@ pub struct Janus {
     session: u64,
     control: u64,
     next_tx: u64,
-    /// Queued events by handle; a key exists exactly for each attached handle.
-    events: HashMap<u64, VecDeque<Value>>,
-    dropped: u64,
+    /// Events of every attached handle not yet asked for.
+    events: EventQueues,
 }
 
 impl Janus {
@@ -180,8 +185,7 @@ impl Janus {
             session: 0,
             control: 0,
             next_tx: 0,
-            events: HashMap::new(),
-            dropped: 0,
+            events: EventQueues::default(),
         };
         let what = "create session";
         let msg = json!({"janus": "create", "transaction": j.tx()});
@@ -211,7 +215,8 @@ impl Janus {
     /// Destroys room `room` (its participants are kicked by Janus).
     pub async fn destroy_room(&mut self, room: u64) -> Result<(), JanusError> {
         let body = json!({"request": "destroy", "room": room});
-        self.sync_request("destroy room", self.control, body).await?;
+        self.sync_request("destroy room", self.control, body)
+            .await?;
         Ok(())
     }
 
@@ -260,7 +265,7 @@ impl Janus {
         if r["janus"] != "success" {
             return Err(unexpected(what, &r));
         }
-        self.events.remove(&leg.handle);
+        self.events.detach(leg.handle);
         Ok(())
     }
 
@@ -279,15 +284,12 @@ impl Janus {
 
     /// Takes the events queued for `handle` (oldest first).
     pub fn take_events(&mut self, handle: u64) -> Vec<Value> {
-        self.events
-            .get_mut(&handle)
-            .map(|q| q.drain(..).collect())
-            .unwrap_or_default()
+        self.events.take_all(handle)
     }
 
     /// Events dropped: beyond [`EVENT_QUEUE_CAP`] or for handles not attached.
     pub fn dropped_events(&self) -> u64 {
-        self.dropped
+        self.events.dropped()
     }
 
     async fn attach(&mut self) -> Result<u64, JanusError> {
@@ -296,7 +298,7 @@ impl Janus {
         let path = format!("/janus/{}", self.session);
         let r = self.post(what, path, msg).await?;
         let handle = success_id(what, &r)?;
-        self.events.insert(handle, VecDeque::new());
+        self.events.attach(handle);
         Ok(handle)
     }
 
@@ -337,46 +339,17 @@ impl Janus {
         tx: &str,
     ) -> Result<Value, JanusError> {
         loop {
-            if let Some(q) = self.events.get_mut(&handle) {
-                if let Some(i) = q.iter().position(|e| e["transaction"] == tx) {
-                    if let Some(ev) = q.remove(i) {
-                        return Ok(ev);
-                    }
-                }
+            if let Some(ev) = self.events.take_answer(handle, tx) {
+                return Ok(ev);
             }
             // Janus answers an idle long-poll with a keepalive after 30 s; the caller's
             // timeout cuts this wait short anyway.
             let path = format!("/janus/{}?maxev={MAX_EVENTS_PER_POLL}", self.session);
             let r = self.exchange(what, "GET", path, None, LONG_POLL).await?;
-            self.file_events(what, r)?;
-        }
-    }
-
-    /// Files a long-poll answer (an array with `maxev`, else one object) by handle.
-    fn file_events(&mut self, what: &'static str, r: Value) -> Result<(), JanusError> {
-        let list = match r {
-            Value::Array(list) => list,
-            obj @ Value::Object(_) => vec![obj],
-            other => return Err(unexpected(what, &other)),
-        };
-        for ev in list {
-            check_janus_error(what, &ev)?;
-            if ev["janus"] == "keepalive" {
-                continue;
-            }
-            let queue = ev["sender"].as_u64().and_then(|h| self.events.get_mut(&h));
-            match queue {
-                Some(q) => {
-                    if q.len() == EVENT_QUEUE_CAP {
-                        q.pop_front();
-                        self.dropped += 1;
-                    }
-                    q.push_back(ev);
-                }
-                None => self.dropped += 1,
+            if let Some(ev) = self.events.file(what, r, (handle, tx))? {
+                return Ok(ev);
             }
         }
-        Ok(())
     }
 
     fn tx(&mut self) -> String {
@@ -424,82 +397,6 @@ impl Janus {
             body: quote(&String::from_utf8_lossy(&r.body)),
             source,
         })
-    }
-}
-
-/// `{"janus":"error","error":{"code","reason"}}` → [`JanusError::Janus`].
-fn check_janus_error(what: &'static str, r: &Value) -> Result<(), JanusError> {
-    if r["janus"] != "error" {
-        return Ok(());
-    }
-    Err(JanusError::Janus {
-        what,
-        code: r["error"]["code"].as_i64().unwrap_or(-1),
-        reason: r["error"]["reason"].as_str().unwrap_or("?").to_string(),
-    })
-}
-
-/// The `id` of a `success` answer (session or handle).
-fn success_id(what: &'static str, r: &Value) -> Result<u64, JanusError> {
-    check_janus_error(what, r)?;
-    match (&r["janus"], r["data"]["id"].as_u64()) {
-        (j, Some(id)) if j == "success" => Ok(id),
-        _ => Err(unexpected(what, r)),
-    }
-}
-
-/// `plugindata.data` of a plugin answer, with AudioBridge errors mapped.
-fn plugin_data<'a>(what: &'static str, r: &'a Value) -> Result<&'a Value, JanusError> {
-    let data = &r["plugindata"]["data"];
-    if !data.is_object() {
-        return Err(unexpected(what, r));
-    }
-    if let Some(code) = data["error_code"].as_i64() {
-        return Err(JanusError::Plugin {
-            what,
-            code,
-            reason: data["error"].as_str().unwrap_or("?").to_string(),
-        });
-    }
-    Ok(data)
-}
-
-fn parse_joined(
-    what: &'static str,
-    handle: u64,
-    room: u64,
-    data: &Value,
-) -> Result<JanusLeg, JanusError> {
-    let rtp = &data["rtp"];
-    let ip = rtp["ip"].as_str().and_then(|s| s.parse::<IpAddr>().ok());
-    let port = rtp["port"].as_u64().and_then(|p| u16::try_from(p).ok());
-    let pt = rtp["payload_type"].as_u64().filter(|&p| p < 128);
-    match (ip, port, pt, data["id"].as_u64()) {
-        (Some(ip), Some(port), Some(pt), Some(participant)) => Ok(JanusLeg {
-            handle,
-            room,
-            participant,
-            media: SocketAddr::new(ip, port),
-            payload_type: pt as u8,
-        }),
-        _ => Err(JanusError::Unexpected {
-            what,
-            detail: format!("joined event without a usable rtp/id: {}", quote(&data.to_string())),
-        }),
-    }
-}
-
-fn unexpected(what: &'static str, r: &Value) -> JanusError {
-    JanusError::Unexpected {
-        what,
-        detail: quote(&r.to_string()),
-    }
-}
-
-fn quote(s: &str) -> String {
-    match s.char_indices().nth(QUOTE) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
     }
 }
 
@@ -664,14 +561,19 @@ mod tests {
             }
         );
         assert_eq!(j.take_events(CONTROL), vec![other]);
-        assert!(j.take_events(CONTROL).is_empty(), "taking empties the queue");
+        assert!(
+            j.take_events(CONTROL).is_empty(),
+            "taking empties the queue"
+        );
         assert_eq!(j.dropped_events(), 1, "the stranger's event");
         let log = log.lock().unwrap();
         let join = &log[3].1["body"];
         assert_eq!(log[3].0, format!("POST /janus/{SESSION}/{HANDLE} HTTP/1.1"));
         assert_eq!(join["codec"], "pcmu");
         assert_eq!(join["rtp"], json!({"ip": "127.1.0.7", "port": 4000}));
-        assert!(log[4].0.starts_with(&format!("GET /janus/{SESSION}?maxev=")));
+        assert!(log[4]
+            .0
+            .starts_with(&format!("GET /janus/{SESSION}?maxev=")));
     }
 
     #[tokio::test]
@@ -699,10 +601,13 @@ mod tests {
     async fn http_errors_broken_json_and_janus_errors_are_named() {
         type Check = fn(&JanusError) -> bool;
         let cases: [(Responder, Check); 4] = [
-            (raw(500, "oops"), |e| {
-                matches!(e, JanusError::Status { status: 500, body, .. } if body == "oops")
+            (
+                raw(500, "oops"),
+                |e| matches!(e, JanusError::Status { status: 500, body, .. } if body == "oops"),
+            ),
+            (raw(200, "{\"janus\":"), |e| {
+                matches!(e, JanusError::Json { .. })
             }),
-            (raw(200, "{\"janus\":"), |e| matches!(e, JanusError::Json { .. })),
             (
                 ok(json!({"janus": "error", "error": {"code": 458, "reason": "No such session"}})),
                 |e| matches!(e, JanusError::Janus { code: 458, .. }),
@@ -728,7 +633,9 @@ mod tests {
                 "error_code": 485, "error": "No such room (5)"}}})));
         let (addr, _) = fake(script).await;
         let mut j = Janus::connect(addr).await.unwrap();
-        let err = j.join(5, JanusCodec::Pcma, "127.0.0.1:9".parse().unwrap()).await;
+        let err = j
+            .join(5, JanusCodec::Pcma, "127.0.0.1:9".parse().unwrap())
+            .await;
         assert!(
             matches!(&err, Err(JanusError::Plugin { code: 485, reason, .. }) if reason.contains("No such room")),
             "{err:?}"
@@ -745,7 +652,9 @@ mod tests {
         script.push(answering(ev));
         let (addr, _) = fake(script).await;
         let mut j = Janus::connect(addr).await.unwrap();
-        let err = j.join(5, JanusCodec::Pcmu, "127.0.0.1:9".parse().unwrap()).await;
+        let err = j
+            .join(5, JanusCodec::Pcmu, "127.0.0.1:9".parse().unwrap())
+            .await;
         assert!(matches!(err, Err(JanusError::Unexpected { .. })), "{err:?}");
     }
 
@@ -757,7 +666,9 @@ mod tests {
         script.push(silent());
         let (addr, _) = fake(script).await;
         let mut j = Janus::connect_with(addr, short()).await.unwrap();
-        let err = j.join(5, JanusCodec::Pcmu, "127.0.0.1:9".parse().unwrap()).await;
+        let err = j
+            .join(5, JanusCodec::Pcmu, "127.0.0.1:9".parse().unwrap())
+            .await;
         assert!(
             matches!(err, Err(JanusError::EventTimeout { what: "join", after }) if after == short().event),
             "{err:?}"
@@ -769,7 +680,13 @@ mod tests {
         let (addr, _) = fake(vec![silent()]).await;
         let err = Janus::connect_with(addr, short()).await.unwrap_err();
         assert!(
-            matches!(err, JanusError::Http { source: HttpError::Timeout(_), .. }),
+            matches!(
+                err,
+                JanusError::Http {
+                    source: HttpError::Timeout(_),
+                    ..
+                }
+            ),
             "{err:?}"
         );
     }
@@ -778,8 +695,10 @@ mod tests {
     async fn creating_a_room_that_exists_succeeds_and_other_errors_do_not() {
         let mut script = connect_script();
         let refusal = |code: i64| {
-            ok(json!({"janus": "success", "sender": CONTROL, "plugindata": {"plugin": PLUGIN,
-                "data": {"audiobridge": "event", "error_code": code, "error": "x"}}}))
+            ok(
+                json!({"janus": "success", "sender": CONTROL, "plugindata": {"plugin": PLUGIN,
+                "data": {"audiobridge": "event", "error_code": code, "error": "x"}}}),
+            )
         };
         script.push(refusal(486));
         script.push(refusal(487));
@@ -787,7 +706,10 @@ mod tests {
         let mut j = Janus::connect(addr).await.unwrap();
         j.create_room(5).await.unwrap();
         let err = j.create_room(5).await;
-        assert!(matches!(err, Err(JanusError::Plugin { code: 487, .. })), "{err:?}");
+        assert!(
+            matches!(err, Err(JanusError::Plugin { code: 487, .. })),
+            "{err:?}"
+        );
         let body = log.lock().unwrap()[2].1["body"].clone();
         assert_eq!(body["sampling_rate"], 8000);
         assert_eq!(body["allow_rtp_participants"], true);
@@ -803,35 +725,15 @@ mod tests {
         script.push(ok(json!({"janus": "success"})));
         let (addr, log) = fake(script).await;
         let mut j = Janus::connect(addr).await.unwrap();
-        let leg = j.join(5, JanusCodec::Pcmu, "127.0.0.1:9".parse().unwrap()).await.unwrap();
+        let leg = j
+            .join(5, JanusCodec::Pcmu, "127.0.0.1:9".parse().unwrap())
+            .await
+            .unwrap();
         j.leave(&leg).await.unwrap();
-        assert!(!j.events.contains_key(&HANDLE));
+        assert!(!j.events.is_attached(HANDLE));
         let log = log.lock().unwrap();
         assert_eq!(log[5].1["body"]["request"], "leave");
         assert_eq!(log[6].1["janus"], "detach");
         assert_eq!(log[6].0, format!("POST /janus/{SESSION}/{HANDLE} HTTP/1.1"));
-    }
-
-    #[test]
-    fn a_handles_queue_keeps_the_newest_events_up_to_the_cap() {
-        let mut j = Janus {
-            http: "127.0.0.1:9".parse().unwrap(),
-            timeouts: Timeouts::default(),
-            session: 1,
-            control: CONTROL,
-            next_tx: 0,
-            events: HashMap::from([(CONTROL, VecDeque::new())]),
-            dropped: 0,
-        };
-        let evs: Vec<Value> = (0..EVENT_QUEUE_CAP + 3)
-            .map(|i| json!({"janus": "event", "sender": CONTROL, "n": i}))
-            .collect();
-        j.file_events("t", Value::Array(evs)).unwrap();
-        let kept = j.take_events(CONTROL);
-        assert_eq!(kept.len(), EVENT_QUEUE_CAP);
-        assert_eq!(kept[0]["n"], 3);
-        assert_eq!(j.dropped_events(), 3);
-        let err = j.file_events("t", json!("nonsense")).unwrap_err();
-        assert!(matches!(err, JanusError::Unexpected { .. }));
     }
 }

@@ -310,31 +310,46 @@ mod tests {
     fn malformed_heads_and_chunks_are_named_errors() {
         type Check = fn(&HttpError) -> bool;
         let cases: [(&[u8], Check); 7] = [
-            (b"ICY 200 OK\r\n\r\n", |e| matches!(e, HttpError::BadStatusLine(_))),
-            (b"HTTP/1.1 2000 OK\r\n\r\n", |e| matches!(e, HttpError::BadStatusLine(_))),
-            (b"HTTP/1.1 200 OK\r\nnocolon\r\n\r\n", |e| matches!(e, HttpError::BadHeader(_))),
+            (b"ICY 200 OK\r\n\r\n", |e| {
+                matches!(e, HttpError::BadStatusLine(_))
+            }),
+            (b"HTTP/1.1 2000 OK\r\n\r\n", |e| {
+                matches!(e, HttpError::BadStatusLine(_))
+            }),
+            (b"HTTP/1.1 200 OK\r\nnocolon\r\n\r\n", |e| {
+                matches!(e, HttpError::BadHeader(_))
+            }),
             (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", |e| {
                 matches!(e, HttpError::BadContentLength(_))
             }),
             (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", |e| {
                 matches!(e, HttpError::UnsupportedEncoding(_))
             }),
-            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", |e| {
-                matches!(e, HttpError::BadChunk(_))
-            }),
-            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX", |e| {
-                matches!(e, HttpError::BadChunk(_))
-            }),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                |e| matches!(e, HttpError::BadChunk(_)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX",
+                |e| matches!(e, HttpError::BadChunk(_)),
+            ),
         ];
         for (raw, check) in cases {
             let err = parse_all(raw).expect_err(&String::from_utf8_lossy(raw));
-            assert!(check(&err), "{:?} gave {err:?}", String::from_utf8_lossy(raw));
+            assert!(
+                check(&err),
+                "{:?} gave {err:?}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 
     #[test]
     fn a_declared_body_beyond_the_limit_is_refused_before_it_arrives() {
-        let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_RESPONSE + 1);
+        let raw = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            MAX_RESPONSE + 1
+        );
         assert!(matches!(
             parse_all(raw.as_bytes()),
             Err(HttpError::TooLarge { .. })
