@@ -36,9 +36,14 @@
 //!   [`JanusError`].
 //!
 //! # Measured
-//! Joining one participant after another on loopback (Janus 1.1.2, debug build of
-//! rtpgen): see the `joins_per_second` interop test; about 300 joins in a couple of
-//! seconds (figures in the branch's report).
+//! Joining 300 participants one after another into one room on loopback (Janus
+//! 1.1.2, debug build of this client, 2-core machine shared with builds): 170-270
+//! joins/s overall, ~500/s for the first 100. A join gets slower as the room grows
+//! because Janus notifies every participant already in the room and lists them all in
+//! the `joined` event: the n-th join carries n events, all parsed here (in a debug
+//! build our CPU time is about that of Janus). Leaves (leave + detach): ~1000/s.
+//! Two participants exchanging tones hear each other at the sent level (-20.5 dBFS
+//! for -20) and themselves at -90 dBFS or below.
 
 mod events;
 mod http;
