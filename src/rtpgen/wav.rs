@@ -472,7 +472,10 @@ mod tests {
         let frames = [(100, 300), (-5, -6), (i16::MAX, i16::MAX), (-32768, 32767)];
         let wav = read_wav(&stereo_with_extra_chunks(&frames)).unwrap();
         assert_eq!((wav.rate, wav.channels), (44_100, 2));
-        assert_eq!(wav.samples, vec![100, 300, -5, -6, 32767, 32767, -32768, 32767]);
+        assert_eq!(
+            wav.samples,
+            vec![100, 300, -5, -6, 32767, 32767, -32768, 32767]
+        );
         // -5.5 rounds away from zero; -0.5 as well.
         assert_eq!(wav.mono(), vec![200, -6, 32767, -1]);
     }
@@ -480,7 +483,10 @@ mod tests {
     #[test]
     fn extensible_pcm_is_accepted_and_other_subformats_are_named() {
         let wav = read_wav(&extensible(1, 16)).unwrap();
-        assert_eq!((wav.rate, wav.channels, wav.samples), (16_000, 1, vec![1, 2]));
+        assert_eq!(
+            (wav.rate, wav.channels, wav.samples),
+            (16_000, 1, vec![1, 2])
+        );
         assert_eq!(
             read_wav(&extensible(3, 16)),
             Err(WavError::NotPcmSubformat(
@@ -502,7 +508,10 @@ mod tests {
             (with(8, b"AVI "), WavError::NotWave("AVI ".into())),
             (with(20, &3u16.to_le_bytes()), WavError::NotPcm(3)),
             (with(34, &8u16.to_le_bytes()), WavError::EightBit),
-            (with(34, &24u16.to_le_bytes()), WavError::UnsupportedBits(24)),
+            (
+                with(34, &24u16.to_le_bytes()),
+                WavError::UnsupportedBits(24),
+            ),
             (with(22, &0u16.to_le_bytes()), WavError::NoChannels),
             (with(24, &0u32.to_le_bytes()), WavError::ZeroRate),
             (
@@ -567,7 +576,10 @@ mod tests {
             }
             let cut = b.len() - rng.below(8) as usize;
             if let Ok(wav) = read_wav(&b[..cut]) {
-                assert_eq!(wav.mono().len() * usize::from(wav.channels), wav.samples.len());
+                assert_eq!(
+                    wav.mono().len() * usize::from(wav.channels),
+                    wav.samples.len()
+                );
             }
         }
         for _ in 0..2_000 {
@@ -615,7 +627,10 @@ mod tests {
             let out = wav.mono_8k().unwrap();
             let mid = &out[800..7200];
             let rel = db(tone_power(mid, alias, 8000.0)) - db(20_000.0f64.powi(2) / 2.0);
-            assert!(rel < -60.0, "{rate} Hz, {freq} Hz tone: alias at {rel:.1} dB");
+            assert!(
+                rel < -60.0,
+                "{rate} Hz, {freq} Hz tone: alias at {rel:.1} dB"
+            );
         }
     }
 
@@ -647,8 +662,16 @@ mod tests {
         assert!((8.0..=12.0).contains(&secs), "{secs} s");
         let rms = (crate::testutil::mean_power(&wav.samples)).sqrt();
         let rms_dbfs = 20.0 * (rms / 32768.0).log10();
-        assert!((-30.0..=-12.0).contains(&rms_dbfs), "RMS {rms_dbfs:.1} dBFS");
-        let peak = wav.samples.iter().map(|s| i32::from(*s).abs()).max().unwrap_or(0);
+        assert!(
+            (-30.0..=-12.0).contains(&rms_dbfs),
+            "RMS {rms_dbfs:.1} dBFS"
+        );
+        let peak = wav
+            .samples
+            .iter()
+            .map(|s| i32::from(*s).abs())
+            .max()
+            .unwrap_or(0);
         let peak_dbfs = 20.0 * (f64::from(peak) / 32768.0).log10();
         assert!(peak_dbfs <= -3.0 + 0.05, "peak {peak_dbfs:.2} dBFS");
     }
