@@ -63,7 +63,7 @@ const TX_COLOUR: &str = "#1f77b4";
 const RX_COLOUR: &str = "#2ca02c";
 const PARTICIPANTS_COLOUR: &str = "#7f7f7f";
 const LOSS_COLOUR: &str = "#d62728";
-const BAR_COLOUR: &str = "#6baed6";
+const BAR_STYLE: &str = "class=\"bar\" fill=\"#6baed6\" stroke=\"#fff\" stroke-width=\"0.5\"";
 
 /// The smallest step of the form 1, 2 or 5 × 10^k that is at least `raw`
 /// (`raw` > 0 and finite; anything else gives 1).
@@ -116,6 +116,14 @@ impl Axis {
         (0..=n.clamp(0, 100))
             .map(|i| (first + i) as f64 * self.step)
             .collect()
+    }
+
+    /// The map from this axis onto the pixel interval `to`.
+    pub fn onto(&self, to: (f64, f64)) -> Scale {
+        Scale {
+            from: (self.lo, self.hi),
+            to,
+        }
     }
 
     /// Tick label: as many decimals as the step needs, thousands as "k".
@@ -193,66 +201,84 @@ fn num(v: f64, decimals: usize) -> String {
 /// The picture (see the module docs).
 pub fn svg(input: &PlotInput) -> String {
     let mut s = String::new();
-    let _ = write!(
+    let _ = writeln!(
         s,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
          viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n\
-         <text x=\"{cx}\" y=\"32\" text-anchor=\"middle\" font-size=\"18\" \
-         font-weight=\"bold\">{title}</text>\n",
+         <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>",
         w = WIDTH,
         h = HEIGHT,
-        cx = WIDTH / 2.0,
-        title = escape(input.title),
     );
+    let bold = "text-anchor=\"middle\" font-size=\"18\" font-weight=\"bold\"";
+    text(&mut s, (WIDTH / 2.0, 32.0), bold, input.title);
     histogram(&mut s, input);
     timeline(&mut s, input.timeline);
     s.push_str("</svg>\n");
     s
 }
 
-/// Panel heading, frame, and "no data" when there is nothing to draw.
-fn panel_frame(s: &mut String, heading: &str, (top, bottom): (f64, f64)) {
+const MIDDLE: &str = "text-anchor=\"middle\"";
+
+/// A `<text>` at `at` with extra attributes `attrs`; `content` is escaped.
+fn text(s: &mut String, at: (f64, f64), attrs: &str, content: &str) {
+    let (x, y) = (px(at.0), px(at.1));
     let _ = writeln!(
         s,
-        "<text x=\"{LEFT}\" y=\"{}\" font-size=\"14\">{}</text>\n\
-         <rect x=\"{LEFT}\" y=\"{top}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#444\"/>",
-        px(top - 10.0),
-        escape(heading),
-        px(RIGHT - LEFT),
-        px(bottom - top),
+        "<text x=\"{x}\" y=\"{y}\" {attrs}>{}</text>",
+        escape(content)
     );
 }
 
-fn no_data(s: &mut String, (top, bottom): (f64, f64)) {
+/// A `<line>` from `a` to `b` with extra attributes `attrs`.
+fn line(s: &mut String, a: (f64, f64), b: (f64, f64), attrs: &str) {
+    let (x1, y1, x2, y2) = (px(a.0), px(a.1), px(b.0), px(b.1));
     let _ = writeln!(
         s,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"16\" fill=\"#888\">no data</text>",
-        px((LEFT + RIGHT) / 2.0),
-        px((top + bottom) / 2.0),
+        "<line x1=\"{x1}\" y1=\"{y1}\" x2=\"{x2}\" y2=\"{y2}\" {attrs}/>"
+    );
+}
+
+/// A `<rect>` from corner `a` of size `size` with extra attributes; `inner` goes
+/// between the tags (escaped), for a tooltip `<title>`.
+fn rect(s: &mut String, a: (f64, f64), size: (f64, f64), attrs: &str, inner: Option<&str>) {
+    let (x, y, w, h) = (px(a.0), px(a.1), px(size.0), px(size.1));
+    let _ = write!(
+        s,
+        "<rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" {attrs}"
+    );
+    let _ = match inner {
+        Some(t) => writeln!(s, "><title>{}</title></rect>", escape(t)),
+        None => writeln!(s, "/>"),
+    };
+}
+
+/// The frame of a plot area, with its heading above it if any.
+fn frame(s: &mut String, heading: &str, (top, bottom): (f64, f64)) {
+    if !heading.is_empty() {
+        text(s, (LEFT, top - 10.0), "font-size=\"14\"", heading);
+    }
+    let size = (RIGHT - LEFT, bottom - top);
+    rect(s, (LEFT, top), size, "fill=\"none\" stroke=\"#444\"", None);
+}
+
+fn no_data(s: &mut String, (top, bottom): (f64, f64)) {
+    let at = ((LEFT + RIGHT) / 2.0, (top + bottom) / 2.0);
+    text(
+        s,
+        at,
+        "text-anchor=\"middle\" font-size=\"16\" fill=\"#888\"",
+        "no data",
     );
 }
 
 /// Horizontal axis ticks and grid under a plot area.
 fn x_axis(s: &mut String, axis: &Axis, x: &Scale, (top, bottom): (f64, f64), unit: &str) {
     for v in axis.ticks() {
-        let xp = px(x.map(v));
-        let _ = writeln!(
-            s,
-            "<line x1=\"{xp}\" y1=\"{top}\" x2=\"{xp}\" y2=\"{}\" stroke=\"#ddd\"/>\
-             <text x=\"{xp}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-            px(bottom + 4.0),
-            px(bottom + 18.0),
-            axis.label(v),
-        );
+        let xp = x.map(v);
+        line(s, (xp, top), (xp, bottom + 4.0), "stroke=\"#ddd\"");
+        text(s, (xp, bottom + 18.0), MIDDLE, &axis.label(v));
     }
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-        px((LEFT + RIGHT) / 2.0),
-        px(bottom + 34.0),
-        escape(unit),
-    );
+    text(s, ((LEFT + RIGHT) / 2.0, bottom + 34.0), MIDDLE, unit);
 }
 
 /// Vertical axis ticks and labels on the left (`right == false`) or right side.
@@ -265,19 +291,10 @@ fn y_axis(s: &mut String, axis: &Axis, y: &Scale, right: bool, colour: &str) {
     for v in axis.ticks() {
         let yp = y.map(v);
         if !right {
-            let _ = writeln!(
-                s,
-                "<line x1=\"{LEFT}\" y1=\"{0}\" x2=\"{RIGHT}\" y2=\"{0}\" stroke=\"#eee\"/>",
-                px(yp)
-            );
+            line(s, (LEFT, yp), (RIGHT, yp), "stroke=\"#eee\"");
         }
-        let _ = writeln!(
-            s,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" fill=\"{colour}\">{}</text>",
-            px(x_text),
-            px(yp + 4.0),
-            axis.label(v),
-        );
+        let attrs = format!("text-anchor=\"{anchor}\" fill=\"{colour}\"");
+        text(s, (x_text, yp + 4.0), &attrs, &axis.label(v));
     }
 }
 
@@ -305,7 +322,7 @@ fn valid_buckets(buckets: &[(f64, u64)]) -> Vec<(f64, f64, u64)> {
 
 fn histogram(s: &mut String, input: &PlotInput) {
     let area = HIST;
-    panel_frame(s, "Latency distribution", area);
+    frame(s, "Latency distribution", area);
     let buckets: Vec<_> = valid_buckets(input.latency_buckets)
         .into_iter()
         .filter(|b| b.2 > 0)
@@ -317,30 +334,16 @@ fn histogram(s: &mut String, input: &PlotInput) {
     let max_count = buckets.iter().map(|b| b.2).max().unwrap_or(1);
     let xa = Axis::covering(first.0.min(0.0), last.1, 10);
     let ya = Axis::covering(0.0, max_count as f64, 5);
-    let x = Scale {
-        from: (xa.lo, xa.hi),
-        to: (LEFT, RIGHT),
-    };
-    let y = Scale {
-        from: (ya.lo, ya.hi),
-        to: (area.1, area.0),
-    };
+    let x = xa.onto((LEFT, RIGHT));
+    let y = ya.onto((area.1, area.0));
     y_axis(s, &ya, &y, false, "#000");
     x_axis(s, &xa, &x, area, "latency (ms)");
     for &(lo, hi, count) in &buckets {
         let (x0, x1) = (x.map(lo), x.map(hi));
         let top = y.map(count as f64);
-        let _ = writeln!(
-            s,
-            "<rect class=\"bar\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{BAR_COLOUR}\" \
-             stroke=\"#fff\" stroke-width=\"0.5\"><title>{}-{} ms: {count}</title></rect>",
-            px(x0),
-            px(top),
-            px((x1 - x0).max(0.5)),
-            px(area.1 - top),
-            num(lo, 3),
-            num(hi, 3),
-        );
+        let tip = format!("{}-{} ms: {count}", num(lo, 3), num(hi, 3));
+        let size = ((x1 - x0).max(0.5), area.1 - top);
+        rect(s, (x0, top), size, BAR_STYLE, Some(&tip));
     }
     // p50 labelled left of its line, p99 right of it, so close values stay legible;
     // a translucent box keeps the label readable over the bars.
@@ -361,22 +364,12 @@ fn histogram(s: &mut String, input: &PlotInput) {
         } else {
             (xp + 4.0, xp + 7.0, "start")
         };
-        let _ = writeln!(
-            s,
-            "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"{colour}\" \
-             stroke-width=\"2\" stroke-dasharray=\"6 3\"/>\
-             <rect x=\"{3}\" y=\"{4}\" width=\"{5}\" height=\"18\" fill=\"white\" \
-             fill-opacity=\"0.85\"/>\
-             <text x=\"{6}\" y=\"{7}\" text-anchor=\"{anchor}\" fill=\"{colour}\">{label}</text>",
-            px(xp),
-            px(area.0),
-            px(area.1),
-            px(box_x),
-            px(area.0 + 6.0),
-            px(width),
-            px(text_x),
-            px(area.0 + 19.0),
-        );
+        let dashed = format!("stroke=\"{colour}\" stroke-width=\"2\" stroke-dasharray=\"6 3\"");
+        line(s, (xp, area.0), (xp, area.1), &dashed);
+        let white = "fill=\"white\" fill-opacity=\"0.85\"";
+        rect(s, (box_x, area.0 + 6.0), (width, 18.0), white, None);
+        let attrs = format!("text-anchor=\"{anchor}\" fill=\"{colour}\"");
+        text(s, (text_x, area.0 + 19.0), &attrs, &label);
     }
 }
 
@@ -413,17 +406,9 @@ fn legend(s: &mut String, entries: &[(&str, &str)], top: f64) {
     let top = top - 24.0;
     let mut x = LEFT + 100.0;
     for (label, colour) in entries {
-        let _ = writeln!(
-            s,
-            "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"{colour}\" stroke-width=\"3\"/>\
-             <text x=\"{3}\" y=\"{4}\">{5}</text>",
-            px(x),
-            px(top + 14.0),
-            px(x + 20.0),
-            px(x + 25.0),
-            px(top + 18.0),
-            escape(label),
-        );
+        let style = format!("stroke=\"{colour}\" stroke-width=\"3\"");
+        line(s, (x, top + 14.0), (x + 20.0, top + 14.0), &style);
+        text(s, (x + 25.0, top + 18.0), "", label);
         x += 35.0 + 7.0 * label.len() as f64;
     }
 }
@@ -439,7 +424,7 @@ fn timeline(s: &mut String, points: &[TimePoint]) {
     } else {
         RATES
     };
-    panel_frame(s, "Throughput", area);
+    frame(s, "Throughput", area);
     let t_lo = pts.iter().map(|p| p.t_s).fold(f64::INFINITY, f64::min);
     let t_hi = pts.iter().map(|p| p.t_s).fold(f64::NEG_INFINITY, f64::max);
     let pps_max = pts
@@ -454,72 +439,45 @@ fn timeline(s: &mut String, points: &[TimePoint]) {
         return;
     }
     let ta = Axis::covering(t_lo, t_hi, 10);
-    let x = Scale {
-        from: (ta.lo, ta.hi),
-        to: (LEFT, RIGHT),
-    };
+    let x = ta.onto((LEFT, RIGHT));
     let pa = Axis::covering(0.0, pps_max, 5);
-    let y = Scale {
-        from: (pa.lo, pa.hi),
-        to: (area.1, area.0),
-    };
+    let y = pa.onto((area.1, area.0));
     let na = Axis::covering(0.0, f64::from(people_max), 5);
-    let yn = Scale {
-        from: (na.lo, na.hi),
-        to: (area.1, area.0),
-    };
+    let yn = na.onto((area.1, area.0));
     y_axis(s, &pa, &y, false, "#000");
     y_axis(s, &na, &yn, true, PARTICIPANTS_COLOUR);
     if loss_max > 0.0 {
         // The time labels go under the loss strip, which shares the time axis.
         for v in ta.ticks() {
-            let xp = px(x.map(v));
-            let _ = writeln!(
-                s,
-                "<line x1=\"{xp}\" y1=\"{}\" x2=\"{xp}\" y2=\"{}\" stroke=\"#ddd\"/>",
-                area.0, area.1
-            );
+            let xp = x.map(v);
+            line(s, (xp, area.0), (xp, area.1), "stroke=\"#ddd\"");
         }
     } else {
         x_axis(s, &ta, &x, area, "time (s)");
     }
-    let _ = writeln!(
+    text(
         s,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">packets/s</text>\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"start\" fill=\"{PARTICIPANTS_COLOUR}\">participants</text>",
-        px(LEFT - 6.0),
-        px(area.0 - 10.0),
-        px(RIGHT + 6.0),
-        px(area.0 - 10.0),
+        (LEFT - 6.0, area.0 - 10.0),
+        "text-anchor=\"end\"",
+        "packets/s",
     );
-    let series = |f: fn(&TimePoint) -> f64| {
-        pts.iter()
-            .map(move |p| finite(f(p)).map(|v| (x.map(p.t_s), y.map(v))))
-    };
+    let grey = format!("fill=\"{PARTICIPANTS_COLOUR}\"");
+    text(s, (RIGHT + 6.0, area.0 - 10.0), &grey, "participants");
     // Participants as a step line: the count holds until the next sample.
-    let mut steps = Vec::new();
-    for (i, p) in pts.iter().enumerate() {
-        let yp = yn.map(f64::from(p.participants));
-        if let Some(prev) = i.checked_sub(1).and_then(|j| pts.get(j)) {
-            steps.push(Some((x.map(p.t_s), yn.map(f64::from(prev.participants)))));
-        }
-        steps.push(Some((x.map(p.t_s), yp)));
+    let steps = pts.iter().enumerate().flat_map(|(i, p)| {
+        let prev = pts[i.saturating_sub(1)].participants;
+        [prev, p.participants].map(|n| Some((x.map(p.t_s), yn.map(f64::from(n)))))
+    });
+    let dashed =
+        format!("stroke=\"{PARTICIPANTS_COLOUR}\" stroke-width=\"1.5\" stroke-dasharray=\"4 2\"");
+    polyline(s, steps, &dashed);
+    for (tx, colour) in [(true, TX_COLOUR), (false, RX_COLOUR)] {
+        let rate = |p: &TimePoint| if tx { p.tx_pps } else { p.rx_pps };
+        let pts = pts
+            .iter()
+            .map(|p| finite(rate(p)).map(|v| (x.map(p.t_s), y.map(v))));
+        polyline(s, pts, &format!("stroke=\"{colour}\" stroke-width=\"2\""));
     }
-    polyline(
-        s,
-        steps.into_iter(),
-        &format!("stroke=\"{PARTICIPANTS_COLOUR}\" stroke-width=\"1.5\" stroke-dasharray=\"4 2\""),
-    );
-    polyline(
-        s,
-        series(|p| p.tx_pps),
-        &format!("stroke=\"{TX_COLOUR}\" stroke-width=\"2\""),
-    );
-    polyline(
-        s,
-        series(|p| p.rx_pps),
-        &format!("stroke=\"{RX_COLOUR}\" stroke-width=\"2\""),
-    );
     let mut entries = vec![
         ("tx packets/s", TX_COLOUR),
         ("rx packets/s", RX_COLOUR),
@@ -537,21 +495,11 @@ fn timeline(s: &mut String, points: &[TimePoint]) {
 /// Loss % over time, in its own strip under the throughput panel.
 fn loss_strip(s: &mut String, pts: &[&TimePoint], ta: &Axis, x: &Scale, loss_max: f64) {
     let area = LOSS;
-    let _ = writeln!(
-        s,
-        "<rect x=\"{LEFT}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#444\"/>\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"end\" fill=\"{LOSS_COLOUR}\">loss %</text>",
-        area.0,
-        px(RIGHT - LEFT),
-        px(area.1 - area.0),
-        px(LEFT - 6.0),
-        px(area.0 - 6.0),
-    );
+    frame(s, "", area);
+    let red = format!("text-anchor=\"end\" fill=\"{LOSS_COLOUR}\"");
+    text(s, (LEFT - 6.0, area.0 - 6.0), &red, "loss %");
     let la = Axis::covering(0.0, loss_max, 2);
-    let y = Scale {
-        from: (la.lo, la.hi),
-        to: (area.1, area.0),
-    };
+    let y = la.onto((area.1, area.0));
     y_axis(s, &la, &y, false, LOSS_COLOUR);
     x_axis(s, ta, x, area, "time (s)");
     polyline(
@@ -566,54 +514,42 @@ fn loss_strip(s: &mut String, pts: &[&TimePoint], ta: &Axis, x: &Scale, loss_max
 mod tests {
     use super::*;
 
-    /// Checks that tags balance and that `&` only starts an entity: enough to catch
-    /// the mistakes a hand-written SVG can make.
+    /// Checks that tags balance and that `&` only starts an entity and `>` only ends
+    /// a tag: enough to catch the mistakes a hand-written SVG can make.
     fn well_formed(doc: &str) -> Result<(), String> {
-        let mut stack: Vec<String> = Vec::new();
+        let mut stack: Vec<&str> = Vec::new();
         let mut rest = doc;
         while let Some(open) = rest.find('<') {
-            let text = &rest[..open];
-            check_text(text)?;
-            let close = rest[open..]
-                .find('>')
-                .ok_or_else(|| format!("unclosed tag at {}", &rest[open..]))?;
-            let tag = &rest[open + 1..open + close];
-            rest = &rest[open + close + 1..];
+            check_text(&rest[..open])?;
+            let len = rest[open..].find('>').ok_or("unclosed tag")?;
+            let tag = &rest[open + 1..open + len];
+            rest = &rest[open + len + 1..];
+            check_text(tag)?;
             if let Some(name) = tag.strip_prefix('/') {
                 let top = stack.pop().ok_or(format!("</{name}> without opening"))?;
-                if top != name.trim() {
+                if top != name {
                     return Err(format!("<{top}> closed by </{name}>"));
                 }
             } else if !tag.ends_with('/') {
-                let name = tag.split_whitespace().next().unwrap_or("").to_string();
-                check_text(tag)?;
-                stack.push(name);
-            } else {
-                check_text(tag)?;
+                stack.push(tag.split_whitespace().next().unwrap_or(""));
             }
         }
         check_text(rest)?;
-        if stack.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("unclosed: {stack:?}"))
+        match stack.is_empty() {
+            true => Ok(()),
+            false => Err(format!("unclosed: {stack:?}")),
         }
     }
 
     fn check_text(t: &str) -> Result<(), String> {
-        for (i, _) in t.match_indices('&') {
-            let ent = &t[i..];
-            if !["&amp;", "&lt;", "&gt;", "&quot;", "&apos;"]
-                .iter()
-                .any(|e| ent.starts_with(e))
-            {
-                return Err(format!("bare & in {t:?}"));
-            }
+        let entities = ["&amp;", "&lt;", "&gt;", "&quot;", "&apos;"];
+        let bare_amp = t
+            .match_indices('&')
+            .any(|(i, _)| !entities.iter().any(|e| t[i..].starts_with(e)));
+        match bare_amp || t.contains('>') {
+            true => Err(format!("bare & or > in {t:?}")),
+            false => Ok(()),
         }
-        if t.contains('>') {
-            return Err(format!("bare > in {t:?}"));
-        }
-        Ok(())
     }
 
     fn point(t_s: f64, participants: u32, tx: f64, rx: f64, loss: f64) -> TimePoint {
@@ -640,21 +576,24 @@ mod tests {
 
     #[test]
     fn nice_steps_are_one_two_or_five_times_a_power_of_ten() {
-        let cases = [
-            (0.7, 1.0),
-            (1.0, 1.0),
-            (1.2, 2.0),
-            (2.0, 2.0),
-            (3.0, 5.0),
-            (7.0, 10.0),
-            (0.013, 0.02),
-            (2500.0, 5000.0),
-            (19.4, 20.0),
-            (0.0, 1.0),
-            (f64::NAN, 1.0),
-            (-3.0, 1.0),
+        let raw = [
+            0.7,
+            1.0,
+            1.2,
+            2.0,
+            3.0,
+            7.0,
+            0.013,
+            2500.0,
+            19.4,
+            0.0,
+            f64::NAN,
+            -3.0,
         ];
-        for (raw, want) in cases {
+        let want = [
+            1.0, 1.0, 2.0, 2.0, 5.0, 10.0, 0.02, 5000.0, 20.0, 1.0, 1.0, 1.0,
+        ];
+        for (raw, want) in raw.into_iter().zip(want) {
             let got = nice_step(raw);
             assert!(
                 (got - want).abs() < want * 1e-9,
@@ -692,26 +631,18 @@ mod tests {
 
     #[test]
     fn scales_map_the_data_interval_onto_the_pixel_interval() {
-        let x = Scale {
-            from: (0.0, 100.0),
-            to: (80.0, 820.0),
-        };
-        assert_eq!(x.map(0.0), 80.0);
-        assert_eq!(x.map(25.0), 265.0);
-        assert_eq!(x.map(100.0), 820.0);
-        let y = Scale {
-            from: (0.0, 10.0),
-            to: (300.0, 80.0),
-        };
-        assert_eq!(y.map(5.0), 190.0);
+        let x = Axis::covering(0.0, 100.0, 5).onto((80.0, 820.0));
         assert_eq!(
-            Scale {
-                from: (3.0, 3.0),
-                to: (1.0, 2.0)
-            }
-            .map(3.0),
-            1.0
+            (x.map(0.0), x.map(25.0), x.map(100.0)),
+            (80.0, 265.0, 820.0)
         );
+        let y = Axis::covering(0.0, 10.0, 5).onto((300.0, 80.0));
+        assert_eq!(y.map(5.0), 190.0);
+        let flat = Scale {
+            from: (3.0, 3.0),
+            to: (1.0, 2.0),
+        };
+        assert_eq!(flat.map(3.0), 1.0);
     }
 
     #[test]
@@ -760,7 +691,8 @@ mod tests {
         let broken = [point(nan, 1, nan, inf, nan), point(1.0, 0, -inf, nan, inf)];
         let zeros = [point(0.0, 0, 0.0, 0.0, 0.0), point(5.0, 0, 0.0, 0.0, 0.0)];
         let one = [point(0.0, 3, 50.0, 50.0, 0.0)];
-        let cases: [(&[(f64, u64)], &[TimePoint]); 5] = [
+        type Case<'a> = (&'a [(f64, u64)], &'a [TimePoint]);
+        let cases: [Case; 5] = [
             (&[], &[]),
             (&[(nan, 3), (inf, 4), (10.0, 0)], &broken),
             (&[(1.0, 0), (2.0, 0)], &zeros),
