@@ -225,10 +225,10 @@ pub fn read_wav(bytes: &[u8]) -> Result<Wav, WavError> {
 /// and such a buffer (4 GiB of audio) is outside what rtpgen records; the sizes then
 /// saturate rather than wrap.
 pub fn write_wav(samples: &[i16], rate: u32) -> Vec<u8> {
-    let data_len = u32::try_from(samples.len() * 2).unwrap_or(u32::MAX - 36);
+    let data_len = u32::try_from(samples.len() * 2).unwrap_or(u32::MAX);
     let mut out = Vec::with_capacity(44 + samples.len() * 2);
     out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(&data_len.saturating_add(36).to_le_bytes());
     out.extend_from_slice(b"WAVEfmt ");
     out.extend_from_slice(&16u32.to_le_bytes());
     out.extend_from_slice(&FORMAT_PCM.to_le_bytes());
