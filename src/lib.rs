@@ -34,8 +34,8 @@ pub mod jitter;
 pub mod mixer;
 pub mod netsim;
 pub mod probe;
-pub mod rtpgen;
 pub mod rtp;
+pub mod rtpgen;
 pub mod util;
 
 #[cfg(test)]
