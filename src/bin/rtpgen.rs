@@ -9,13 +9,19 @@ use scnf::io::control::ControlHandle;
 use scnf::io::NodeHandle;
 use scnf::rtpgen::cpu::CpuProbe;
 use scnf::rtpgen::janus::Janus;
+use scnf::rtpgen::reflector;
 use scnf::rtpgen::report::Report;
 use scnf::rtpgen::scenario::{self, Probes, Ramp, Scenario};
 use scnf::rtpgen::target::Target;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The speech sample shipped in `vectors/speech` (see its README).
+const SPEECH: &[u8] = include_bytes!("../../vectors/speech/speech-8k.wav");
 
 #[derive(Parser)]
 #[command(name = "rtpgen", version, about = "RTP load generator for conference mixers: many virtual participants, what they hear, how the node copes")]
@@ -126,9 +132,51 @@ fn main() -> ExitCode {
 }
 
 fn reflect(a: ReflectArgs) -> ExitCode {
-    let _ = a;
-    eprintln!("rtpgen reflect: not yet wired");
-    ExitCode::from(2)
+    let run = || -> Result<(), String> {
+        let socket = scnf::io::udp::bind_udp_with(
+            a.listen,
+            &scnf::io::udp::UdpOptions {
+                recv_buf: 16 << 20,
+                send_buf: 16 << 20,
+                reuse_addr: false,
+            },
+        )
+        .map_err(|e| format!("{}: {e}", a.listen))?
+        .0;
+        println!("rtpgen reflect: echoing on {} for at most {} s", a.listen, a.seconds);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        // SIGINT/SIGTERM end the run cleanly with its counters.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        std::thread::spawn(move || {
+            rt.block_on(async {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("a SIGTERM handler can be installed");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            });
+            flag.store(true, Ordering::Relaxed);
+        });
+        let deadline = Instant::now() + Duration::from_secs(a.seconds);
+        let s = reflector::run(&socket, &stop, Some(deadline)).map_err(|e| e.to_string())?;
+        println!(
+            "rtpgen reflect: received {}, reflected {}, dropped {}, {} batches",
+            s.received, s.reflected, s.dropped, s.batches
+        );
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rtpgen reflect: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn loopback(addr: &str) -> Result<SocketAddr, String> {
@@ -197,12 +245,16 @@ fn speech_of(a: &LoadArgs) -> Result<Option<Vec<i16>>, String> {
     if a.speakers == 0 {
         return Ok(None);
     }
-    let Some(path) = &a.speech else {
-        return Err("--speakers needs --speech FILE.wav".into());
+    let (bytes, name) = match &a.speech {
+        Some(path) => (
+            std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (SPEECH.to_vec(), "the shipped speech sample".into()),
     };
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let wav = scnf::rtpgen::wav::read_wav(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    wav.mono_8k().map(Some).map_err(|e| format!("{}: {e}", path.display()))
+    let path = name;
+    let wav = scnf::rtpgen::wav::read_wav(&bytes).map_err(|e| format!("{path}: {e}"))?;
+    wav.mono_8k().map(Some).map_err(|e| format!("{path}: {e}"))
 }
 
 async fn load_async(a: LoadArgs) -> Result<bool, String> {
@@ -291,5 +343,7 @@ async fn start_embedded(workers: usize) -> Result<(NodeHandle, ControlHandle, St
 fn write_report(r: &Report, path: &std::path::Path) -> Result<(), String> {
     let json = serde_json::to_string_pretty(r).map_err(|e| e.to_string())?;
     std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    let svg = path.with_extension("svg");
+    std::fs::write(&svg, r.svg()).map_err(|e| format!("{}: {e}", svg.display()))?;
     Ok(())
 }

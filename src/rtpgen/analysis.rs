@@ -6,6 +6,12 @@
 //! the tones sit on the 50 Hz grid, so in that window they are exactly orthogonal and
 //! one talker's tone never reads as another's.
 //!
+//! Other participants may send speech, which has energy at every tone's frequency;
+//! a tone is only taken as present where its bin stands well above the bins 100 Hz
+//! and 150 Hz beside it ([`TONAL_DB`]), which a tone does and broadband sound does not. A talker
+//! that should be heard only needs its level: loud speech beside its tone must not
+//! make it "missed" (so speech can hide a missing talker, never invent a fault).
+//!
 //! **N-1.** A talker's state is known from its [`Pattern`]; it counts as *steadily on*
 //! (or off) at time `t` when it was on (off) for every frame sent in the last
 //! `settle` before `t`, so whatever the node's delay below `settle`, the frame heard
@@ -38,6 +44,11 @@ pub const HEARD_BELOW_SENT_DB: f32 = 10.0;
 pub const OWN_HEARD_DBFS: f32 = -45.0;
 /// A silent talker above this is a ghost.
 pub const GHOST_DBFS: f32 = -40.0;
+/// A tone counts as present (an onset, a ghost, one's own voice) only when its bin
+/// stands this far above the bins 100 and 150 Hz beside it: speech and noise in the mix
+/// are broadband and must not read as a talker's tone.
+pub const TONAL_DB: f32 = 12.0;
+
 /// Onset window length (8 ms).
 const ONSET_WINDOW: usize = 64;
 /// Onset window step.
@@ -152,6 +163,18 @@ fn tone_amplitude(x: &[i16], freq: f32, window: Option<&[f32]>) -> f32 {
     2.0 * power.sqrt() / gain.max(1e-9)
 }
 
+/// How many dB the level at `freq` stands above the loudest of the bins 100 and
+/// 150 Hz either side. A tone on the 50 Hz grid puts nothing in those bins (whole
+/// periods in the frame), speech and noise put about as much there as at `freq`;
+/// with four neighbours a noise bin rarely stands out by chance.
+fn tonality(x: &[i16], freq: f32, level: f32) -> f32 {
+    let side = [-150.0, -100.0, 100.0, 150.0]
+        .iter()
+        .map(|d| dbfs(tone_amplitude(x, freq + d, None)))
+        .fold(f32::MIN, f32::max);
+    level - side
+}
+
 fn dbfs(amplitude: f32) -> f32 {
     20.0 * (amplitude.max(1e-3) / 32768.0).log10()
 }
@@ -167,10 +190,16 @@ pub struct Ears {
     pcm: [[i16; FRAME_SAMPLES]; 3],
     at: [Option<Instant>; 3],
     seq: [Option<u16>; 3],
+    /// When the first frame arrived: nothing is judged for `settle` after it, while
+    /// the node's stream to this participant and its decoder start up.
+    first_at: Option<Instant>,
     /// Slots whose tone was present in the latest frame.
     present: u16,
     /// Slots whose onset was seen in the latest frame, to be located with the next.
     pending: u16,
+    /// The talk spurt each slot's last latency was taken from: one sample per spurt,
+    /// so a tone masked for a moment and found again is not a second onset.
+    matched: [Option<Instant>; 16],
     pub counts: EarCounts,
 }
 
@@ -185,8 +214,10 @@ impl Ears {
             pcm: [[0; FRAME_SAMPLES]; 3],
             at: [None; 3],
             seq: [None; 3],
+            first_at: None,
             present: 0,
             pending: 0,
+            matched: [None; 16],
             counts: EarCounts::default(),
         }
     }
@@ -215,18 +246,31 @@ impl Ears {
             self.locate_onset(s, slots, tones, &mut on_latency);
         }
         let heard_floor = self.sent_dbfs - HEARD_BELOW_SENT_DB;
+        let first = *self.first_at.get_or_insert(at);
+        let judging = at.saturating_duration_since(first) >= self.settle;
         let mut present = 0u16;
         for (s, slot) in slots.iter().enumerate() {
             let Some(slot) = slot else { continue };
             let Some(&freq) = tones.get(s) else { continue };
             let level = dbfs(tone_amplitude(pcm, freq as f32, None));
+            // How far the bin stands out of its neighbourhood; only computed when
+            // the level could count for anything.
+            let tonality = if level > OWN_HEARD_DBFS {
+                tonality(pcm, freq as f32, level)
+            } else {
+                0.0
+            };
+            let tonal = tonality >= TONAL_DB;
             let mine = slot.participant == self.me;
             let audible_to_me = !mine || self.expect == Expect::Echo;
-            if level >= heard_floor {
+            if level >= heard_floor && tonal {
                 present |= 1 << s;
                 if audible_to_me && self.present & (1 << s) == 0 {
                     self.pending |= 1 << s;
                 }
+            }
+            if !judging {
+                continue;
             }
             if slot.steady(at, self.settle, true) == Some(true) {
                 if mine {
@@ -236,7 +280,7 @@ impl Ears {
                     } else {
                         OWN_HEARD_DBFS
                     };
-                    self.counts.own_heard += (level > bar) as u64;
+                    self.counts.own_heard += (level > bar && tonal) as u64;
                 } else {
                     self.counts.expected += 1;
                     self.counts.heard += (level >= heard_floor) as u64;
@@ -244,6 +288,7 @@ impl Ears {
             } else if slot.steady(at, self.settle, false) == Some(true)
                 && audible_to_me
                 && level > GHOST_DBFS
+                && tonal
             {
                 self.counts.ghosts += 1;
             }
@@ -291,15 +336,20 @@ impl Ears {
         };
         let ear = at + Duration::from_secs_f32(within.max(0.0) / 8000.0);
         let sent = view.onsets.iter().flatten().copied().find(|&t| t <= ear);
-        match sent.map(|t| ear - t) {
-            Some(l) if l <= Duration::from_secs(1) => on_latency(l),
+        match sent {
+            Some(t) if ear - t <= self.settle && self.matched.get(slot) != Some(&Some(t)) => {
+                if let Some(m) = self.matched.get_mut(slot) {
+                    *m = Some(t);
+                }
+                on_latency(ear - t);
+            }
             _ => self.counts.onsets_unmatched += 1,
         }
     }
 }
 
 /// The sample (fractional) where a tone of amplitude `full` starts in `buf`, or
-/// `None` when it never reaches half that amplitude.
+/// `None` when it never reaches half that amplitude or is already there at the start.
 fn onset_sample(buf: &[i16], freq: f32, full: f32) -> Option<f32> {
     let window: [f32; ONSET_WINDOW] = std::array::from_fn(|n| {
         let x = (n as f32 + 0.5) / ONSET_WINDOW as f32;
@@ -310,6 +360,11 @@ fn onset_sample(buf: &[i16], freq: f32, full: f32) -> Option<f32> {
     let mut pos = 0;
     while pos + ONSET_WINDOW <= buf.len() {
         let a = tone_amplitude(&buf[pos..pos + ONSET_WINDOW], freq, Some(&window));
+        if a >= half && pos == 0 {
+            // On from the start: the onset was before these frames (found late,
+            // e.g. masked by speech), and where is unknown.
+            return None;
+        }
         if a >= half {
             // Interpolate between the previous position and this one.
             let centre = pos as f32 + ONSET_WINDOW as f32 / 2.0;
@@ -470,6 +525,33 @@ mod tests {
             echo.on_frame(&pcm, j, at, &slots[..1], &tones, |_| {});
         }
         assert_eq!(echo.counts.verdict(Expect::Echo), Some(true));
+    }
+
+    #[test]
+    fn loud_broadband_sound_is_neither_a_ghost_nor_ones_own_voice() {
+        let t0 = Instant::now();
+        let tones = [500.0, 850.0];
+        let silent = Pattern {
+            talk_ms: 0,
+            silence_ms: 1000,
+        };
+        // Participant 0 talks (slot 0), slot 1's talker is silent; participant 0
+        // hears loud noise only (someone else's speech, say).
+        let slots = [Some(slot(0, t0, Pattern::ALWAYS)), Some(slot(1, t0, silent))];
+        let mut ears = Ears::new(0, Expect::NMinusOne, SETTLE, -20.0);
+        let mut rng = crate::util::Rng::new(7);
+        let mut pcm = [0i16; FRAME_SAMPLES];
+        let mut got = 0;
+        for j in 0..100u16 {
+            for x in pcm.iter_mut() {
+                *x = (rng.next_f64() * 16000.0 - 8000.0) as i16;
+            }
+            let at = t0 + Duration::from_millis(20) * j as u32;
+            ears.on_frame(&pcm, j, at, &slots, &tones, |_| got += 1);
+        }
+        let c = ears.counts;
+        assert!(c.own_expected > 50 && c.own_heard == 0, "{c:?}");
+        assert_eq!((c.ghosts, c.onsets, got), (0, 0, 0), "{c:?}");
     }
 
     #[test]

@@ -544,7 +544,8 @@ impl Media {
         if let Some((_, l)) = self.loops.speech.iter().find(|(c, _)| *c == codec) {
             return Some(l.clone());
         }
-        let pcm = self.cfg.speech.clone()?;
+        let mut pcm = self.cfg.speech.as_ref()?.to_vec();
+        super::source::notch_slot_tones(&mut pcm);
         let l = Arc::new(FrameLoop::encode(codec, &pcm, 0).ok()?);
         self.loops.speech.push((codec, l.clone()));
         Some(l)

@@ -287,6 +287,34 @@ pub fn buckets(h: &Histogram<u64>) -> Vec<(f64, u64)> {
 }
 
 impl Report {
+    /// The plot: latency distribution and throughput over time (SVG).
+    pub fn svg(&self) -> String {
+        let timeline: Vec<super::plot::TimePoint> = self
+            .timeline
+            .iter()
+            .map(|p| super::plot::TimePoint {
+                t_s: p.t_s,
+                participants: p.participants as u32,
+                tx_pps: p.tx_pps,
+                rx_pps: p.rx_pps,
+                loss_pct: p.loss_pct,
+                latency_p50_ms: p.latency_p50_ms,
+                latency_p99_ms: p.latency_p99_ms,
+            })
+            .collect();
+        let title = format!(
+            "rtpgen → {}: {} participants, {:.0} s measured",
+            self.target, self.participants, self.measured_s
+        );
+        super::plot::svg(&super::plot::PlotInput {
+            title: &title,
+            latency_buckets: &self.latency_buckets,
+            latency_p50_ms: self.latency_ms.map(|p| p.p50),
+            latency_p99_ms: self.latency_ms.map(|p| p.p99),
+            timeline: &timeline,
+        })
+    }
+
     /// The human summary printed at the end of a run.
     pub fn summary(&self) -> String {
         let mut s = String::new();
