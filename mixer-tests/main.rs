@@ -7,5 +7,6 @@
 mod alloc;
 mod control;
 mod control_robust;
+mod rtpgen;
 mod support;
 mod system;
