@@ -30,6 +30,7 @@ fn scenario(rooms: usize, per_room: usize) -> Scenario {
         settle: Duration::from_millis(600),
         tone_dbfs: -20.0,
         loss_max_pct: 0.5,
+        latency_rise_ms: 50.0,
         seed: 3,
         progress: false,
     }

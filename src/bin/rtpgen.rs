@@ -91,6 +91,9 @@ struct LoadArgs {
     /// Most loss in a clean run or step, percent.
     #[arg(long, default_value_t = 0.5)]
     loss_max: f64,
+    /// Ramp: most rise of latency p99 over the first step, ms.
+    #[arg(long, default_value_t = 50.0)]
+    latency_rise_ms: f64,
     /// Tone and speech level, dBFS.
     #[arg(long, default_value_t = -20.0)]
     level: f64,
@@ -236,6 +239,7 @@ fn scenario_of(a: &LoadArgs) -> Result<Scenario, String> {
         settle: Duration::from_millis(a.settle_ms),
         tone_dbfs: a.level,
         loss_max_pct: a.loss_max,
+        latency_rise_ms: a.latency_rise_ms,
         seed: a.seed,
         progress: !a.quiet,
     })

@@ -1,12 +1,25 @@
-//! rtpgen: the bundled RTP load generator (see `src/bin/rtpgen.rs`).
+//! rtpgen: the bundled RTP load generator (binary `src/bin/rtpgen.rs`).
 //!
-//! Drives many virtual participants against a mixer node and measures what they
-//! hear. Work in progress.
+//! Drives thousands of virtual participants against a mixer and measures what they
+//! hear and how the target copes. Operators load-test a node with it; the project
+//! uses it to compare scnf with a bare reflector and Janus (`bench/compare`).
+//!
+//! - [`net`]: one socket is thousands of loopback hosts (`IP_PKTINFO` both ways,
+//!   kernel receive stamps), batched with `sendmmsg`/`recvmmsg`.
+//! - [`source`]: pre-encoded frame loops (a tone per talker slot, speech, silence)
+//!   and talk/silence patterns, so sending costs no encoding.
+//! - [`media`]: the one media thread: 1 ms send groups for exact 20 ms pacing,
+//!   decoding, analysis, a report each second, its own lateness.
+//! - [`analysis`]: N-1 judgement and mouth-to-ear latency from tone onsets.
+//! - [`scenario`]: steady runs, churn, ramps to capacity; [`target`]: scnf over the
+//!   call-control protocol, a reflector, Janus ([`janus`]); [`reflector`]: the bare
+//!   baseline.
+//! - [`report`], [`plot`], [`cpu`], [`wav`]: what comes out, and from where.
 
-pub mod janus;
-pub mod media;
 pub mod analysis;
 pub mod cpu;
+pub mod janus;
+pub mod media;
 pub mod net;
 pub mod plot;
 pub mod reflector;

@@ -265,22 +265,6 @@ impl FleetSocket {
         total
     }
 
-    /// Waits until the socket is readable or `timeout` passes.
-    pub fn wait_readable(&self, timeout: Duration) {
-        let mut p = libc::pollfd {
-            fd: self.socket.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let t = timeout.min(Duration::from_secs(1));
-        let ts = libc::timespec {
-            tv_sec: t.as_secs() as _,
-            tv_nsec: t.subsec_nanos() as _,
-        };
-        // SAFETY: one valid pollfd and a valid timespec; no signal mask change.
-        unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
-    }
-
     /// The `Instant` of a kernel realtime stamp.
     fn instant_of(&self, t: SystemTime) -> Option<Instant> {
         let (i0, s0) = self.clock_base;
@@ -422,7 +406,7 @@ mod tests {
         let t0 = Instant::now();
         let mut got = Vec::new();
         while got.len() < 3 && t0.elapsed() < Duration::from_secs(2) {
-            fleet.wait_readable(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(5));
             fleet.recv(4, |r| {
                 got.push((participant_index(r.to), r.data[0], r.from, r.at));
             });

@@ -43,15 +43,22 @@ pub struct Packets {
     pub expected: u64,
     pub lost: u64,
     pub loss_pct: f64,
+    /// What the participants should have received (one packet per 20 ms each), and
+    /// how much less came, percent. A target that falls behind sends fewer packets
+    /// without gaps in their numbers: that is a shortfall, not loss.
+    pub due: u64,
+    pub shortfall_pct: f64,
 }
 
 impl Packets {
-    pub fn add(&mut self, iv: &Interval) {
+    pub fn add(&mut self, iv: &Interval, period_s: f64) {
         self.sent += iv.sent;
         self.received += iv.received;
         self.expected += iv.expected;
         self.lost += iv.lost;
         self.loss_pct = pct(self.lost, self.expected);
+        self.due += (iv.participants as f64 * period_s * 50.0).round() as u64;
+        self.shortfall_pct = pct(self.due.saturating_sub(self.received), self.due);
     }
 }
 
@@ -120,7 +127,8 @@ pub struct Correctness {
     pub judged: usize,
     pub ok: usize,
     pub failed: usize,
-    /// Participants too short in the call to be judged.
+    /// Participants with nothing to judge: too short in the call, or (echo) a
+    /// listener without a tone of its own.
     pub unjudged: usize,
     pub counts: EarCounts,
 }
@@ -330,15 +338,15 @@ impl Report {
         let p = &self.packets;
         let _ = writeln!(
             s,
-            "  packets    sent {}  received {}  lost {} of {} ({:.3} %)",
-            p.sent, p.received, p.lost, p.expected, p.loss_pct
+            "  packets    sent {}  received {} of {} due (shortfall {:.3} %)  lost {} of {} ({:.3} %)",
+            p.sent, p.received, p.due, p.shortfall_pct, p.lost, p.expected, p.loss_pct
         );
         let _ = writeln!(s, "  latency    {}", ms(&self.latency_ms));
         let _ = writeln!(s, "  jitter     {}", ms(&self.jitter_ms));
         let c = &self.correctness;
         let _ = writeln!(
             s,
-            "  {:<10} {} of {} judged participants right, {} wrong, {} too short to judge (heard {} of {} expected talker-frames; own voice {} times; ghosts {})",
+            "  {:<10} {} of {} judged participants right, {} wrong, {} not judged (nothing to judge: too short in the call, or an echo listener) (heard {} of {} expected talker-frames; own voice {} times; ghosts {})",
             c.expect, c.ok, c.judged, c.failed, c.unjudged, c.counts.heard, c.counts.expected, c.counts.own_heard, c.counts.ghosts
         );
         let g = &self.generator;

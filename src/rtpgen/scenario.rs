@@ -58,8 +58,13 @@ pub struct Scenario {
     pub ramp: Option<Ramp>,
     pub settle: Duration,
     pub tone_dbfs: f64,
-    /// A step (or run) with more loss than this is not clean, percent.
+    /// A step (or run) with more loss, or a larger shortfall of packets, than this
+    /// is not clean, percent.
     pub loss_max_pct: f64,
+    /// Ramp: a step whose latency p99 is more than this above the first step's is
+    /// not clean (a mixer that falls behind delays its audio before it drops any),
+    /// ms.
+    pub latency_rise_ms: f64,
     pub seed: u64,
     /// Print the progress line every second.
     #[serde(skip)]
@@ -168,7 +173,7 @@ impl Window {
     }
 
     fn add(&mut self, iv: &Interval) {
-        self.packets.add(iv);
+        self.packets.add(iv, REPORT_PERIOD.as_secs_f64());
         let _ = self.latency.add(&iv.latency);
         let _ = self.jitter.add(&iv.jitter);
         let _ = self.send_late.add(&iv.send_late);
@@ -278,6 +283,12 @@ pub async fn run(
     if window.packets.loss_pct > run.sc.loss_max_pct {
         problems.push(format!("loss {:.3} %", window.packets.loss_pct));
     }
+    if window.packets.shortfall_pct > run.sc.loss_max_pct && run.sc.churn_per_s == 0.0 {
+        problems.push(format!(
+            "{:.2} % fewer packets than due",
+            window.packets.shortfall_pct
+        ));
+    }
     if run.joins_failed > 0 {
         problems.push(format!("{} join(s) failed", run.joins_failed));
     }
@@ -342,6 +353,7 @@ impl Run {
             Some(ramp) => {
                 let mut steps = Vec::new();
                 let mut last = None;
+                let mut first_p99: Option<f64> = None;
                 let mut rooms = 0;
                 while rooms < ramp.max_rooms {
                     let failed_before = self.joins_failed;
@@ -360,6 +372,9 @@ impl Run {
                     if w.packets.loss_pct > self.sc.loss_max_pct {
                         problems.push(format!("loss {:.3} %", w.packets.loss_pct));
                     }
+                    if w.packets.shortfall_pct > self.sc.loss_max_pct {
+                        problems.push(format!("{:.2} % fewer packets than due", w.packets.shortfall_pct));
+                    }
                     if t.late_ticks.is_some_and(|l| l > 0) {
                         problems.push(format!("{} late mix ticks", t.late_ticks.unwrap_or(0)));
                     }
@@ -371,6 +386,17 @@ impl Run {
                     }
                     if w.packets.received == 0 {
                         problems.push("nothing received".into());
+                    }
+                    let p99 = Pcts::of_us(&w.latency).map(|p| p.p99);
+                    match (first_p99, p99) {
+                        (Some(base), Some(now)) if now > base + self.sc.latency_rise_ms => {
+                            problems.push(format!(
+                                "latency p99 {now:.0} ms, {:.0} ms over the first step",
+                                now - base
+                            ));
+                        }
+                        (None, Some(now)) => first_p99 = Some(now),
+                        _ => {}
                     }
                     let clean = problems.is_empty();
                     steps.push(Step {
