@@ -20,7 +20,12 @@ fn scenario(rooms: usize, per_room: usize) -> Scenario {
         per_room,
         talkers: 2,
         speakers: 0,
-        codecs: vec![CodecKind::Pcmu, CodecKind::G722, CodecKind::Opus, CodecKind::Pcma],
+        codecs: vec![
+            CodecKind::Pcmu,
+            CodecKind::G722,
+            CodecKind::Opus,
+            CodecKind::Pcma,
+        ],
         talk_ms: 1500,
         silence_ms: 900,
         warmup: Duration::from_secs(1),
@@ -78,7 +83,10 @@ async fn rtpgen_against_scnf_hears_n_minus_one_in_every_codec_with_no_loss() {
     assert_eq!(r.packets.lost, 0);
     // Latencies were found, through a jitter buffer of tens of ms, below settle.
     let lat = r.latency_ms.expect("latencies measured");
-    assert!(lat.count >= 6 && lat.p50 > 10.0 && lat.max < 600.0, "{lat:?}");
+    assert!(
+        lat.count >= 6 && lat.p50 > 10.0 && lat.max < 600.0,
+        "{lat:?}"
+    );
     // Churn happened: more participants over the run than places.
     assert!(r.per_participant.len() > 15);
     // The node reported its mix clock, the generator its pacing.
@@ -99,14 +107,18 @@ async fn rtpgen_against_the_reflector_hears_only_itself_within_a_millisecond() {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    let reflector = std::thread::spawn(move || {
-        scnf::rtpgen::reflector::run(&socket, &flag, None).unwrap()
-    });
+    let reflector =
+        std::thread::spawn(move || scnf::rtpgen::reflector::run(&socket, &flag, None).unwrap());
     let mut sc = scenario(2, 4);
     sc.codecs = vec![CodecKind::Pcmu, CodecKind::Pcma];
-    let r = run(sc, Target::Reflector(SocketAddrV4::new(*addr.ip(), addr.port())), None, probes())
-        .await
-        .unwrap();
+    let r = run(
+        sc,
+        Target::Reflector(SocketAddrV4::new(*addr.ip(), addr.port())),
+        None,
+        probes(),
+    )
+    .await
+    .unwrap();
     stop.store(true, Ordering::Relaxed);
     let stats = reflector.join().unwrap();
     print!("{}", r.summary());
@@ -163,9 +175,14 @@ async fn rtpgen_catches_a_mixer_that_returns_a_participants_own_voice() {
     sc.talk_ms = 1000;
     sc.silence_ms = 0;
     // A reflector-style target, judged as a mixer.
-    let r = run(sc, Target::Reflector(SocketAddrV4::new(*addr.ip(), addr.port())), None, probes())
-        .await
-        .unwrap();
+    let r = run(
+        sc,
+        Target::Reflector(SocketAddrV4::new(*addr.ip(), addr.port())),
+        None,
+        probes(),
+    )
+    .await
+    .unwrap();
     stop.store(true, Ordering::Relaxed);
     assert!(relay.join().unwrap() > 0);
     // The run judged it as an echo (no signalling to say otherwise); judged as the
@@ -175,9 +192,15 @@ async fn rtpgen_catches_a_mixer_that_returns_a_participants_own_voice() {
         .iter()
         .find(|p| p.role.starts_with("tone"))
         .unwrap();
-    assert!(talker.ears.own_expected > 50 && talker.ears.own_heard > 50, "{:?}", talker.ears);
+    assert!(
+        talker.ears.own_expected > 50 && talker.ears.own_heard > 50,
+        "{:?}",
+        talker.ears
+    );
     assert_eq!(
-        talker.ears.verdict(scnf::rtpgen::analysis::Expect::NMinusOne),
+        talker
+            .ears
+            .verdict(scnf::rtpgen::analysis::Expect::NMinusOne),
         Some(false)
     );
 }
@@ -201,7 +224,11 @@ async fn a_ramp_finds_the_largest_clean_step() {
     // Two steps of 10 and 20 participants, both clean on an idle node.
     let sizes: Vec<usize> = r.steps.iter().map(|s| s.participants).collect();
     assert_eq!(sizes, [10, 20]);
-    assert!(r.steps.iter().all(|s| s.problems.is_empty()), "{:?}", r.steps);
+    assert!(
+        r.steps.iter().all(|s| s.problems.is_empty()),
+        "{:?}",
+        r.steps
+    );
     assert_eq!(r.capacity, Some(20));
     assert!(r.steps.iter().all(|s| s.target.cpu_s.is_some()));
 }

@@ -24,7 +24,11 @@ use std::time::{Duration, Instant};
 const SPEECH: &[u8] = include_bytes!("../../vectors/speech/speech-8k.wav");
 
 #[derive(Parser)]
-#[command(name = "rtpgen", version, about = "RTP load generator for conference mixers: many virtual participants, what they hear, how the node copes")]
+#[command(
+    name = "rtpgen",
+    version,
+    about = "RTP load generator for conference mixers: many virtual participants, what they hear, how the node copes"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -35,7 +39,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Drive participants against a target (the default).
-    Load(LoadArgs),
+    Load(Box<LoadArgs>),
     /// Run the bare batched UDP reflector (the benchmark baseline).
     Reflect(ReflectArgs),
 }
@@ -129,7 +133,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::Reflect(a)) => reflect(a),
-        Some(Cmd::Load(a)) => load(a),
+        Some(Cmd::Load(a)) => load(*a),
         None => load(cli.load),
     }
 }
@@ -146,7 +150,10 @@ fn reflect(a: ReflectArgs) -> ExitCode {
         )
         .map_err(|e| format!("{}: {e}", a.listen))?
         .0;
-        println!("rtpgen reflect: echoing on {} for at most {} s", a.listen, a.seconds);
+        println!(
+            "rtpgen reflect: echoing on {} for at most {} s",
+            a.listen, a.seconds
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         // SIGINT/SIGTERM end the run cleanly with its counters.
@@ -156,8 +163,9 @@ fn reflect(a: ReflectArgs) -> ExitCode {
             .map_err(|e| e.to_string())?;
         std::thread::spawn(move || {
             rt.block_on(async {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("a SIGTERM handler can be installed");
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("a SIGTERM handler can be installed");
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}

@@ -127,7 +127,8 @@ impl EarCounts {
     /// own frames back (echo); at most 0.5 % ghosts. `None` when nothing was judged.
     pub fn verdict(&self, expect: Expect) -> Option<bool> {
         let share = |a: u64, b: u64| a as f64 >= 0.95 * b as f64;
-        let ghosts_ok = self.ghosts as f64 <= 0.005 * (self.expected + self.own_expected).max(1) as f64;
+        let ghosts_ok =
+            self.ghosts as f64 <= 0.005 * (self.expected + self.own_expected).max(1) as f64;
         match expect {
             Expect::NMinusOne => {
                 if self.expected + self.own_expected == 0 {
@@ -477,12 +478,12 @@ mod tests {
                 ear.on_frame(&pcm, j, at, &slots, &tones, |l| latencies[me].push(l));
             }
         }
-        for me in 0..3 {
-            let c = ears[me].counts;
+        for (me, ear) in ears.iter().enumerate() {
+            let c = ear.counts;
             assert_eq!(c.own_heard, 0, "{me}: {c:?}");
             assert!(c.expected > 0 && c.heard == c.expected, "{me}: {c:?}");
             assert_eq!(c.ghosts, 0, "{me}: {c:?}");
-            assert_eq!(ears[me].counts.verdict(Expect::NMinusOne), Some(true));
+            assert_eq!(c.verdict(Expect::NMinusOne), Some(true));
         }
         assert_eq!(ears[0].counts.own_expected, ears[0].counts.expected);
         assert_eq!(latencies[2].len(), 2);
@@ -537,7 +538,10 @@ mod tests {
         };
         // Participant 0 talks (slot 0), slot 1's talker is silent; participant 0
         // hears loud noise only (someone else's speech, say).
-        let slots = [Some(slot(0, t0, Pattern::ALWAYS)), Some(slot(1, t0, silent))];
+        let slots = [
+            Some(slot(0, t0, Pattern::ALWAYS)),
+            Some(slot(1, t0, silent)),
+        ];
         let mut ears = Ears::new(0, Expect::NMinusOne, SETTLE, -20.0);
         let mut rng = crate::util::Rng::new(7);
         let mut pcm = [0i16; FRAME_SAMPLES];

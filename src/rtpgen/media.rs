@@ -507,7 +507,9 @@ impl Media {
             vp.last_expected = e;
             vp.last_lost = l;
             if vp.received > 0 {
-                let _ = iv.jitter.record(((vp.stats.jitter_ms() * 1000.0) as u64).max(1));
+                let _ = iv
+                    .jitter
+                    .record(((vp.stats.jitter_ms() * 1000.0) as u64).max(1));
             }
         }
         iv

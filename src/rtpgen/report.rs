@@ -290,7 +290,12 @@ pub fn buckets(h: &Histogram<u64>) -> Vec<(f64, u64)> {
     let step = (top / 40).max(1);
     h.iter_linear(step)
         .take_while(|v| v.value_iterated_to() <= top + step)
-        .map(|v| (v.value_iterated_to() as f64 / 1000.0, v.count_since_last_iteration()))
+        .map(|v| {
+            (
+                v.value_iterated_to() as f64 / 1000.0,
+                v.count_since_last_iteration(),
+            )
+        })
         .collect()
 }
 
@@ -334,7 +339,11 @@ impl Report {
                 )
             })
         };
-        let _ = writeln!(s, "\nrtpgen against {}: {} participants, {:.0} s measured", self.target, self.participants, self.measured_s);
+        let _ = writeln!(
+            s,
+            "\nrtpgen against {}: {} participants, {:.0} s measured",
+            self.target, self.participants, self.measured_s
+        );
         let p = &self.packets;
         let _ = writeln!(
             s,
@@ -356,7 +365,11 @@ impl Report {
             ms(&g.send_late_ms),
             ms(&g.drain_lag_ms),
             g.cpu_s.map_or("-".into(), |c| format!("{c:.2} s")),
-            if g.behind { "  — FELL BEHIND, figures rejected" } else { "" }
+            if g.behind {
+                "  — FELL BEHIND, figures rejected"
+            } else {
+                ""
+            }
         );
         let t = &self.target_health;
         if t.cpu_s.is_some() || t.ticks.is_some() {
@@ -364,7 +377,8 @@ impl Report {
                 s,
                 "  target     cpu {}  ({} CPU-s per participant-minute); mix ticks {} late {}",
                 t.cpu_s.map_or("-".into(), |c| format!("{c:.2} s")),
-                t.cpu_s_per_participant_minute.map_or("-".into(), |c| format!("{c:.5}")),
+                t.cpu_s_per_participant_minute
+                    .map_or("-".into(), |c| format!("{c:.5}")),
                 t.ticks.map_or("-".into(), |c| c.to_string()),
                 t.late_ticks.map_or("-".into(), |c| c.to_string()),
             );
@@ -377,15 +391,23 @@ impl Report {
                     "    {:>6} participants  loss {:>6.3} %  latency p99 {:>7}  cpu/pm {:>9}  {}",
                     st.participants,
                     st.packets.loss_pct,
-                    st.latency_ms.map_or("-".into(), |p| format!("{:.1} ms", p.p99)),
-                    st.target.cpu_s_per_participant_minute.map_or("-".into(), |c| format!("{c:.5}")),
-                    if st.problems.is_empty() { "clean".to_string() } else { st.problems.join("; ") }
+                    st.latency_ms
+                        .map_or("-".into(), |p| format!("{:.1} ms", p.p99)),
+                    st.target
+                        .cpu_s_per_participant_minute
+                        .map_or("-".into(), |c| format!("{c:.5}")),
+                    if st.problems.is_empty() {
+                        "clean".to_string()
+                    } else {
+                        st.problems.join("; ")
+                    }
                 );
             }
             let _ = writeln!(
                 s,
                 "  capacity   {}",
-                self.capacity.map_or("no clean step".to_string(), |c| format!("{c} participants"))
+                self.capacity
+                    .map_or("no clean step".to_string(), |c| format!("{c} participants"))
             );
         }
         if self.problems.is_empty() {

@@ -95,7 +95,10 @@ impl Scenario {
             return Err(format!("at most {MAX_PARTICIPANTS} participants"));
         }
         if self.talkers > super::source::SLOT_TONES.len() {
-            return Err(format!("at most {} tone talkers per room", super::source::SLOT_TONES.len()));
+            return Err(format!(
+                "at most {} tone talkers per room",
+                super::source::SLOT_TONES.len()
+            ));
         }
         if self.talkers + self.speakers > self.per_room {
             return Err("more talkers than participants in a room".into());
@@ -318,7 +321,11 @@ pub async fn run(
         correctness,
         generator: gen,
         target_health,
-        capacity: if run.sc.ramp.is_some() { capacity } else { None },
+        capacity: if run.sc.ramp.is_some() {
+            capacity
+        } else {
+            None
+        },
         steps,
         joins_failed: run.joins_failed,
         foreign_datagrams: outcome.foreign,
@@ -373,7 +380,10 @@ impl Run {
                         problems.push(format!("loss {:.3} %", w.packets.loss_pct));
                     }
                     if w.packets.shortfall_pct > self.sc.loss_max_pct {
-                        problems.push(format!("{:.2} % fewer packets than due", w.packets.shortfall_pct));
+                        problems.push(format!(
+                            "{:.2} % fewer packets than due",
+                            w.packets.shortfall_pct
+                        ));
                     }
                     if t.late_ticks.is_some_and(|l| l > 0) {
                         problems.push(format!("{} late mix ticks", t.late_ticks.unwrap_or(0)));
@@ -382,7 +392,10 @@ impl Run {
                         problems.push("generator behind".into());
                     }
                     if self.joins_failed > failed_before {
-                        problems.push(format!("{} joins failed", self.joins_failed - failed_before));
+                        problems.push(format!(
+                            "{} joins failed",
+                            self.joins_failed - failed_before
+                        ));
                     }
                     if w.packets.received == 0 {
                         problems.push("nothing received".into());
@@ -410,14 +423,24 @@ impl Run {
                         problems,
                     });
                     if self.sc.progress {
-                        eprintln!("step {} participants: {}", self.calls.len(), if clean { "clean" } else { "degraded, stopping" });
+                        eprintln!(
+                            "step {} participants: {}",
+                            self.calls.len(),
+                            if clean { "clean" } else { "degraded, stopping" }
+                        );
                     }
                     last = Some((w, t, g));
                     if !clean {
                         break;
                     }
                 }
-                let (w, t, g) = last.unwrap_or_else(|| (Window::new(), TargetHealth::default(), GeneratorHealth::default()));
+                let (w, t, g) = last.unwrap_or_else(|| {
+                    (
+                        Window::new(),
+                        TargetHealth::default(),
+                        GeneratorHealth::default(),
+                    )
+                });
                 Ok((steps, w, t, g))
             }
         }
@@ -462,7 +485,10 @@ impl Run {
                     codec,
                     role,
                     pattern: if role == Role::Listener {
-                        Pattern { talk_ms: 0, silence_ms: 1000 }
+                        Pattern {
+                            talk_ms: 0,
+                            silence_ms: 1000,
+                        }
                     } else {
                         self.sc.pattern()
                     },
@@ -520,9 +546,10 @@ impl Run {
     /// Takes intervals for `d` (counted in report periods), churning meanwhile.
     async fn wait(&mut self, d: Duration, mut window: Option<&mut Window>) -> Result<(), String> {
         let periods = d.as_millis().div_ceil(REPORT_PERIOD.as_millis()) as usize;
-        let churn_every = (self.sc.churn_per_s > 0.0)
-            .then(|| Duration::from_secs_f64(1.0 / self.sc.churn_per_s));
-        let mut churn = churn_every.map(|p| tokio::time::interval_at(tokio::time::Instant::now() + p, p));
+        let churn_every =
+            (self.sc.churn_per_s > 0.0).then(|| Duration::from_secs_f64(1.0 / self.sc.churn_per_s));
+        let mut churn =
+            churn_every.map(|p| tokio::time::interval_at(tokio::time::Instant::now() + p, p));
         let mut got = 0;
         while got < periods {
             tokio::select! {
@@ -561,6 +588,9 @@ impl Run {
             late_ticks: a.ticks.zip(b.ticks).map(|(a, b)| b.1 - a.1),
         };
         let gen_cpu = a.gen_cpu.zip(b.gen_cpu).map(|(a, b)| b - a);
-        (target, GeneratorHealth::of(&w.send_late, &w.drain_lag, gen_cpu))
+        (
+            target,
+            GeneratorHealth::of(&w.send_late, &w.drain_lag, gen_cpu),
+        )
     }
 }

@@ -331,7 +331,11 @@ mod tests {
                 for k2 in k1.saturating_sub(1)..k1 + 25 {
                     for on in [false, true] {
                         let slow = (k1..=k2).all(|k| p.is_on(k, offset) == on);
-                        assert_eq!(p.constant_over(k1, k2, offset, on), slow, "{k1} {k2} {offset} {on}");
+                        assert_eq!(
+                            p.constant_over(k1, k2, offset, on),
+                            slow,
+                            "{k1} {k2} {offset} {on}"
+                        );
                     }
                 }
             }

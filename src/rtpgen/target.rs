@@ -94,7 +94,11 @@ impl Target {
                     codecs: vec![CodecDesc {
                         name: codec.name().into(),
                         pt,
-                        rate: if codec == CodecKind::Opus { 48_000 } else { 8000 },
+                        rate: if codec == CodecKind::Opus {
+                            48_000
+                        } else {
+                            8000
+                        },
                     }],
                     ptime: 20,
                     telephone_event: Some(TELEPHONE_EVENT_PT),
