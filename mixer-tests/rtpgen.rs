@@ -7,6 +7,7 @@ use crate::support::{control_node, exclusive};
 use scnf::codec::CodecKind;
 use scnf::io::control::client::Client;
 use scnf::rtpgen::cpu::CpuProbe;
+use scnf::rtpgen::report::Report;
 use scnf::rtpgen::scenario::{run, Probes, Ramp, Scenario};
 use scnf::rtpgen::target::Target;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
@@ -39,6 +40,14 @@ fn scenario(rooms: usize, per_room: usize) -> Scenario {
         seed: 3,
         progress: false,
     }
+}
+
+/// Runs `sc` against a reflector-style target at `addr` (rtpgen's reflector or a
+/// test relay): no signalling, everyone sends there.
+async fn run_reflecting(sc: Scenario, addr: SocketAddrV4) -> Report {
+    run(sc, Target::Reflector(addr), None, probes())
+        .await
+        .unwrap()
 }
 
 fn probes() -> Probes {
@@ -111,14 +120,7 @@ async fn rtpgen_against_the_reflector_hears_only_itself_within_a_millisecond() {
         std::thread::spawn(move || scnf::rtpgen::reflector::run(&socket, &flag, None).unwrap());
     let mut sc = scenario(2, 4);
     sc.codecs = vec![CodecKind::Pcmu, CodecKind::Pcma];
-    let r = run(
-        sc,
-        Target::Reflector(SocketAddrV4::new(*addr.ip(), addr.port())),
-        None,
-        probes(),
-    )
-    .await
-    .unwrap();
+    let r = run_reflecting(sc, addr).await;
     stop.store(true, Ordering::Relaxed);
     let stats = reflector.join().unwrap();
     print!("{}", r.summary());
@@ -175,14 +177,7 @@ async fn rtpgen_catches_a_mixer_that_returns_a_participants_own_voice() {
     sc.talk_ms = 1000;
     sc.silence_ms = 0;
     // A reflector-style target, judged as a mixer.
-    let r = run(
-        sc,
-        Target::Reflector(SocketAddrV4::new(*addr.ip(), addr.port())),
-        None,
-        probes(),
-    )
-    .await
-    .unwrap();
+    let r = run_reflecting(sc, addr).await;
     stop.store(true, Ordering::Relaxed);
     assert!(relay.join().unwrap() > 0);
     // The run judged it as an echo (no signalling to say otherwise); judged as the

@@ -78,14 +78,16 @@ pub struct SlotView {
 }
 
 impl SlotView {
-    /// Whether the talker's state was `on` for every frame sent in `(t - settle, t]`;
-    /// `None` when it has not been talking that long.
-    fn steady(&self, t: Instant, settle: Duration, on: bool) -> Option<bool> {
+    /// The talker's state if it was the same for every frame sent in
+    /// `(t - settle, t]`; `None` when it changed or the talker is newer than that.
+    fn steady(&self, t: Instant, settle: Duration) -> Option<bool> {
         let from = t.checked_sub(settle)?.checked_duration_since(self.start)?;
         let to = t.checked_duration_since(self.start)?;
         let k1 = from.as_micros() as u64 / 20_000;
         let k2 = to.as_micros() as u64 / 20_000;
-        Some(self.pattern.constant_over(k1, k2, self.offset, on))
+        [true, false]
+            .into_iter()
+            .find(|&on| self.pattern.constant_over(k1, k2, self.offset, on))
     }
 }
 
@@ -273,7 +275,8 @@ impl Ears {
             if !judging {
                 continue;
             }
-            if slot.steady(at, self.settle, true) == Some(true) {
+            let steady = slot.steady(at, self.settle);
+            if steady == Some(true) {
                 if mine {
                     self.counts.own_expected += 1;
                     let bar = if self.expect == Expect::Echo {
@@ -286,11 +289,7 @@ impl Ears {
                     self.counts.expected += 1;
                     self.counts.heard += (level >= heard_floor) as u64;
                 }
-            } else if slot.steady(at, self.settle, false) == Some(true)
-                && audible_to_me
-                && level > GHOST_DBFS
-                && tonal
-            {
+            } else if steady == Some(false) && audible_to_me && level > GHOST_DBFS && tonal {
                 self.counts.ghosts += 1;
             }
         }

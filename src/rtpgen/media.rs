@@ -11,6 +11,9 @@
 //! generator fell behind is flagged in the report rather than silently measuring
 //! the generator instead of the node.
 //!
+//! This is rtpgen's I/O shell: it reads the clock and the socket; what it hears is
+//! judged by [`super::analysis`], which takes arrival times as input.
+//!
 //! Nothing here allocates per packet: source frames are pre-encoded
 //! ([`super::source`]), buffers are owned by the socket and the participants.
 
@@ -316,10 +319,7 @@ impl Media {
         }
         // Frame 0 is due at this participant's group's next tick.
         let group = idx as u64 % GROUPS;
-        let mut first = self.tick;
-        while first % GROUPS != group {
-            first += 1;
-        }
+        let first = self.tick + (group + GROUPS - self.tick % GROUPS) % GROUPS;
         let start = self.due(first);
         while self.rooms.len() <= j.room {
             self.rooms.push(Room::default());
@@ -467,7 +467,7 @@ impl Media {
                 *foreign += 1;
                 return;
             }
-            let read_lag = Instant::now().saturating_duration_since(r.at);
+            let read_lag = r.read_at.saturating_duration_since(r.at);
             let _ = current
                 .drain_lag
                 .record((read_lag.as_micros() as u64).max(1));

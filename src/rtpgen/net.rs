@@ -25,7 +25,7 @@ pub const BATCH: usize = 64;
 /// Largest datagram sent or received (an RTP audio packet is far smaller).
 pub const SLOT: usize = 1500;
 /// Room for one `in_pktinfo` control message (CMSG_SPACE(12) on 64-bit Linux).
-pub(crate) const PKTINFO_SPACE: usize = 32;
+const PKTINFO_SPACE: usize = 32;
 /// Room for `in_pktinfo` plus a `timespec` timestamp on receive.
 const RECV_CMSG_SPACE: usize = 64;
 
@@ -59,6 +59,8 @@ pub struct Received<'a> {
     pub from: SocketAddrV4,
     /// When the kernel received it (or when the batch was read, if unstamped).
     pub at: Instant,
+    /// When the batch holding it was read.
+    pub read_at: Instant,
     pub data: &'a [u8],
 }
 
@@ -253,6 +255,7 @@ impl FleetSocket {
                     to: to.unwrap_or(Ipv4Addr::UNSPECIFIED),
                     from: from_sockaddr_in(&names[k]),
                     at,
+                    read_at,
                     data: &self.recv[k][..len],
                 });
             }
@@ -320,7 +323,7 @@ fn parse_recv_cmsgs(mh: &libc::msghdr) -> (Option<Ipv4Addr>, Option<SystemTime>)
     (to, at)
 }
 
-pub(crate) fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
+fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
     // SAFETY: sockaddr_in is plain old data.
     let mut s: libc::sockaddr_in = unsafe { zeroed() };
     s.sin_family = libc::AF_INET as libc::sa_family_t;
@@ -337,7 +340,7 @@ fn from_sockaddr_in(s: &libc::sockaddr_in) -> SocketAddrV4 {
 }
 
 /// Writes an IP_PKTINFO control message asking for `src` as the source address.
-pub(crate) fn fill_pktinfo(buf: &mut [u8; PKTINFO_SPACE], src: Ipv4Addr) {
+fn fill_pktinfo(buf: &mut [u8; PKTINFO_SPACE], src: Ipv4Addr) {
     let info = libc::in_pktinfo {
         ipi_ifindex: 0,
         ipi_spec_dst: libc::in_addr {

@@ -20,7 +20,7 @@
 use std::fmt::Write as _;
 
 /// One sample of the run's timeline.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct TimePoint {
     /// Seconds since the start of the run.
     pub t_s: f64,

@@ -2,6 +2,7 @@
 
 use super::analysis::{EarCounts, Expect};
 use super::media::{Interval, ParticipantOutcome, Role};
+use super::plot::TimePoint;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -70,16 +71,12 @@ pub fn pct(part: u64, whole: u64) -> f64 {
     }
 }
 
-/// One point of the timeline (one report period).
+/// One point of the timeline (one report period): what the plot draws, and the
+/// generator's and the streams' health.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct TimelinePoint {
-    pub t_s: f64,
-    pub participants: usize,
-    pub tx_pps: f64,
-    pub rx_pps: f64,
-    pub loss_pct: f64,
-    pub latency_p50_ms: Option<f64>,
-    pub latency_p99_ms: Option<f64>,
+    #[serde(flatten)]
+    pub plot: TimePoint,
     pub jitter_p99_ms: Option<f64>,
     pub send_late_p99_ms: Option<f64>,
 }
@@ -88,13 +85,15 @@ impl TimelinePoint {
     pub fn of(iv: &Interval, period_s: f64) -> TimelinePoint {
         let lat = Pcts::of_us(&iv.latency);
         TimelinePoint {
-            t_s: iv.t.as_secs_f64(),
-            participants: iv.participants,
-            tx_pps: iv.sent as f64 / period_s,
-            rx_pps: iv.received as f64 / period_s,
-            loss_pct: pct(iv.lost, iv.expected),
-            latency_p50_ms: lat.map(|p| p.p50),
-            latency_p99_ms: lat.map(|p| p.p99),
+            plot: TimePoint {
+                t_s: iv.t.as_secs_f64(),
+                participants: iv.participants as u32,
+                tx_pps: iv.sent as f64 / period_s,
+                rx_pps: iv.received as f64 / period_s,
+                loss_pct: pct(iv.lost, iv.expected),
+                latency_p50_ms: lat.map(|p| p.p50),
+                latency_p99_ms: lat.map(|p| p.p99),
+            },
             jitter_p99_ms: Pcts::of_us(&iv.jitter).map(|p| p.p99),
             send_late_p99_ms: Pcts::of_us(&iv.send_late).map(|p| p.p99),
         }
@@ -105,14 +104,14 @@ impl TimelinePoint {
         let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
         format!(
             "[{:>6.1}s] up {:>5}/{:<5} tx {:>7.0}/s rx {:>7.0}/s loss {:>5.2}%  latency p50 {:>5} p99 {:>5} ms  jitter p99 {:>4} ms  gen late p99 {:>4} ms",
-            self.t_s,
-            self.participants,
+            self.plot.t_s,
+            self.plot.participants,
             wanted,
-            self.tx_pps,
-            self.rx_pps,
-            self.loss_pct,
-            ms(self.latency_p50_ms),
-            ms(self.latency_p99_ms),
+            self.plot.tx_pps,
+            self.plot.rx_pps,
+            self.plot.loss_pct,
+            ms(self.plot.latency_p50_ms),
+            ms(self.plot.latency_p99_ms),
             ms(self.jitter_p99_ms),
             ms(self.send_late_p99_ms),
         )
@@ -302,19 +301,7 @@ pub fn buckets(h: &Histogram<u64>) -> Vec<(f64, u64)> {
 impl Report {
     /// The plot: latency distribution and throughput over time (SVG).
     pub fn svg(&self) -> String {
-        let timeline: Vec<super::plot::TimePoint> = self
-            .timeline
-            .iter()
-            .map(|p| super::plot::TimePoint {
-                t_s: p.t_s,
-                participants: p.participants as u32,
-                tx_pps: p.tx_pps,
-                rx_pps: p.rx_pps,
-                loss_pct: p.loss_pct,
-                latency_p50_ms: p.latency_p50_ms,
-                latency_p99_ms: p.latency_p99_ms,
-            })
-            .collect();
+        let timeline: Vec<TimePoint> = self.timeline.iter().map(|p| p.plot).collect();
         let title = format!(
             "rtpgen → {}: {} participants, {:.0} s measured",
             self.target, self.participants, self.measured_s
