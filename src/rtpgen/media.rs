@@ -6,7 +6,8 @@
 //! Participants are spread over 20 send groups 1 ms apart (participant `i` in group
 //! `i % 20`), so the node sees a steady stream rather than one burst per period, and
 //! every participant's frames are due exactly 20 ms apart. The loop sleeps until the
-//! next group is due, then sends it and drains what arrived. When it wakes late
+//! next group is due, then sends it and drains what arrived, a batch at a time so
+//! that the node's per-tick burst never holds up the next group. When it wakes late
 //! the due frames are sent at once and the lateness is recorded: a run whose
 //! generator fell behind is flagged in the report rather than silently measuring
 //! the generator instead of the node.
@@ -18,7 +19,7 @@
 //! ([`super::source`]), buffers are owned by the socket and the participants.
 
 use super::analysis::{EarCounts, Ears, Expect, SlotView};
-use super::net::{participant_index, FleetSocket, Received};
+use super::net::{participant_index, FleetSocket, Received, BATCH};
 use super::source::{FrameLoop, Pattern, SLOT_TONES};
 use crate::codec::{CodecKind, Decoder, FRAME_SAMPLES};
 use crate::rtp::stats::ReceptionStats;
@@ -278,7 +279,7 @@ impl Media {
                 self.tick += 1;
             }
             self.socket.flush();
-            self.receive();
+            self.drain_until(self.due(self.tick));
             if now >= self.next_report {
                 report(self.take_interval(now));
                 self.next_report += self.cfg.interval;
@@ -437,7 +438,17 @@ impl Media {
         }
     }
 
-    fn receive(&mut self) {
+    /// Drains what arrived, one batch at a time, until the socket is empty or
+    /// `deadline` (the next send group) comes. The node sends a whole mix tick's
+    /// packets in one burst; decoding and judging thousands of them in one go would
+    /// make the next send groups late, i.e. the generator would measure itself.
+    /// What is left is read after the send, still timed by its kernel stamp.
+    fn drain_until(&mut self, deadline: Instant) {
+        while self.receive_batch() == BATCH && Instant::now() < deadline {}
+    }
+
+    /// Reads and judges at most one batch; returns how many datagrams it read.
+    fn receive_batch(&mut self) -> usize {
         let Media {
             socket,
             parts,
@@ -447,7 +458,7 @@ impl Media {
             current,
             ..
         } = self;
-        socket.recv(64, |r: Received<'_>| {
+        socket.recv(1, |r: Received<'_>| {
             let vp = participant_index(r.to)
                 .and_then(|i| parts.get_mut(i))
                 .and_then(Option::as_mut);
@@ -489,7 +500,7 @@ impl Media {
                     let _ = latency.record(us);
                     let _ = interval.record(us);
                 });
-        });
+        })
     }
 
     fn take_interval(&mut self, now: Instant) -> Interval {
