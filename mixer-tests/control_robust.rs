@@ -262,6 +262,20 @@ async fn status_reports_rooms_members_channels_and_leg_figures() {
         .seen
         .iter()
         .any(|m| matches!(m, ServerMsg::RoomCreated { room, .. } if room == "55")));
+    // The light request tells the same load without the members.
+    let ServerMsg::HealthResult {
+        version,
+        channels,
+        rooms,
+        legs,
+        workers,
+    } = ctl.health().await
+    else {
+        unreachable!()
+    };
+    assert_eq!(version, scnf::control::msg::PROTOCOL_VERSION);
+    assert_eq!((channels.used, channels.free, rooms, legs), (2, 8, 1, 2));
+    assert!(workers.iter().all(|w| w.ticks > 10), "{workers:?}");
     node.shutdown();
 }
 

@@ -221,6 +221,14 @@ impl Ctl {
         })
         .await
     }
+
+    pub async fn health(&mut self) -> ServerMsg {
+        self.send(json!({"mt": "Health"})).await;
+        self.wait("HealthResult", |m| {
+            matches!(m, ServerMsg::HealthResult { .. })
+        })
+        .await
+    }
 }
 
 /// The local media address in a Connect or Alerting answer.

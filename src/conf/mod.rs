@@ -349,6 +349,11 @@ impl Conference {
         self.dir.outstanding()
     }
 
+    /// How many rooms are open.
+    pub fn room_count(&self) -> usize {
+        self.dir.rooms().count()
+    }
+
     /// All rooms, sorted by id.
     pub fn rooms(&self) -> Vec<RoomStatus> {
         self.dir

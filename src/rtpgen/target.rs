@@ -169,7 +169,7 @@ impl Target {
     /// The node's media workers' clocks, where the target reports them.
     pub async fn workers(&mut self) -> Option<Vec<WorkerInfo>> {
         match self {
-            Target::Scnf(client) => client.status().await.ok().map(|s| s.workers),
+            Target::Scnf(client) => client.health().await.ok().map(|s| s.workers),
             _ => None,
         }
     }

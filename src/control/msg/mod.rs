@@ -75,6 +75,10 @@ pub enum ClientMsg {
     },
     /// Asks for rooms, participants, channels and per-leg media figures.
     Status,
+    /// Asks for the node's load and clock health only: channels, counts and the
+    /// media workers. Cheap at any size, unlike `Status` (which visits every leg),
+    /// so it is what monitoring and load generators poll.
+    Health,
 }
 
 impl ClientMsg {
@@ -92,6 +96,7 @@ impl ClientMsg {
             ClientMsg::Direction { .. } => "Direction",
             ClientMsg::Release { .. } => "Release",
             ClientMsg::Status => "Status",
+            ClientMsg::Health => "Health",
         }
     }
 
@@ -106,13 +111,16 @@ impl ClientMsg {
             | ClientMsg::Retrieve { call }
             | ClientMsg::Direction { call, .. }
             | ClientMsg::Release { call, .. } => Some(call),
-            ClientMsg::AppChallenge { .. } | ClientMsg::AppLogin { .. } | ClientMsg::Status => None,
+            ClientMsg::AppChallenge { .. }
+            | ClientMsg::AppLogin { .. }
+            | ClientMsg::Status
+            | ClientMsg::Health => None,
         }
     }
 }
 
 /// Every `mt` a controller may send (for "unknown message type" errors).
-pub const CLIENT_TYPES: [&str; 11] = [
+pub const CLIENT_TYPES: [&str; 12] = [
     "AppChallenge",
     "AppLogin",
     "Setup",
@@ -124,6 +132,7 @@ pub const CLIENT_TYPES: [&str; 11] = [
     "Direction",
     "Release",
     "Status",
+    "Health",
 ];
 
 /// Media direction, SDP words.
@@ -334,6 +343,15 @@ pub enum ServerMsg {
         #[serde(default)]
         workers: Vec<WorkerInfo>,
     },
+    HealthResult {
+        version: u32,
+        channels: Channels,
+        /// Rooms open on this node.
+        rooms: usize,
+        /// Media legs on this node's workers.
+        legs: usize,
+        workers: Vec<WorkerInfo>,
+    },
     // Events, sent to every logged-in session.
     RoomCreated {
         room: String,
@@ -481,7 +499,7 @@ fn check_lengths(msg: &ClientMsg) -> Result<(), &'static str> {
         | ClientMsg::Retrieve { call }
         | ClientMsg::Direction { call, .. }
         | ClientMsg::Release { call, .. } => &[("call", call)],
-        ClientMsg::AppChallenge { .. } | ClientMsg::Status => &[],
+        ClientMsg::AppChallenge { .. } | ClientMsg::Status | ClientMsg::Health => &[],
     };
     match fields.iter().find(|(_, v)| long(v)) {
         Some((name, _)) => Err(name),

@@ -81,6 +81,7 @@ fn every_client_message() -> Vec<ClientMsg> {
             cause: None,
         },
         ClientMsg::Status,
+        ClientMsg::Health,
     ]
 }
 
@@ -173,6 +174,17 @@ fn every_server_message() -> Vec<ServerMsg> {
                 lateness_p50_us: 900,
                 lateness_p99_us: 5100,
             }],
+        },
+        ServerMsg::HealthResult {
+            version: 1,
+            channels: Channels {
+                capacity: 100,
+                used: 2,
+                free: 92,
+            },
+            rooms: 1,
+            legs: 2,
+            workers: Vec::new(),
         },
         ServerMsg::RoomCreated {
             room: room(),

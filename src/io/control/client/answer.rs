@@ -144,6 +144,16 @@ pub enum NodeAuth {
     Open,
 }
 
+/// The node's `HealthResult`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeHealth {
+    pub version: u32,
+    pub channels: Channels,
+    pub rooms: usize,
+    pub legs: usize,
+    pub workers: Vec<WorkerInfo>,
+}
+
 /// The node's `StatusResult`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeStatus {

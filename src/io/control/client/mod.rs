@@ -26,7 +26,7 @@
 use crate::control::auth;
 mod answer;
 
-pub use answer::{CallAnswer, Event, NodeAuth, NodeStatus};
+pub use answer::{CallAnswer, Event, NodeAuth, NodeHealth, NodeStatus};
 
 use crate::control::msg::{self, ClientMsg, Direction, MediaOffer, ServerMsg, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
@@ -358,6 +358,28 @@ impl Client {
                 version,
                 channels,
                 rooms,
+                workers,
+            }),
+            _ => Take::Skip,
+        })
+        .await
+    }
+
+    /// Channels, counts and the media workers' clocks (cheap at any load).
+    pub async fn health(&mut self) -> Result<NodeHealth, ClientError> {
+        let src = self.send(ClientMsg::Health).await?;
+        self.wait("HealthResult", &src, |m| match m {
+            ServerMsg::HealthResult {
+                version,
+                channels,
+                rooms,
+                legs,
+                workers,
+            } => Take::Done(NodeHealth {
+                version,
+                channels,
+                rooms,
+                legs,
                 workers,
             }),
             _ => Take::Skip,

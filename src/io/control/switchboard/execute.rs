@@ -286,8 +286,36 @@ impl Switchboard {
                 members,
             });
         }
-        let workers = self
-            .node
+        ServerMsg::StatusResult {
+            workers: self.workers().await,
+            version: PROTOCOL_VERSION,
+            channels: self.channels(),
+            rooms,
+        }
+    }
+
+    /// `HealthResult`: one round trip to the media workers, whatever the load.
+    pub(super) async fn health(&self) -> ServerMsg {
+        let workers = self.workers().await;
+        ServerMsg::HealthResult {
+            version: PROTOCOL_VERSION,
+            channels: self.channels(),
+            rooms: self.conf.room_count(),
+            legs: workers.iter().map(|w| w.legs).sum(),
+            workers,
+        }
+    }
+
+    fn channels(&self) -> Channels {
+        Channels {
+            capacity: self.cfg.conf.channels,
+            used: self.conf.channels_used(),
+            free: self.conf.channels_free(),
+        }
+    }
+
+    async fn workers(&self) -> Vec<WorkerInfo> {
+        self.node
             .stats()
             .await
             .unwrap_or_default()
@@ -301,17 +329,6 @@ impl Switchboard {
                 lateness_p50_us: w.lateness_p50_us,
                 lateness_p99_us: w.lateness_p99_us,
             })
-            .collect();
-        let capacity = self.cfg.conf.channels;
-        ServerMsg::StatusResult {
-            workers,
-            version: PROTOCOL_VERSION,
-            channels: Channels {
-                capacity,
-                used: self.conf.channels_used(),
-                free: self.conf.channels_free(),
-            },
-            rooms,
-        }
+            .collect()
     }
 }

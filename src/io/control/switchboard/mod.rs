@@ -257,6 +257,7 @@ impl Switchboard {
                 media,
             } => self.setup(conn, call, &called, complete, media, src).await,
             ClientMsg::Status => Some(self.status().await),
+            ClientMsg::Health => Some(self.health().await),
             other => self.call_request(conn, other, src).await,
         };
         if let Some(reply) = reply {
