@@ -103,6 +103,8 @@ pub struct Interval {
     pub send_late: Histogram<u64>,
     /// How long received packets waited in the socket before being read, µs.
     pub drain_lag: Histogram<u64>,
+    /// Datagrams the kernel dropped on the generator's socket (its buffer full).
+    pub overflowed: u64,
 }
 
 /// Everything the media thread measured, handed back when it stops.
@@ -213,7 +215,7 @@ pub struct Media {
     foreign: u64,
     pcm: [i16; FRAME_SAMPLES],
     current: Interval,
-    last_net: (u64, u64),
+    last_net: (u64, u64, u64),
     next_report: Instant,
 }
 
@@ -234,7 +236,7 @@ impl Media {
             done: Vec::new(),
             foreign: 0,
             pcm: [0; FRAME_SAMPLES],
-            last_net: (0, 0),
+            last_net: (0, 0, 0),
         }
     }
 
@@ -250,6 +252,7 @@ impl Media {
             jitter: histogram(LATENCY_MAX_US, 3),
             send_late: histogram(LATENCY_MAX_US, 3),
             drain_lag: histogram(LATENCY_MAX_US, 3),
+            overflowed: 0,
         }
     }
 
@@ -509,7 +512,8 @@ impl Media {
         let net = self.socket.counters;
         iv.sent = net.sent - self.last_net.0;
         iv.received = net.received - self.last_net.1;
-        self.last_net = (net.sent, net.received);
+        iv.overflowed = net.overflowed - self.last_net.2;
+        self.last_net = (net.sent, net.received, net.overflowed);
         for vp in self.parts.iter_mut().flatten() {
             iv.participants += 1;
             let (e, l) = (vp.stats.expected(), vp.stats.lost());

@@ -9,7 +9,9 @@
 //! - receiving: the node's packets to any `127.x.y.z:port` arrive on this socket;
 //!   `IP_PKTINFO` on receive says which address each was sent to (so which
 //!   participant it is for), and `SO_TIMESTAMPNS` when the kernel took it in — a
-//!   latency measured from that stamp does not grow when the generator drains late.
+//!   latency measured from that stamp does not grow when the generator drains late;
+//! - `SO_RXQ_OVFL` counts what the kernel dropped because the generator's own
+//!   receive buffer was full, so such drops are never blamed on the target.
 //!
 //! Loopback only: `127.0.0.0/8` routes to `lo` for every address in it, which is what
 //! lets one socket be thousands of hosts.
@@ -26,8 +28,9 @@ pub const BATCH: usize = 64;
 pub const SLOT: usize = 1500;
 /// Room for one `in_pktinfo` control message (CMSG_SPACE(12) on 64-bit Linux).
 const PKTINFO_SPACE: usize = 32;
-/// Room for `in_pktinfo` plus a `timespec` timestamp on receive.
-const RECV_CMSG_SPACE: usize = 64;
+/// Room for `in_pktinfo`, a `timespec` stamp and the `SO_RXQ_OVFL` drop count on
+/// receive (CMSG_SPACE of 12, 16 and 4 bytes: 32 + 32 + 24).
+const RECV_CMSG_SPACE: usize = 96;
 
 /// Hosts per /16 used for participants (x.y.1 .. x.y.254).
 const PER_24: u32 = 254;
@@ -73,6 +76,9 @@ pub struct NetCounters {
     pub send_errors: u64,
     /// Datagrams that arrived truncated (larger than [`SLOT`]).
     pub truncated: u64,
+    /// Datagrams the kernel dropped because this socket's receive buffer was full
+    /// (the generator fell behind, not the target's loss).
+    pub overflowed: u64,
 }
 
 /// See the module docs.
@@ -102,6 +108,7 @@ impl FleetSocket {
         let fd = s.as_raw_fd();
         set_int_opt(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
         set_int_opt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
+        set_int_opt(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
         let socket: UdpSocket = s.into();
         let port = socket.local_addr()?.port();
         let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
@@ -245,7 +252,11 @@ impl FleetSocket {
                     self.counters.truncated += 1;
                     continue;
                 }
-                let (to, stamp) = parse_recv_cmsgs(mh);
+                let (to, stamp, overflowed) = parse_recv_cmsgs(mh);
+                if let Some(o) = overflowed {
+                    // The kernel's count is cumulative over the socket's life.
+                    self.counters.overflowed = self.counters.overflowed.max(o as u64);
+                }
                 let at = stamp
                     .and_then(|t| self.instant_of(t))
                     .filter(|&t| t <= read_at)
@@ -296,10 +307,11 @@ fn set_int_opt(fd: i32, level: i32, name: i32, value: i32) -> io::Result<()> {
     }
 }
 
-/// The destination address (`IP_PKTINFO`) and kernel stamp (`SCM_TIMESTAMPNS`) of a
+/// The destination address (`IP_PKTINFO`), kernel stamp (`SCM_TIMESTAMPNS`) and the
+/// socket's drop count so far (`SO_RXQ_OVFL`, present once a drop happened) of a
 /// received message.
-fn parse_recv_cmsgs(mh: &libc::msghdr) -> (Option<Ipv4Addr>, Option<SystemTime>) {
-    let (mut to, mut at) = (None, None);
+fn parse_recv_cmsgs(mh: &libc::msghdr) -> (Option<Ipv4Addr>, Option<SystemTime>, Option<u32>) {
+    let (mut to, mut at, mut overflowed) = (None, None, None);
     // SAFETY: the kernel filled msg_control/msg_controllen; the CMSG macros walk it
     // within those bounds and the data is read unaligned.
     unsafe {
@@ -316,11 +328,13 @@ fn parse_recv_cmsgs(mh: &libc::msghdr) -> (Option<Ipv4Addr>, Option<SystemTime>)
                 if ts.tv_sec >= 0 && (0..1_000_000_000).contains(&ts.tv_nsec) {
                     at = UNIX_EPOCH.checked_add(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
                 }
+            } else if level == libc::SOL_SOCKET && kind == libc::SO_RXQ_OVFL {
+                overflowed = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
             }
             c = libc::CMSG_NXTHDR(mh, c);
         }
     }
-    (to, at)
+    (to, at, overflowed)
 }
 
 fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
@@ -422,5 +436,26 @@ mod tests {
             assert_eq!(*from, node);
             assert!(*at >= t0 - Duration::from_secs(1) && *at <= Instant::now());
         }
+    }
+
+    #[test]
+    fn datagrams_dropped_on_a_full_receive_buffer_are_counted() {
+        let mut fleet = FleetSocket::bind(0, 4096).unwrap();
+        let to = SocketAddr::from((participant_ip(0), fleet.port()));
+        let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sent = 1000;
+        for _ in 0..sent {
+            flood.send_to(&[0u8; 200], to).unwrap();
+        }
+        let queued = fleet.recv(usize::MAX, |_| {});
+        assert!(queued < sent, "a 4 KiB buffer held {queued} datagrams");
+        assert_eq!(
+            fleet.counters.overflowed, 0,
+            "nothing read carried a drop yet"
+        );
+        // The kernel reports its cumulative count on the next datagram it queues.
+        flood.send_to(&[0u8; 200], to).unwrap();
+        assert_eq!(fleet.recv(usize::MAX, |_| {}), 1);
+        assert_eq!(fleet.counters.overflowed, (sent - queued) as u64);
     }
 }

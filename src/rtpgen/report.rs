@@ -205,22 +205,43 @@ impl ParticipantReport {
 pub struct GeneratorHealth {
     pub send_late_ms: Option<Pcts>,
     pub drain_lag_ms: Option<Pcts>,
+    /// Datagrams the kernel dropped because the generator's receive buffer was full.
+    pub overflowed: u64,
     /// CPU seconds of the generator's media thread in the window.
     pub cpu_s: Option<f64>,
-    /// True when the generator fell behind (send lateness p99 over 5 ms or receive
-    /// backlog p99 over 10 ms): the figures measure the generator, not the target.
+    /// True when the generator fell behind: the figures would measure the generator,
+    /// not the target. See [`GeneratorHealth::of`].
     pub behind: bool,
 }
 
+/// Send lateness p99 above which the generator's pacing no longer is the 20 ms the
+/// target should see, ms.
+const SEND_LATE_MAX_MS: f64 = 5.0;
+/// Receive backlog p99 above which bursts pile up from one mix period into the
+/// next, ms: one period.
+const DRAIN_LAG_MAX_MS: f64 = 20.0;
+
 impl GeneratorHealth {
-    pub fn of(send_late: &Histogram<u64>, drain_lag: &Histogram<u64>, cpu_s: Option<f64>) -> Self {
+    /// The generator fell behind when it sent late, when its socket overflowed (the
+    /// target would be blamed for the loss), or when what the target sends in one
+    /// period was not read before the next period's came. A shorter backlog costs
+    /// nothing: latency is timed by kernel receive stamps, not by when it was read.
+    pub fn of(
+        send_late: &Histogram<u64>,
+        drain_lag: &Histogram<u64>,
+        overflowed: u64,
+        cpu_s: Option<f64>,
+    ) -> Self {
         let send = Pcts::of_us(send_late);
         let drain = Pcts::of_us(drain_lag);
         GeneratorHealth {
             send_late_ms: send,
             drain_lag_ms: drain,
+            overflowed,
             cpu_s,
-            behind: send.is_some_and(|p| p.p99 > 5.0) || drain.is_some_and(|p| p.p99 > 10.0),
+            behind: send.is_some_and(|p| p.p99 > SEND_LATE_MAX_MS)
+                || drain.is_some_and(|p| p.p99 > DRAIN_LAG_MAX_MS)
+                || overflowed > 0,
         }
     }
 }
@@ -348,9 +369,10 @@ impl Report {
         let g = &self.generator;
         let _ = writeln!(
             s,
-            "  generator  send lateness {}; receive backlog {}; cpu {}{}",
+            "  generator  send lateness {}; receive backlog {}; dropped in its own socket {}; cpu {}{}",
             ms(&g.send_late_ms),
             ms(&g.drain_lag_ms),
+            g.overflowed,
             g.cpu_s.map_or("-".into(), |c| format!("{c:.2} s")),
             if g.behind {
                 "  — FELL BEHIND, figures rejected"
@@ -403,5 +425,30 @@ impl Report {
             let _ = writeln!(s, "  verdict    FAIL: {}", self.problems.join("; "));
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(ms: f64) -> Histogram<u64> {
+        let mut h = Histogram::new_with_bounds(1, 60_000_000, 3).unwrap();
+        h.record_n((ms * 1000.0) as u64, 100).unwrap();
+        h
+    }
+
+    #[test]
+    fn the_generator_is_behind_when_it_sends_late_piles_up_bursts_or_overflows() {
+        let behind = |send, drain, overflowed| {
+            GeneratorHealth::of(&hist(send), &hist(drain), overflowed, None).behind
+        };
+        assert!(
+            !behind(0.3, 15.0, 0),
+            "a backlog within one period is harmless"
+        );
+        assert!(behind(6.0, 1.0, 0));
+        assert!(behind(0.3, 25.0, 0));
+        assert!(behind(0.3, 1.0, 1));
     }
 }

@@ -157,6 +157,7 @@ struct Window {
     jitter: Histogram<u64>,
     send_late: Histogram<u64>,
     drain_lag: Histogram<u64>,
+    overflowed: u64,
     seconds: f64,
     participants: usize,
 }
@@ -170,6 +171,7 @@ impl Window {
             jitter: h(),
             send_late: h(),
             drain_lag: h(),
+            overflowed: 0,
             seconds: 0.0,
             participants: 0,
         }
@@ -181,6 +183,7 @@ impl Window {
         let _ = self.jitter.add(&iv.jitter);
         let _ = self.send_late.add(&iv.send_late);
         let _ = self.drain_lag.add(&iv.drain_lag);
+        self.overflowed += iv.overflowed;
         self.seconds += REPORT_PERIOD.as_secs_f64();
         self.participants = self.participants.max(iv.participants);
     }
@@ -590,7 +593,7 @@ impl Run {
         let gen_cpu = a.gen_cpu.zip(b.gen_cpu).map(|(a, b)| b - a);
         (
             target,
-            GeneratorHealth::of(&w.send_late, &w.drain_lag, gen_cpu),
+            GeneratorHealth::of(&w.send_late, &w.drain_lag, w.overflowed, gen_cpu),
         )
     }
 }
