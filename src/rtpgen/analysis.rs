@@ -35,6 +35,7 @@
 
 use super::source::Pattern;
 use crate::codec::FRAME_SAMPLES;
+use crate::dsp::goertzel::GoertzelBank;
 use std::f32::consts::PI;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,9 @@ pub const GHOST_DBFS: f32 = -40.0;
 /// stands this far above the bins 100 and 150 Hz beside it: speech and noise in the mix
 /// are broadband and must not read as a talker's tone.
 pub const TONAL_DB: f32 = 12.0;
+
+/// The bins beside a tone that [`tonality`] compares it with, Hz.
+const SIDE_BINS: [f32; 4] = [-150.0, -100.0, 100.0, 150.0];
 
 /// Onset window length (8 ms).
 const ONSET_WINDOW: usize = 64;
@@ -170,35 +174,67 @@ fn tone_amplitude(x: &[i16], freq: f32, window: Option<&[f32]>) -> f32 {
 /// 150 Hz either side. A tone on the 50 Hz grid puts nothing in those bins (whole
 /// periods in the frame), speech and noise put about as much there as at `freq`;
 /// with four neighbours a noise bin rarely stands out by chance.
-fn tonality(x: &[i16], freq: f32, level: f32) -> f32 {
-    let side = amplitudes(x, [-150.0, -100.0, 100.0, 150.0].map(|d| freq + d))
+/// `sides` is the tone's bank of [`SIDE_BINS`].
+fn tonality(sides: &mut GoertzelBank<4>, x: &[i16], level: f32) -> f32 {
+    let side = amplitudes(sides, x)
         .into_iter()
         .map(dbfs)
         .fold(f32::MIN, f32::max);
     level - side
 }
 
-/// [`tone_amplitude`] (unwindowed) of several frequencies in one pass. The
-/// Goertzel recursion is one long dependency chain; running the chains side by
-/// side lets the CPU overlap them, so four bins cost little more than one (this is
-/// most of the generator's analysis time).
-fn amplitudes<const N: usize>(x: &[i16], freqs: [f32; N]) -> [f32; N] {
-    let coeff = freqs.map(|f| 2.0 * (2.0 * PI * f / 8000.0).cos());
-    let mut s1 = [0.0f32; N];
-    let mut s2 = [0.0f32; N];
-    for &v in x {
-        let v = v as f32;
-        for k in 0..N {
-            let s = v + coeff[k] * s1[k] - s2[k];
-            s2[k] = s1[k];
-            s1[k] = s;
+/// [`tone_amplitude`] (unwindowed) of every filter of `bank` over `x` (one frame).
+/// The bank runs its Goertzel recursions side by side in one pass; each is one long
+/// dependency chain, so four bins cost little more than one (this is most of the
+/// generator's analysis time).
+fn amplitudes<const N: usize>(bank: &mut GoertzelBank<N>, x: &[i16]) -> [f32; N] {
+    bank.clear(0);
+    bank.feed(x);
+    let n = bank.filled().max(1) as f32;
+    std::array::from_fn(|k| 2.0 * bank.power(k).max(0.0).sqrt() / n)
+}
+
+/// The filters the ears listen with, for a set of slot tones (at most 16). Made
+/// once per media thread, since each filter's coefficients cost trigonometry, and
+/// reset for every frame.
+#[derive(Clone, Debug)]
+pub struct Filters {
+    tones: Vec<f64>,
+    /// The slot tones, four to a bank.
+    levels: Vec<GoertzelBank<4>>,
+    /// Per slot, its tone's [`SIDE_BINS`].
+    sides: Vec<GoertzelBank<4>>,
+}
+
+impl Filters {
+    pub fn new(tones: &[f64]) -> Filters {
+        let tones = &tones[..tones.len().min(16)];
+        let bank = |freqs| GoertzelBank::new(freqs, FRAME_SAMPLES, 8000.0);
+        Filters {
+            tones: tones.to_vec(),
+            levels: tones
+                .chunks(4)
+                .map(|c| bank(std::array::from_fn(|k| c.get(k).map_or(0.0, |&f| f as f32))))
+                .collect(),
+            sides: tones
+                .iter()
+                .map(|&f| bank(SIDE_BINS.map(|d| f as f32 + d)))
+                .collect(),
         }
     }
-    let gain = x.len().max(1) as f32;
-    std::array::from_fn(|k| {
-        let power = (s1[k] * s1[k] + s2[k] * s2[k] - coeff[k] * s1[k] * s2[k]).max(0.0);
-        2.0 * power.sqrt() / gain
-    })
+
+    /// The amplitude of every slot's tone in `pcm`, up to slot `used` (exclusive).
+    fn levels(&mut self, pcm: &[i16], used: usize) -> [f32; 16] {
+        let mut out = [0.0f32; 16];
+        for (chunk, bank) in out
+            .chunks_mut(4)
+            .zip(&mut self.levels)
+            .take(used.div_ceil(4))
+        {
+            chunk.copy_from_slice(&amplitudes(bank, pcm));
+        }
+        out
+    }
 }
 
 fn dbfs(amplitude: f32) -> f32 {
@@ -256,7 +292,7 @@ impl Ears {
         seq: u16,
         at: Instant,
         slots: &[Option<SlotView>],
-        tones: &[f64],
+        filters: &mut Filters,
         mut on_latency: impl FnMut(Duration),
     ) {
         self.pcm.rotate_left(1);
@@ -267,30 +303,24 @@ impl Ears {
         self.seq[2] = Some(seq);
         self.counts.frames += 1;
 
+        // Every slot's tone in this frame, up to the last slot in use.
+        let used = slots.iter().rposition(Option::is_some).map_or(0, |s| s + 1);
+        let amps = filters.levels(pcm, used);
         let pending = std::mem::take(&mut self.pending);
         for s in (0..16).filter(|s| pending & (1 << s) != 0) {
-            self.locate_onset(s, slots, tones, &mut on_latency);
+            self.locate_onset(s, slots, &filters.tones, amps[s], &mut on_latency);
         }
         let heard_floor = self.sent_dbfs - HEARD_BELOW_SENT_DB;
         let first = *self.first_at.get_or_insert(at);
         let judging = at.saturating_duration_since(first) >= self.settle;
-        // Every slot's level, four bins per pass, up to the last slot in use.
-        let used = slots.iter().rposition(Option::is_some).map_or(0, |s| s + 1);
-        let mut levels = [0.0f32; 16];
-        for (c, chunk) in levels.chunks_mut(4).enumerate().take(used.div_ceil(4)) {
-            let freqs: [f32; 4] =
-                std::array::from_fn(|k| tones.get(4 * c + k).copied().unwrap_or(0.0) as f32);
-            chunk.copy_from_slice(&amplitudes(pcm, freqs).map(dbfs));
-        }
         let mut present = 0u16;
-        for (s, slot) in slots.iter().enumerate().take(16) {
+        for (s, slot) in slots.iter().enumerate().take(filters.sides.len()) {
             let Some(slot) = slot else { continue };
-            let Some(&freq) = tones.get(s) else { continue };
-            let level = levels[s];
+            let level = dbfs(amps[s]);
             // How far the bin stands out of its neighbourhood; only computed when
             // the level could count for anything.
             let tonality = if level > OWN_HEARD_DBFS {
-                tonality(pcm, freq as f32, level)
+                tonality(&mut filters.sides[s], pcm, level)
             } else {
                 0.0
             };
@@ -327,12 +357,14 @@ impl Ears {
         self.present = present;
     }
 
-    /// Locates the onset of `slot`'s tone in the last three frames.
+    /// Locates the onset of `slot`'s tone in the last three frames; `full` is the
+    /// tone's amplitude in the latest one.
     fn locate_onset(
         &mut self,
         slot: usize,
         slots: &[Option<SlotView>],
         tones: &[f64],
+        full: f32,
         on_latency: &mut impl FnMut(Duration),
     ) {
         self.counts.onsets += 1;
@@ -354,7 +386,6 @@ impl Ears {
         for (k, f) in self.pcm.iter().enumerate() {
             buf[k * FRAME_SAMPLES..(k + 1) * FRAME_SAMPLES].copy_from_slice(f);
         }
-        let full = tone_amplitude(&self.pcm[2], freq as f32, None);
         let Some(sample) = onset_sample(&buf, freq as f32, full) else {
             self.counts.onsets_unmatched += 1;
             return;
@@ -447,7 +478,7 @@ mod tests {
         let mut pcm = [0i16; FRAME_SAMPLES];
         mix(&[(700.0, 0), (1450.0, 0)], 0, &mut pcm);
         let freqs = [550.0, 700.0, 850.0, 1450.0, 3100.0];
-        let together = amplitudes(&pcm, freqs);
+        let together = amplitudes(&mut GoertzelBank::new(freqs, FRAME_SAMPLES, 8000.0), &pcm);
         for (f, a) in freqs.iter().zip(together) {
             let alone = tone_amplitude(&pcm, *f, None);
             assert!(
@@ -493,6 +524,7 @@ mod tests {
     fn listeners_hear_talkers_and_measure_the_delay_while_talkers_miss_only_themselves() {
         let t0 = Instant::now();
         let tones = [500.0, 850.0];
+        let mut filters = Filters::new(&tones);
         let talk = Pattern {
             talk_ms: 1000,
             silence_ms: 1000,
@@ -523,7 +555,7 @@ mod tests {
                 } else {
                     pcm.fill(0);
                 }
-                ear.on_frame(&pcm, j, at, &slots, &tones, |l| latencies[me].push(l));
+                ear.on_frame(&pcm, j, at, &slots, &mut filters, |l| latencies[me].push(l));
             }
         }
         for (me, ear) in ears.iter().enumerate() {
@@ -546,6 +578,7 @@ mod tests {
     fn hearing_oneself_or_missing_a_talker_fails_the_verdict() {
         let t0 = Instant::now();
         let tones = [500.0, 850.0];
+        let mut filters = Filters::new(&tones);
         let slots = [
             Some(slot(0, t0, Pattern::ALWAYS)),
             Some(slot(1, t0, Pattern::ALWAYS)),
@@ -559,8 +592,8 @@ mod tests {
         for j in 0..60u16 {
             let at = t0 + Duration::from_millis(20) * j as u32;
             mix(&[(500.0, 0), (850.0, 0)], j as usize * 160, &mut pcm);
-            both.on_frame(&pcm, j, at, &slots, &tones, |_| {});
-            deaf.on_frame(&silence, j, at, &slots, &tones, |_| {});
+            both.on_frame(&pcm, j, at, &slots, &mut filters, |_| {});
+            deaf.on_frame(&silence, j, at, &slots, &mut filters, |_| {});
         }
         assert!(both.counts.own_heard > 0);
         assert_eq!(both.counts.verdict(Expect::NMinusOne), Some(false));
@@ -571,7 +604,7 @@ mod tests {
         for j in 0..60u16 {
             let at = t0 + Duration::from_millis(20) * j as u32;
             mix(&[(500.0, 0)], j as usize * 160, &mut pcm);
-            echo.on_frame(&pcm, j, at, &slots[..1], &tones, |_| {});
+            echo.on_frame(&pcm, j, at, &slots[..1], &mut filters, |_| {});
         }
         assert_eq!(echo.counts.verdict(Expect::Echo), Some(true));
     }
@@ -580,6 +613,7 @@ mod tests {
     fn loud_broadband_sound_is_neither_a_ghost_nor_ones_own_voice() {
         let t0 = Instant::now();
         let tones = [500.0, 850.0];
+        let mut filters = Filters::new(&tones);
         let silent = Pattern {
             talk_ms: 0,
             silence_ms: 1000,
@@ -599,7 +633,7 @@ mod tests {
                 *x = (rng.next_f64() * 16000.0 - 8000.0) as i16;
             }
             let at = t0 + Duration::from_millis(20) * j as u32;
-            ears.on_frame(&pcm, j, at, &slots, &tones, |_| got += 1);
+            ears.on_frame(&pcm, j, at, &slots, &mut filters, |_| got += 1);
         }
         let c = ears.counts;
         assert!(c.own_expected > 50 && c.own_heard == 0, "{c:?}");
@@ -610,6 +644,7 @@ mod tests {
     fn a_gap_in_the_packets_gives_no_latency() {
         let t0 = Instant::now();
         let tones = [500.0];
+        let mut filters = Filters::new(&tones);
         let slots = [Some(slot(0, t0, Pattern::ALWAYS))];
         let mut ears = Ears::new(1, Expect::NMinusOne, SETTLE, -20.0);
         let mut pcm = [0i16; FRAME_SAMPLES];
@@ -619,7 +654,7 @@ mod tests {
                 mix(&[(500.0, 0)], j * 160, &mut pcm);
             }
             let at = t0 + Duration::from_millis(20) * j as u32;
-            ears.on_frame(&pcm, seq, at, &slots, &tones, |_| got += 1);
+            ears.on_frame(&pcm, seq, at, &slots, &mut filters, |_| got += 1);
         }
         assert_eq!(got, 0);
         assert_eq!(ears.counts.onsets, 1);

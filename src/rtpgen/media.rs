@@ -18,8 +18,8 @@
 //! Nothing here allocates per packet: source frames are pre-encoded
 //! ([`super::source`]), buffers are owned by the socket and the participants.
 
-use super::analysis::{EarCounts, Ears, Expect, SlotView};
-use super::net::{participant_index, FleetSocket, Received, BATCH};
+use super::analysis::{EarCounts, Ears, Expect, Filters, SlotView};
+use super::net::{participant_index, FleetSocket, NetCounters, Received, BATCH};
 use super::source::{FrameLoop, Pattern, SLOT_TONES};
 use crate::codec::{CodecKind, Decoder, FRAME_SAMPLES};
 use crate::rtp::stats::ReceptionStats;
@@ -214,8 +214,11 @@ pub struct Media {
     done: Vec<ParticipantOutcome>,
     foreign: u64,
     pcm: [i16; FRAME_SAMPLES],
+    /// The slot tones' filters, shared by every participant's ears.
+    filters: Filters,
     current: Interval,
-    last_net: (u64, u64, u64),
+    /// The socket's counters at the last report.
+    last_net: NetCounters,
     next_report: Instant,
 }
 
@@ -236,7 +239,8 @@ impl Media {
             done: Vec::new(),
             foreign: 0,
             pcm: [0; FRAME_SAMPLES],
-            last_net: (0, 0, 0),
+            filters: Filters::new(&SLOT_TONES),
+            last_net: NetCounters::default(),
         }
     }
 
@@ -458,6 +462,7 @@ impl Media {
             rooms,
             foreign,
             pcm,
+            filters,
             current,
             ..
         } = self;
@@ -498,7 +503,7 @@ impl Media {
             let latency = &mut vp.latency;
             let interval = &mut current.latency;
             vp.ears
-                .on_frame(pcm, p.sequence, r.at, &room.slots, &SLOT_TONES, |l| {
+                .on_frame(pcm, p.sequence, r.at, &room.slots, filters, |l| {
                     let us = (l.as_micros() as u64).max(1);
                     let _ = latency.record(us);
                     let _ = interval.record(us);
@@ -510,10 +515,10 @@ impl Media {
         let mut iv = std::mem::replace(&mut self.current, Media::empty_interval());
         iv.t = now.duration_since(self.epoch);
         let net = self.socket.counters;
-        iv.sent = net.sent - self.last_net.0;
-        iv.received = net.received - self.last_net.1;
-        iv.overflowed = net.overflowed - self.last_net.2;
-        self.last_net = (net.sent, net.received, net.overflowed);
+        iv.sent = net.sent - self.last_net.sent;
+        iv.received = net.received - self.last_net.received;
+        iv.overflowed = net.overflowed - self.last_net.overflowed;
+        self.last_net = net;
         for vp in self.parts.iter_mut().flatten() {
             iv.participants += 1;
             let (e, l) = (vp.stats.expected(), vp.stats.lost());

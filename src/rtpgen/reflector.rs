@@ -6,6 +6,9 @@
 //! `recvmmsg`/`sendmmsg`, [`DEFAULT_BATCH`] datagrams per call). A mixer measured
 //! by rtpgen is compared against it.
 //!
+//! It is all I/O shell: it reads the socket and the clock (for its deadline) and
+//! judges nothing.
+//!
 //! # Contract
 //! - [`run`] works on the calling thread until `stop` is set or `deadline` passes,
 //!   and returns what it did. It notices either within [`POLL_SLICE`], because it
