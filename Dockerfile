@@ -10,9 +10,11 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-COPY benches ./benches
+COPY crates ./crates
 COPY mixer-tests ./mixer-tests
+COPY vectors ./vectors
+COPY docs ./docs
+COPY deploy ./deploy
 RUN cargo build --release --locked --bin scnf
 
 FROM debian:bookworm-slim

@@ -5,10 +5,10 @@
 //! buffers have grown to size, then a further stretch of packets-in / tick /
 //! packets-out is counted: it must make zero allocations.
 
-use scnf::codec::{CodecKind, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD};
-use scnf::engine::{Engine, EngineConfig, LegId, LegSpec, Via};
-use scnf::probe::Tone;
-use scnf::rtp::RtpHeader;
+use scnf_core::engine::{Engine, EngineConfig, LegId, LegSpec, MixId, Via};
+use scnf_media::codec::{CodecKind, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD};
+use scnf_media::probe::Tone;
+use scnf_media::rtp::RtpHeader;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -73,7 +73,7 @@ fn the_steady_state_media_path_makes_no_allocation() {
     ];
     let mut peers = Vec::new();
     for room in 0..4u64 {
-        engine.open_room(t0, room).unwrap();
+        engine.open_room(t0, MixId(room)).unwrap();
         for k in 0..10usize {
             let i = peers.len();
             let addr: SocketAddr = format!("10.0.{room}.{}:{}", k + 1, 6000 + 2 * i)
@@ -82,7 +82,9 @@ fn the_steady_state_media_path_makes_no_allocation() {
             let codec = codecs[i % codecs.len()];
             let mut spec = LegSpec::new(addr, codec);
             spec.telephone_event_pt = Some(101);
-            engine.add_leg(t0, room, LegId(i as u64), spec).unwrap();
+            engine
+                .add_leg(t0, MixId(room), LegId(i as u64), spec)
+                .unwrap();
             // Three talkers per room, and talk changes hands mid-run (below).
             let tone = (k < 3).then(|| Tone::at_dbfs(300.0 + 97.0 * i as f64, -20.0));
             peers.push(Peer {

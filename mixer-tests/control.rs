@@ -1,12 +1,12 @@
 //! Call control through the real WebSocket endpoint, with real RTP on 127.0.0.1:
 //! the conference interface's behaviour as a PBX-side controller sees it.
 
-use crate::support::ctl::{answer_addr, Ctl};
-use crate::support::phone::{dtmf_samples, speechlike, Phone, Play};
 use crate::support::{control_node, exclusive};
-use scnf::codec::CodecKind;
-use scnf::control::msg::ServerMsg;
-use scnf::probe::tone::TONES;
+use scnf_core::control::msg::ServerMsg;
+use scnf_media::codec::CodecKind;
+use scnf_media::probe::tone::TONES;
+use scnf_testkit::ctl::{answer_addr, Ctl};
+use scnf_testkit::phone::{dtmf_samples, speechlike, Phone, Play};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +30,7 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// The media offer of a new silent phone, kept in `keep` for the test (every call
 /// needs its own media address).
-async fn fresh(keep: &mut Vec<Phone>) -> scnf::control::msg::MediaOffer {
+async fn fresh(keep: &mut Vec<Phone>) -> scnf_core::control::msg::MediaOffer {
     let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
     let offer = phone.offer(true);
     keep.push(phone);
@@ -495,30 +495,30 @@ async fn hold_mutes_the_member_and_retrieve_restores_it() {
 
 /// A bound UDP socket's media offer (PCMU): rooms set up for a table row only need
 /// distinct media addresses, not audio.
-fn quiet_offer(keep: &mut Vec<std::net::UdpSocket>) -> scnf::control::msg::MediaOffer {
+fn quiet_offer(keep: &mut Vec<std::net::UdpSocket>) -> scnf_core::control::msg::MediaOffer {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let local = sock.local_addr().expect("bound");
     keep.push(sock);
-    scnf::control::msg::MediaOffer {
+    scnf_core::control::msg::MediaOffer {
         address: local.ip(),
         port: local.port(),
-        codecs: vec![scnf::control::msg::CodecDesc {
+        codecs: vec![scnf_core::control::msg::CodecDesc {
             name: "PCMU".into(),
             pt: 0,
             rate: 8000,
         }],
         ptime: 20,
         telephone_event: Some(101),
-        direction: scnf::control::msg::Direction::Sendrecv,
+        direction: scnf_core::control::msg::Direction::Sendrecv,
         rtcp_mux: false,
         latching: false,
     }
 }
 
 /// Runs one row of `vectors/conf-commands.tsv` against a fresh node over WebSocket.
-async fn run_row(row: &scnf::conf::table::Row) -> Result<(), String> {
-    use scnf::conf::table::{Outcome, RoomOptions};
-    use scnf::conf::Cause;
+async fn run_row(row: &scnf_core::conf::table::Row) -> Result<(), String> {
+    use scnf_core::conf::table::{Outcome, RoomOptions};
+    use scnf_core::conf::Cause;
     let (node, control) = control_node(|c| c.control.channels = row.capacity).await;
     let mut ctl = Ctl::connect(control.local).await;
     let mut keep = Vec::new();
@@ -584,9 +584,9 @@ async fn run_row(row: &scnf::conf::table::Row) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_row_of_the_command_table_behaves_as_written_over_websocket() {
     let _machine = exclusive().await;
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/vectors/conf-commands.tsv");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../vectors/conf-commands.tsv");
     let text = std::fs::read_to_string(path).expect("the command table");
-    let rows = scnf::conf::table::parse(&text).expect("a valid table");
+    let rows = scnf_core::conf::table::parse(&text).expect("a valid table");
     assert!(rows.len() >= 40, "only {} rows", rows.len());
     let mut failures = Vec::new();
     for row in &rows {
@@ -612,7 +612,7 @@ async fn a_connected_member_that_sends_no_media_is_released_but_a_held_one_is_no
     let out = ctl.dial("mute", "92", true, &fresh(&mut keep).await).await;
     assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
     let mut held = fresh(&mut keep).await;
-    held.direction = scnf::control::msg::Direction::Inactive;
+    held.direction = scnf_core::control::msg::Direction::Inactive;
     let out = ctl.dial("held", "92", true, &held).await;
     assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
     let out = ctl.outcome("mute").await;

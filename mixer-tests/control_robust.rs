@@ -1,12 +1,12 @@
 //! The control listener under bad input, login and TLS: errors name the problem,
 //! nothing panics, and established calls keep their audio.
 
-use crate::support::ctl::{answer_addr, Ctl};
-use crate::support::phone::{Phone, Play};
 use crate::support::{control_node, exclusive};
-use scnf::codec::CodecKind;
-use scnf::control::msg::ServerMsg;
-use scnf::probe::tone::TONES;
+use scnf_core::control::msg::ServerMsg;
+use scnf_media::codec::CodecKind;
+use scnf_media::probe::tone::TONES;
+use scnf_testkit::ctl::{answer_addr, Ctl};
+use scnf_testkit::phone::{Phone, Play};
 use serde_json::json;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -186,7 +186,7 @@ async fn login_over_wss_proves_the_node_knows_the_secret() {
     })
     .await;
     assert!(control.tls);
-    let client = scnf::control::tls::client_config_trusting(key.cert.der()).unwrap();
+    let client = scnf::tls::client_config_trusting(key.cert.der()).unwrap();
     let mut ctl = Ctl::connect_tls(control.local, client).await;
     let login = ctl.login("pbx", SECRET).await;
     assert!(
@@ -199,7 +199,7 @@ async fn login_over_wss_proves_the_node_knows_the_secret() {
     drop(ctl);
     let mut watcher = Ctl::connect_tls(
         control.local,
-        scnf::control::tls::client_config_trusting(key.cert.der()).unwrap(),
+        scnf::tls::client_config_trusting(key.cert.der()).unwrap(),
     )
     .await;
     watcher.login("ops", SECRET).await;
@@ -239,7 +239,7 @@ async fn status_reports_rooms_members_channels_and_leg_figures() {
     assert!(!workers.is_empty());
     assert_eq!(workers.iter().map(|w| w.legs).sum::<usize>(), 2);
     assert!(workers.iter().all(|w| w.ticks > 10), "{workers:?}");
-    assert_eq!(version, scnf::control::msg::PROTOCOL_VERSION);
+    assert_eq!(version, scnf_core::control::msg::PROTOCOL_VERSION);
     assert_eq!(
         (channels.capacity, channels.used, channels.free),
         (10, 2, 8)
@@ -273,7 +273,7 @@ async fn status_reports_rooms_members_channels_and_leg_figures() {
     else {
         unreachable!()
     };
-    assert_eq!(version, scnf::control::msg::PROTOCOL_VERSION);
+    assert_eq!(version, scnf_core::control::msg::PROTOCOL_VERSION);
     assert_eq!((channels.used, channels.free, rooms, legs), (2, 8, 1, 2));
     assert!(workers.iter().all(|w| w.ticks > 10), "{workers:?}");
     node.shutdown();

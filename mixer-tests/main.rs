@@ -1,12 +1,13 @@
 //! Integration and system tests: real UDP on 127.0.0.1 against a running node.
 //!
 //! Every test starts its own node (own port range), joins synthetic participants
-//! (`scnf::io::participant::Participant`) and measures what they heard. Runs are a few seconds
+//! (`scnf_testkit::participant::Participant`) and measures what they heard. Runs are a few seconds
 //! each and bounded.
 
 mod alloc;
+mod client;
 mod control;
 mod control_robust;
-mod rtpgen;
+mod loadgen;
 mod support;
 mod system;

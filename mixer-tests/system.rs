@@ -1,14 +1,14 @@
 //! The node over real sockets: N-minus-one in mixed codecs, with and without a bad
 //! network, bit-exact single talker, and garbage that must not hurt calls.
 
-use crate::support::impair::{Impairment, Relay, RelayConfig};
 use crate::support::{exclusive, node};
-use scnf::codec::{CodecKind, Decoder, FRAME_SAMPLES};
-use scnf::engine::LegSpec;
-use scnf::io::demo::{conference, HeardReport};
-use scnf::io::participant::{Participant, Source};
-use scnf::probe::{level_dbfs_blocked, Tone};
-use scnf::probe::{TONES, TONE_DBFS};
+use scnf::demo::{conference, HeardReport};
+use scnf_core::engine::LegSpec;
+use scnf_media::codec::{CodecKind, Decoder, FRAME_SAMPLES};
+use scnf_media::probe::{level_dbfs_blocked, Tone};
+use scnf_media::probe::{TONES, TONE_DBFS};
+use scnf_testkit::impair::{Impairment, Relay, RelayConfig};
+use scnf_testkit::participant::{Participant, Source};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
@@ -255,7 +255,7 @@ async fn garbage_and_strangers_do_not_hurt_an_established_call() {
     };
     let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
     let flood = std::thread::spawn(move || {
-        let mut rng = scnf::util::Rng::new(7);
+        let mut rng = scnf_media::util::Rng::new(7);
         let mut buf = [0u8; 1500];
         for i in 0..20_000u32 {
             let len = rng.below(1500) as usize;
@@ -350,7 +350,7 @@ async fn telephone_events_reach_the_control_side_as_digits() {
             (400, true),
         ] {
             let mut pkt = [0u8; 16];
-            scnf::rtp::RtpHeader {
+            scnf_media::rtp::RtpHeader {
                 marker: dur == 160,
                 payload_type: 101,
                 sequence: seq,
@@ -371,7 +371,7 @@ async fn telephone_events_reach_the_control_side_as_digits() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     while digits.len() < 4 {
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(scnf::engine::EngineEvent::Dtmf { digit, leg: l, .. })) if l == leg.id => {
+            Ok(Ok(scnf_core::engine::EngineEvent::Dtmf { digit, leg: l, .. })) if l == leg.id => {
                 digits.push(digit)
             }
             Ok(Ok(_)) => {}

@@ -4,11 +4,11 @@
 //! panic, channels never over capacity, room ids never overlap.
 
 use libfuzzer_sys::fuzz_target;
-use scnf::conf::{CallRef, ConfConfig, Conference};
+use scnf_core::conf::{CallRef, ConfConfig, Conference};
 use std::time::{Duration, Instant};
 
 fuzz_target!(|data: &[u8]| {
-    let _ = scnf::control::msg::parse_client(&String::from_utf8_lossy(data));
+    let _ = scnf_core::control::msg::parse_client(&String::from_utf8_lossy(data));
 
     let capacity = 1 + u32::from(data.first().copied().unwrap_or(0) % 16);
     let mut conf = Conference::new(ConfConfig::new(capacity), 7);
@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
                 conf.handle_timeout(now);
                 Ok(())
             }
-            _ => conf.handle_media_failed(call, scnf::conf::Cause::RESOURCE_UNAVAILABLE),
+            _ => conf.handle_media_failed(call, scnf_core::conf::Cause::RESOURCE_UNAVAILABLE),
         };
         while conf.poll_output().is_some() {}
         assert!(conf.channels_used() + conf.channels_reserved() <= capacity);

@@ -4,8 +4,8 @@
 //! mix ticks. The engine must never panic and must keep answering.
 
 use libfuzzer_sys::fuzz_target;
-use scnf::codec::CodecKind;
-use scnf::engine::{Engine, EngineConfig, LegId, LegSpec, Via};
+use scnf_media::codec::CodecKind;
+use scnf_core::engine::{Engine, EngineConfig, LegId, LegSpec, MixId, Via};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         },
         1,
     );
-    engine.open_room(t0, 1).unwrap();
+    engine.open_room(t0, MixId(1)).unwrap();
     let addrs: [SocketAddr; 4] = [
         "10.0.0.1:4000".parse().unwrap(),
         "10.0.0.2:4000".parse().unwrap(),
@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         let mut spec = LegSpec::new(addrs[i], codec);
         spec.telephone_event_pt = Some(101);
         spec.latching = i == 2;
-        engine.add_leg(t0, 1, LegId(i as u64), spec).unwrap();
+        engine.add_leg(t0, MixId(1), LegId(i as u64), spec).unwrap();
     }
     // Input: records of [control byte][len byte][len bytes of datagram].
     let mut now = t0;

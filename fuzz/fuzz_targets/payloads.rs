@@ -1,7 +1,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scnf::rtp::{ComfortNoise, DtmfReceiver, TelephoneEvent};
+use scnf_media::rtp::{ComfortNoise, DtmfReceiver, TelephoneEvent};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(cn) = ComfortNoise::parse(data) {

@@ -1,7 +1,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scnf::rtp::{ReceptionStats, SeqExtender, TsExtender};
+use scnf_media::rtp::{ReceptionStats, SeqExtender, TsExtender};
 use std::time::{Duration, Instant};
 
 fuzz_target!(|data: &[u8]| {

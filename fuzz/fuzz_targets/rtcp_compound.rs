@@ -1,7 +1,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scnf::rtp::rtcp::{parse_compound, RtcpPacket};
+use scnf_media::rtp::rtcp::{parse_compound, RtcpPacket};
 
 fuzz_target!(|data: &[u8]| {
     let mut steps = 0usize;

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use scnf::rtp::{is_rtcp, RtpPacket};
+use scnf_media::rtp::{is_rtcp, RtpPacket};
 
 fuzz_target!(|data: &[u8]| {
     let _ = is_rtcp(data);

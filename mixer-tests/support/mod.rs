@@ -1,13 +1,9 @@
 //! Test support for the real-UDP system tests: an impaired relay to put between a
 //! participant and the node, and a node fixture. Participants, tones and level
-//! measurement come from the library (`scnf::probe`), shared with `scnf demo`.
-
-pub mod ctl;
-pub mod impair;
-pub mod phone;
+//! measurement come from the library (`scnf_media::probe`), shared with `scnf demo`.
 
 use scnf::config::Config;
-use scnf::io::NodeHandle;
+use scnf::NodeHandle;
 use std::sync::atomic::{AtomicU16, Ordering};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -44,7 +40,7 @@ pub fn node(max_talkers: usize) -> NodeHandle {
 /// `tune` adjusts the configuration (channels, password, TLS) before the start.
 pub async fn control_node(
     tune: impl FnOnce(&mut Config),
-) -> (NodeHandle, scnf::io::control::ControlHandle) {
+) -> (NodeHandle, scnf::control::ControlHandle) {
     let base = NEXT_PORT.fetch_add(100, Ordering::Relaxed);
     let mut cfg = Config::default();
     cfg.rtp.workers = 1;
@@ -53,7 +49,7 @@ pub async fn control_node(
     cfg.control.listen = "127.0.0.1:0".parse().unwrap();
     tune(&mut cfg);
     let node = NodeHandle::start(&cfg).expect("the test node starts");
-    let control = scnf::io::control::start(node.clone(), &cfg)
+    let control = scnf::control::start(node.clone(), &cfg)
         .await
         .expect("the control listener starts");
     (node, control)

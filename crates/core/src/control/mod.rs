@@ -1,0 +1,17 @@
+//! Call control: the protocol a PBX-side controller speaks to the node.
+//!
+//! - [`msg`]: the JSON messages (serde types), parsing and serialisation.
+//! - [`auth`]: the challenge/response login (HMAC-SHA256, server proof); sans-IO.
+//! - [`ratelimit`]: failed-login counting and lockout per peer network.
+//! - [`hex`]: the lowercase hex of the login fields.
+//!
+//! The conference behaviour itself (dial language, rooms, channels, listen modes)
+//! lives in the sans-IO [`crate::conf`] core; the shell that runs a session (the
+//! WebSocket listener and the switchboard task) is [`crate::control`].
+//! `docs/control-protocol.md` documents the protocol with a full example session,
+//! `docs/login.md` the login's wire construction.
+
+pub mod auth;
+pub mod hex;
+pub mod msg;
+pub mod ratelimit;

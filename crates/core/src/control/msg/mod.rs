@@ -1,0 +1,541 @@
+//! The call-control protocol's messages: JSON objects over WebSocket text frames.
+//!
+//! AppWebsocket style: every message has `mt` (its type) and may carry `src`, an opaque
+//! string the node echoes in every message it sends in response, so a controller can
+//! match answers to requests. Field names are lower-case; unknown fields are ignored
+//! (a newer controller can talk to an older node), unknown `mt` values are refused with
+//! an [`ServerMsg::Error`] naming them. `docs/control-protocol.md` is the prose version
+//! with a full example session.
+//!
+//! Parsing is two-step on purpose ([`parse_client`]): first any JSON object, so that
+//! `mt` and `src` can be reported even when the body is wrong, then the typed message.
+
+use scnf_media::codec::CodecKind;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// Version of this protocol; reported in `AppChallengeResult`, `AppLoginResult` and
+/// `StatusResult`. A controller asking for another version is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest call id, called number, digit string, name or nonce accepted, bytes.
+pub const MAX_FIELD: usize = 256;
+
+/// Messages a controller sends to the node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mt")]
+pub enum ClientMsg {
+    /// Starts a login: the node answers with a fresh challenge.
+    AppChallenge {
+        /// Protocol version the controller speaks (default: this node's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u32>,
+    },
+    /// Completes a login (see `docs/login.md` for the digest).
+    AppLogin {
+        name: String,
+        cnonce: String,
+        #[serde(default)]
+        info: String,
+        digest: String,
+    },
+    /// A new call into the conference interface. `called` is the call-setup command
+    /// (`*1...`, `*2...`, `*3...` or room digits); `complete` is the sending-complete
+    /// flag.
+    Setup {
+        call: String,
+        called: String,
+        #[serde(default)]
+        complete: bool,
+        media: MediaOffer,
+    },
+    /// More called-number digits for a call still dialing (overlap dialing).
+    Info {
+        call: String,
+        digits: String,
+        #[serde(default)]
+        complete: bool,
+    },
+    /// A DTMF digit signalled out of band by the controller (e.g. SIP INFO).
+    Dtmf { call: String, digit: String },
+    /// A remote-control facility (0 connect, 24/25 receive on/off, 26/27 listen mode).
+    RemoteControl { call: String, code: u32 },
+    /// The member put the call on hold (its contribution is muted).
+    Hold { call: String },
+    /// The member retrieved the call.
+    Retrieve { call: String },
+    /// A media direction change (re-INVITE): `sendonly`/`inactive` hold the call,
+    /// `sendrecv`/`recvonly` retrieve it.
+    Direction { call: String, direction: Direction },
+    /// The controller ends a call.
+    Release {
+        call: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<u8>,
+    },
+    /// Asks for rooms, participants, channels and per-leg media figures.
+    Status,
+    /// Asks for the node's load and clock health only: channels, counts and the
+    /// media workers. Cheap at any size, unlike `Status` (which visits every leg),
+    /// so it is what monitoring and load generators poll.
+    Health,
+}
+
+impl ClientMsg {
+    /// The message's `mt`.
+    pub fn mt(&self) -> &'static str {
+        match self {
+            ClientMsg::AppChallenge { .. } => "AppChallenge",
+            ClientMsg::AppLogin { .. } => "AppLogin",
+            ClientMsg::Setup { .. } => "Setup",
+            ClientMsg::Info { .. } => "Info",
+            ClientMsg::Dtmf { .. } => "Dtmf",
+            ClientMsg::RemoteControl { .. } => "RemoteControl",
+            ClientMsg::Hold { .. } => "Hold",
+            ClientMsg::Retrieve { .. } => "Retrieve",
+            ClientMsg::Direction { .. } => "Direction",
+            ClientMsg::Release { .. } => "Release",
+            ClientMsg::Status => "Status",
+            ClientMsg::Health => "Health",
+        }
+    }
+
+    /// The call id a request names, if it names one.
+    pub fn call(&self) -> Option<&str> {
+        match self {
+            ClientMsg::Setup { call, .. }
+            | ClientMsg::Info { call, .. }
+            | ClientMsg::Dtmf { call, .. }
+            | ClientMsg::RemoteControl { call, .. }
+            | ClientMsg::Hold { call }
+            | ClientMsg::Retrieve { call }
+            | ClientMsg::Direction { call, .. }
+            | ClientMsg::Release { call, .. } => Some(call),
+            ClientMsg::AppChallenge { .. }
+            | ClientMsg::AppLogin { .. }
+            | ClientMsg::Status
+            | ClientMsg::Health => None,
+        }
+    }
+}
+
+/// Every `mt` a controller may send (for "unknown message type" errors).
+pub const CLIENT_TYPES: [&str; 12] = [
+    "AppChallenge",
+    "AppLogin",
+    "Setup",
+    "Info",
+    "Dtmf",
+    "RemoteControl",
+    "Hold",
+    "Retrieve",
+    "Direction",
+    "Release",
+    "Status",
+    "Health",
+];
+
+/// Media direction, SDP words.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    Sendrecv,
+    Sendonly,
+    Recvonly,
+    Inactive,
+}
+
+impl Direction {
+    /// Whether this direction, offered by the member, means the call is on hold.
+    pub fn is_hold(self) -> bool {
+        matches!(self, Direction::Sendonly | Direction::Inactive)
+    }
+}
+
+/// One codec of an offer or the answer's chosen codec.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodecDesc {
+    /// SDP encoding name: `PCMU`, `PCMA`, `G722`, `opus`, `L16`.
+    pub name: String,
+    /// RTP payload type.
+    pub pt: u8,
+    /// RTP clock rate, Hz (8000; G.722 uses 8000 by RFC 3551; opus 48000).
+    pub rate: u32,
+}
+
+/// Where and how the member's media flows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaOffer {
+    /// Where the member receives RTP.
+    pub address: IpAddr,
+    pub port: u16,
+    /// In order of preference; the node takes the first one it supports.
+    pub codecs: Vec<CodecDesc>,
+    /// Packet time, milliseconds (the node sends 20 ms; 10-60 accepted on receive).
+    #[serde(default = "default_ptime")]
+    pub ptime: u32,
+    /// RFC 4733 telephone-event payload type, when the member sends DTMF that way;
+    /// without it the node listens for in-band DTMF tones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telephone_event: Option<u8>,
+    #[serde(default)]
+    pub direction: Direction,
+    /// RTCP on the RTP port (RFC 5761).
+    #[serde(default)]
+    pub rtcp_mux: bool,
+    /// Follow the member to the address its RTP really comes from (NAT).
+    #[serde(default)]
+    pub latching: bool,
+}
+
+fn default_ptime() -> u32 {
+    20
+}
+
+/// The node's side of the media: where to send, and what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaAnswer {
+    pub address: IpAddr,
+    pub port: u16,
+    /// Where the node receives RTCP (equal to `port` with rtcp-mux).
+    pub rtcp_port: u16,
+    pub codec: CodecDesc,
+    pub ptime: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telephone_event: Option<u8>,
+}
+
+/// Room options as created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomOptions {
+    /// Channels reserved for the room (`*2`).
+    pub reserve: u32,
+    /// `*81`: the creator leaving releases everyone.
+    pub disconnect_control: bool,
+    /// `*82`: joiners stay alerting until remote control 0.
+    pub remote_connect: bool,
+    /// `false` with `*83`.
+    pub multivideo: bool,
+}
+
+/// Channel accounting of the node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channels {
+    pub capacity: u32,
+    pub used: u32,
+    /// What a new call could still take (capacity minus used minus outstanding
+    /// reservations).
+    pub free: u32,
+}
+
+/// One media worker in a status report: how well it keeps its 20 ms mix clock. A
+/// late tick is one that ran more than 10 ms after it was due (`engine::LATE_TICK`); a load generator
+/// judges a node's capacity by them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub index: usize,
+    pub legs: usize,
+    pub ticks: u64,
+    pub late_ticks: u64,
+    pub skipped_ticks: u64,
+    pub lateness_p50_us: u64,
+    pub lateness_p99_us: u64,
+}
+
+/// One member in a status report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub participant: u64,
+    pub call: String,
+    /// `alerting` or `connected`.
+    pub state: String,
+    pub held: bool,
+    pub receive_off: bool,
+    /// Whether the others hear this member now.
+    pub heard: bool,
+    pub codec: String,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub packets_lost: i64,
+    pub jitter_ms: f64,
+    pub talking: bool,
+}
+
+/// One room in a status report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub room: String,
+    pub options: RoomOptions,
+    /// Participant whose exclusive listen mode is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive: Option<u64>,
+    pub members: Vec<MemberInfo>,
+}
+
+/// Messages the node sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mt")]
+pub enum ServerMsg {
+    AppChallengeResult {
+        challenge: String,
+        version: u32,
+    },
+    AppLoginResult {
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// HMAC proof that the node knows the secret (absent when no password is set).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proof: Option<String>,
+        version: u32,
+    },
+    /// The call reached a `*82` room: it waits for remote control 0.
+    Alerting {
+        call: String,
+        room: String,
+        participant: u64,
+        answer: MediaAnswer,
+    },
+    /// The call is in the room; `room` is the connected number.
+    Connect {
+        call: String,
+        room: String,
+        participant: u64,
+        answer: MediaAnswer,
+        multivideo: bool,
+    },
+    /// The node ends (or refuses) a call; `cause` is Q.850.
+    Release {
+        call: String,
+        cause: u8,
+        reason: String,
+    },
+    /// Answer to the controller's `Release`.
+    ReleaseResult {
+        call: String,
+    },
+    /// Answer to `Info` while digits are still awaited.
+    InfoResult {
+        call: String,
+    },
+    DtmfResult {
+        call: String,
+    },
+    RemoteControlResult {
+        call: String,
+        code: u32,
+    },
+    HoldResult {
+        call: String,
+    },
+    RetrieveResult {
+        call: String,
+    },
+    DirectionResult {
+        call: String,
+    },
+    StatusResult {
+        version: u32,
+        channels: Channels,
+        rooms: Vec<RoomInfo>,
+        /// The media workers' clocks (absent from older nodes).
+        #[serde(default)]
+        workers: Vec<WorkerInfo>,
+    },
+    HealthResult {
+        version: u32,
+        channels: Channels,
+        /// Rooms open on this node.
+        rooms: usize,
+        /// Media legs on this node's workers.
+        legs: usize,
+        workers: Vec<WorkerInfo>,
+    },
+    // Events, sent to every logged-in session.
+    RoomCreated {
+        room: String,
+        options: RoomOptions,
+    },
+    RoomClosed {
+        room: String,
+    },
+    ParticipantJoined {
+        room: String,
+        participant: u64,
+        call: String,
+    },
+    ParticipantLeft {
+        room: String,
+        participant: u64,
+        call: String,
+        cause: u8,
+    },
+    Talking {
+        room: String,
+        participant: u64,
+        call: String,
+        talking: bool,
+    },
+    Muted {
+        room: String,
+        participant: u64,
+        call: String,
+        muted: bool,
+    },
+    ListenMode {
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exclusive: Option<u64>,
+    },
+    /// A request was refused; `error` names the problem, `of` the request's `mt`.
+    Error {
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        of: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<String>,
+    },
+}
+
+impl ServerMsg {
+    /// Whether this is a room event (sent to every logged-in session, no `src`).
+    pub fn is_event(&self) -> bool {
+        matches!(
+            self,
+            ServerMsg::RoomCreated { .. }
+                | ServerMsg::RoomClosed { .. }
+                | ServerMsg::ParticipantJoined { .. }
+                | ServerMsg::ParticipantLeft { .. }
+                | ServerMsg::Talking { .. }
+                | ServerMsg::Muted { .. }
+                | ServerMsg::ListenMode { .. }
+        )
+    }
+}
+
+/// A parsed request: the message and the `src` to echo.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Incoming {
+    pub src: Option<String>,
+    pub msg: ClientMsg,
+}
+
+/// Why a text frame is not a request. Carries what could be read of it, so the error
+/// answer can still echo `src` and name `mt`.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{problem}")]
+pub struct ParseError {
+    pub problem: String,
+    pub mt: Option<String>,
+    pub src: Option<String>,
+}
+
+/// Parses one text frame from a controller.
+pub fn parse_client(text: &str) -> Result<Incoming, ParseError> {
+    let fail =
+        |problem: String, mt: Option<String>, src: Option<String>| ParseError { problem, mt, src };
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| fail(format!("malformed JSON: {e}"), None, None))?;
+    let serde_json::Value::Object(map) = &value else {
+        return Err(fail("a message must be a JSON object".into(), None, None));
+    };
+    let src = match map.get("src") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) if s.len() <= MAX_FIELD => Some(s.clone()),
+        Some(_) => {
+            return Err(fail(
+                format!("src must be a string of at most {MAX_FIELD} bytes"),
+                None,
+                None,
+            ))
+        }
+    };
+    let mt = match map.get("mt") {
+        Some(serde_json::Value::String(mt)) => mt.clone(),
+        Some(_) => return Err(fail("mt must be a string".into(), None, src)),
+        None => return Err(fail("missing mt".into(), None, src)),
+    };
+    if !CLIENT_TYPES.contains(&mt.as_str()) {
+        let shown: String = mt.chars().take(64).collect();
+        return Err(fail(
+            format!("unknown message type {shown:?}"),
+            Some(shown),
+            src,
+        ));
+    }
+    let msg: ClientMsg = serde_json::from_value(value)
+        .map_err(|e| fail(format!("bad {mt}: {e}"), Some(mt.clone()), src.clone()))?;
+    check_lengths(&msg).map_err(|field| {
+        fail(
+            format!("bad {mt}: {field} is longer than {MAX_FIELD} bytes"),
+            Some(mt.clone()),
+            src.clone(),
+        )
+    })?;
+    Ok(Incoming { src, msg })
+}
+
+/// Names the first string field that exceeds [`MAX_FIELD`].
+fn check_lengths(msg: &ClientMsg) -> Result<(), &'static str> {
+    let long = |s: &str| s.len() > MAX_FIELD;
+    let fields: &[(&'static str, &str)] = match msg {
+        ClientMsg::AppLogin {
+            name,
+            cnonce,
+            info,
+            digest,
+        } => &[
+            ("name", name),
+            ("cnonce", cnonce),
+            ("info", info),
+            ("digest", digest),
+        ],
+        ClientMsg::Setup { call, called, .. } => &[("call", call), ("called", called)],
+        ClientMsg::Info { call, digits, .. } => &[("call", call), ("digits", digits)],
+        ClientMsg::Dtmf { call, digit } => &[("call", call), ("digit", digit)],
+        ClientMsg::RemoteControl { call, .. }
+        | ClientMsg::Hold { call }
+        | ClientMsg::Retrieve { call }
+        | ClientMsg::Direction { call, .. }
+        | ClientMsg::Release { call, .. } => &[("call", call)],
+        ClientMsg::AppChallenge { .. } | ClientMsg::Status | ClientMsg::Health => &[],
+    };
+    match fields.iter().find(|(_, v)| long(v)) {
+        Some((name, _)) => Err(name),
+        None => Ok(()),
+    }
+}
+
+/// Serialises a node message, adding `src` when the request carried one.
+pub fn to_text(msg: &ServerMsg, src: Option<&str>) -> String {
+    let mut value = serde_json::to_value(msg).expect("server messages are plain data");
+    if let (Some(src), serde_json::Value::Object(map)) = (src, &mut value) {
+        map.insert("src".into(), serde_json::Value::String(src.into()));
+    }
+    value.to_string()
+}
+
+/// Parses a node message (controllers, tests, the load generator).
+pub fn parse_server(text: &str) -> Result<(ServerMsg, Option<String>), serde_json::Error> {
+    let value: serde_json::Value = serde_json::from_str(text)?;
+    let src = value.get("src").and_then(|s| s.as_str()).map(String::from);
+    Ok((serde_json::from_value(value)?, src))
+}
+
+/// The codec the node answers with: the first offered one it supports, with the
+/// offer's payload type. `None` when nothing matches (the call is refused, cause 88).
+pub fn choose_codec(offer: &MediaOffer) -> Option<(CodecKind, CodecDesc)> {
+    offer.codecs.iter().find_map(|c| {
+        let kind = CodecKind::from_name(&c.name)?;
+        let rate_ok = c.rate == kind.rtp_clock_rate();
+        let pt_ok = match kind.static_payload_type() {
+            Some(pt) => pt == c.pt,
+            None => (96..128).contains(&c.pt),
+        };
+        (rate_ok && pt_ok).then(|| (kind, c.clone()))
+    })
+}
+
+#[cfg(test)]
+mod tests;

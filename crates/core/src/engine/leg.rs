@@ -1,0 +1,234 @@
+//! One RTP leg: what the node knows about a participant's media.
+//!
+//! Receive side: RTP in → payload type demux (audio / telephone-event / comfort
+//! noise / unknown) → playout (jitter buffer, decoder, concealment) → one 20 ms frame
+//! per tick. Send side: the mix for this leg → (shared or own) encoder → RTP out.
+//! RTCP: reception statistics per RFC 3550, a report every `rtcp_interval`.
+
+use scnf_media::codec::{CodecKind, Decoder, Encoder, FRAME_SAMPLES};
+use scnf_media::dsp::InbandDtmf;
+use scnf_media::jitter::{JitterConfig, Playout};
+use scnf_media::mixer::talker::{TalkerConfig, TalkerDetector};
+use scnf_media::mixer::Frame;
+use scnf_media::rtp::{DtmfReceiver, ReceptionStats, SenderStats};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Identifies a leg across the node (unique for the node's lifetime).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LegId(pub u64);
+
+/// Identifies a mix room on a node: the media side of a conference room. Distinct
+/// from the conference room id (the dialled digits, `conf`'s `RoomId`): the session
+/// root maps one to the other, so the engine never sees a dialled string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MixId(pub u64);
+
+impl std::fmt::Display for MixId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "mix {}", self.0)
+    }
+}
+
+/// What the caller says about a leg when adding it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LegSpec {
+    /// Where the peer receives RTP (and, unless rtcp-mux, RTCP on port + 1).
+    pub remote: SocketAddr,
+    /// The codec both sides agreed on.
+    pub codec: CodecKind,
+    /// Payload type of that codec on this leg (the static one for G.711/G.722).
+    pub payload_type: u8,
+    /// Payload type of RFC 4733 telephone-events, when negotiated.
+    pub telephone_event_pt: Option<u8>,
+    /// Symmetric-RTP latching: follow the peer to the address its packets come from
+    /// (NAT). Off by default: packets from other addresses are dropped.
+    pub latching: bool,
+    /// RTCP multiplexed on the RTP port (RFC 5761).
+    pub rtcp_mux: bool,
+}
+
+impl LegSpec {
+    /// A leg with the codec's static payload type, no telephone-events, no latching.
+    pub fn new(remote: SocketAddr, codec: CodecKind) -> Self {
+        LegSpec {
+            remote,
+            codec,
+            payload_type: codec.static_payload_type().unwrap_or(96),
+            telephone_event_pt: None,
+            latching: false,
+            rtcp_mux: false,
+        }
+    }
+}
+
+/// Counters and gauges of one leg, as reported to the control side.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LegStats {
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    /// Packets lost per RFC 3550 (expected - received), cumulative.
+    pub packets_lost: i64,
+    /// Interarrival jitter, milliseconds (RFC 3550 A.8).
+    pub jitter_ms: f64,
+    /// Arrived after their playout time.
+    pub late: u64,
+    pub duplicates: u64,
+    /// Frames concealed where sequence numbers show audio was missing (a sender
+    /// that pauses or hangs up is not counted: its fade-out is not a loss).
+    pub concealed_frames: u64,
+    /// Playout adjustments: 20 ms inserted (stretch) or skipped (compress) to follow
+    /// the network or the sender's clock.
+    pub stretched: u64,
+    pub compressed: u64,
+    /// Times the playout re-anchored (timestamp jump, marker after lateness).
+    pub resyncs: u64,
+    /// Current playout delay target, milliseconds.
+    pub playout_delay_ms: u64,
+    /// Payloads the decoder refused.
+    pub decode_errors: u64,
+    /// Packets with a payload type this leg did not negotiate.
+    pub unknown_payload_type: u64,
+    /// Comfort-noise packets (tolerated, played as silence).
+    pub comfort_noise: u64,
+    /// DTMF digits received, as telephone-events or detected in-band.
+    pub dtmf_digits: u64,
+    /// Of `dtmf_digits`, those detected as tones in the decoded audio (legs that did
+    /// not negotiate telephone-events).
+    pub inband_dtmf_digits: u64,
+    /// SSRC changes seen (each resets the playout).
+    pub ssrc_changes: u64,
+    /// RTCP packets received.
+    pub rtcp_received: u64,
+    /// Round-trip time from the peer's last report block about us, milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// Loss the peer reports about our stream (fraction lost, 0-255 scale).
+    pub remote_fraction_lost: Option<u8>,
+    pub talking: bool,
+}
+
+/// Where a peer at `rtp` receives RTCP: the same port with rtcp-mux (RFC 5761),
+/// else the next one (RFC 3550's convention).
+pub fn rtcp_address(rtp: SocketAddr, mux: bool) -> SocketAddr {
+    if mux {
+        rtp
+    } else {
+        SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1))
+    }
+}
+
+/// A leg inside the engine.
+pub struct Leg {
+    pub id: LegId,
+    pub room: MixId,
+    pub spec: LegSpec,
+    /// Where RTP goes now (differs from `spec.remote` after latching).
+    pub remote: SocketAddr,
+    /// Where RTCP goes.
+    pub rtcp_remote: SocketAddr,
+    /// Whether any packet was accepted yet (latching decides on the first one).
+    pub latched: bool,
+    pub decoder: Decoder,
+    /// The leg's own encoder, used while it is a mixed talker (its mix differs from
+    /// the shared one) — and always for Opus, whose inter-frame state cannot be shared.
+    pub encoder: Encoder,
+    /// Whether the last packet sent carried the room's shared payload.
+    pub on_shared: bool,
+    pub playout: Playout,
+    pub talker: TalkerDetector,
+    pub dtmf: DtmfReceiver,
+    /// In-band DTMF detection on the decoded audio; only on legs without
+    /// telephone-events (a peer that sends RFC 4733 events is believed, and its
+    /// audio is not searched a second time).
+    pub inband: Option<InbandDtmf>,
+    pub reception: ReceptionStats,
+    /// The frame played out this tick.
+    pub frame: Frame,
+    /// Muted: contributes nothing to the mix (hold, remote control). Still hears.
+    pub muted: bool,
+    /// Receives the mix. When false nothing is sent (remote control "receive off").
+    pub receives: bool,
+    /// Last SSRC seen from the peer.
+    pub peer_ssrc: Option<u32>,
+    pub last_rx: Instant,
+    pub timeout_reported: bool,
+    // Send side.
+    pub ssrc: u32,
+    pub seq: u16,
+    pub ts: u32,
+    pub first_packet: bool,
+    /// Packet and octet counts for our sender reports.
+    pub sender: SenderStats,
+    pub next_rtcp: Instant,
+    pub stats: LegStats,
+}
+
+impl Leg {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        now: Instant,
+        id: LegId,
+        room: MixId,
+        spec: LegSpec,
+        jitter: &JitterConfig,
+        talker: &TalkerConfig,
+        ssrc: u32,
+        initial_seq: u16,
+        initial_ts: u32,
+        first_rtcp: Instant,
+    ) -> Result<Leg, scnf_media::codec::CodecError> {
+        let rtcp_remote = rtcp_address(spec.remote, spec.rtcp_mux);
+        Ok(Leg {
+            id,
+            room,
+            remote: spec.remote,
+            rtcp_remote,
+            latched: false,
+            decoder: Decoder::new(spec.codec)?,
+            encoder: Encoder::new(spec.codec)?,
+            on_shared: false,
+            playout: Playout::new(jitter, spec.codec.rtp_clock_rate()),
+            talker: TalkerDetector::new(talker),
+            dtmf: DtmfReceiver::default(),
+            inband: spec.telephone_event_pt.is_none().then(InbandDtmf::new),
+            reception: ReceptionStats::new(spec.codec.rtp_clock_rate()),
+            frame: [0; FRAME_SAMPLES],
+            muted: false,
+            receives: true,
+            peer_ssrc: None,
+            last_rx: now,
+            timeout_reported: false,
+            ssrc,
+            seq: initial_seq,
+            ts: initial_ts,
+            first_packet: true,
+            sender: SenderStats::new(),
+            next_rtcp: first_rtcp,
+            stats: LegStats::default(),
+            spec,
+        })
+    }
+
+    /// Whether this leg's mix may be the room's shared, encode-once payload.
+    pub fn can_share_encoding(&self) -> bool {
+        self.spec.codec != CodecKind::Opus
+    }
+
+    /// A snapshot of the leg's statistics.
+    pub fn snapshot(&self) -> LegStats {
+        let mut s = self.stats.clone();
+        let p = self.playout.stats();
+        s.late = p.late;
+        s.duplicates = p.duplicate;
+        s.concealed_frames = p.concealed_frames;
+        s.stretched = p.stretched;
+        s.compressed = p.compressed;
+        s.resyncs = p.resyncs;
+        s.playout_delay_ms = p.target_delay_ms as u64;
+        s.packets_lost = self.reception.lost();
+        s.jitter_ms = self.reception.jitter_ms();
+        s.talking = self.talker.is_talking();
+        s
+    }
+}

@@ -1,0 +1,643 @@
+//! One media worker's sans-IO state machine: the rooms and legs it owns.
+//!
+//! The engine never reads the clock or touches a socket. Its shell (see
+//! [`crate::io`]) feeds it:
+//! - [`Engine::handle_datagram`] for every datagram received on the worker's RTP or
+//!   RTCP socket,
+//! - [`Engine::handle_timeout`] when [`Engine::poll_timeout`] says so (the 20 ms mix
+//!   tick — the worker's one timer; RTCP reports and media timeouts ride on it),
+//! - the control calls ([`Engine::open_room`], [`Engine::add_leg`], ...),
+//!
+//! and drains [`Engine::poll_transmit`] and [`Engine::poll_event`] after each call.
+//!
+//! Legs share the worker's sockets and are told apart by their remote address.
+//! **Latching rule**: a datagram from an address no leg owns is dropped and counted
+//! as foreign, unless a leg with `latching` on claims it: first the latching leg whose
+//! current remote IP and peer SSRC equal the packet's (a NAT rebinding moved the
+//! port mid-call), else the only latching leg that has not received anything yet and
+//! whose configured remote IP equals the source IP (a NAT changed the port before
+//! the first packet). The claiming leg then sends to the new address. A different
+//! IP never takes a leg over, whatever SSRC it claims, and ambiguous cases are
+//! dropped, never guessed.
+
+pub mod leg;
+pub mod room;
+pub mod slab;
+pub mod tx;
+
+pub use leg::{LegId, LegSpec, LegStats, MixId};
+pub use tx::{Transmit, Via};
+
+use hdrhistogram::Histogram;
+use leg::Leg;
+use room::Room;
+use scnf_media::codec::CodecError;
+use scnf_media::jitter::{JitterConfig, Rejected};
+use scnf_media::mixer::MixConfig;
+use scnf_media::rtp::{self, RtpPacket, TelephoneEvent};
+use scnf_media::util::Rng;
+use slab::Slab;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tx::TxQueue;
+
+/// The mix period.
+pub const TICK: Duration = Duration::from_millis(20);
+/// A tick that runs later than this after its deadline counts as late.
+pub const LATE_TICK: Duration = Duration::from_millis(10);
+/// Beyond this much lateness the engine stops catching up tick by tick and
+/// re-anchors its schedule (counted as skipped ticks).
+const MAX_CATCH_UP: Duration = Duration::from_millis(100);
+
+/// Comfort noise (RFC 3389) static payload type.
+const PT_COMFORT_NOISE: u8 = 13;
+
+/// Engine settings (typed, already validated).
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub jitter: JitterConfig,
+    pub mix: MixConfig,
+    pub rtcp_interval: Duration,
+    /// `None` disables media-timeout events.
+    pub media_timeout: Option<Duration>,
+    /// RTCP SDES CNAME of this node.
+    pub cname: String,
+    /// Wall-clock anchor for RTCP NTP timestamps: an `Instant` and the time since the
+    /// Unix epoch at that instant. The shell samples both once.
+    pub wallclock: (Instant, Duration),
+}
+
+impl EngineConfig {
+    /// The defaults of a node (see [`scnf::config`]), anchored at `wallclock`:
+    /// default jitter and mixer settings, RTCP every 5 s, media timeout 30 s.
+    pub fn new(cname: impl Into<String>, wallclock: (Instant, Duration)) -> EngineConfig {
+        EngineConfig {
+            jitter: JitterConfig::default(),
+            mix: MixConfig::default(),
+            rtcp_interval: Duration::from_secs(5),
+            media_timeout: Some(Duration::from_secs(30)),
+            cname: cname.into(),
+            wallclock,
+        }
+    }
+}
+
+/// Why a control call failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EngineError {
+    #[error("room {0} does not exist")]
+    NoSuchRoom(MixId),
+    #[error("room {0} already exists")]
+    RoomExists(MixId),
+    #[error("leg {0:?} does not exist")]
+    NoSuchLeg(LegId),
+    #[error("leg {0:?} already exists")]
+    LegExists(LegId),
+    #[error("remote address {0} is already used by another leg on this worker")]
+    RemoteInUse(SocketAddr),
+    #[error("codec: {0}")]
+    Codec(#[from] CodecError),
+}
+
+/// Something the control side wants to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// A DTMF digit arrived as an RFC 4733 telephone-event, or (on a leg that did
+    /// not negotiate telephone-events) was detected as tones in its decoded audio.
+    Dtmf {
+        room: MixId,
+        leg: LegId,
+        digit: char,
+    },
+    /// A leg started or stopped talking.
+    Talking {
+        room: MixId,
+        leg: LegId,
+        talking: bool,
+    },
+    /// A leg received nothing for the media timeout.
+    MediaTimeout { room: MixId, leg: LegId },
+    /// A latching leg now sends to a new address.
+    Latched {
+        room: MixId,
+        leg: LegId,
+        remote: SocketAddr,
+    },
+}
+
+/// Worker-wide counters.
+#[derive(Clone)]
+pub struct EngineStats {
+    pub datagrams: u64,
+    /// From an address no leg owns (and no latching leg claimed).
+    pub foreign: u64,
+    /// Not parseable as RTP/RTCP.
+    pub malformed: u64,
+    pub ticks: u64,
+    /// Ticks run more than [`LATE_TICK`] after their deadline.
+    pub late_ticks: u64,
+    /// Ticks given up after falling more than 100 ms behind.
+    pub skipped_ticks: u64,
+    /// Encoder invocations (encode-once makes this far smaller than packets sent).
+    pub encodes: u64,
+    /// Packets that carried a room's shared payload.
+    pub shared_sends: u64,
+    /// Tick lateness, microseconds.
+    pub lateness_us: Histogram<u64>,
+}
+
+impl std::fmt::Debug for EngineStats {
+    // The histogram's own Debug prints every bucket; show its summary instead.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineStats")
+            .field("datagrams", &self.datagrams)
+            .field("foreign", &self.foreign)
+            .field("malformed", &self.malformed)
+            .field("ticks", &self.ticks)
+            .field("late_ticks", &self.late_ticks)
+            .field("skipped_ticks", &self.skipped_ticks)
+            .field("encodes", &self.encodes)
+            .field("shared_sends", &self.shared_sends)
+            .field("lateness_p99_us", &self.lateness_us.value_at_quantile(0.99))
+            .finish()
+    }
+}
+
+impl Default for EngineStats {
+    fn default() -> Self {
+        EngineStats {
+            datagrams: 0,
+            foreign: 0,
+            malformed: 0,
+            ticks: 0,
+            late_ticks: 0,
+            skipped_ticks: 0,
+            encodes: 0,
+            shared_sends: 0,
+            lateness_us: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .expect("static histogram bounds are valid"),
+        }
+    }
+}
+
+/// Which leg (slab index) owns a remote address, for RTP and for RTCP.
+#[derive(Debug, Default)]
+struct Addresses {
+    rtp: HashMap<SocketAddr, usize>,
+    rtcp: HashMap<SocketAddr, usize>,
+}
+
+impl Addresses {
+    fn map(&mut self, idx: usize, rtp: SocketAddr, rtcp: SocketAddr) {
+        self.rtp.insert(rtp, idx);
+        if rtcp != rtp {
+            self.rtcp.insert(rtcp, idx);
+        }
+    }
+
+    /// Forgets the leg's addresses (only where they still point at this leg).
+    fn unmap(&mut self, idx: usize, rtp: SocketAddr, rtcp: SocketAddr) {
+        if self.rtp.get(&rtp) == Some(&idx) {
+            self.rtp.remove(&rtp);
+        }
+        if self.rtcp.get(&rtcp) == Some(&idx) {
+            self.rtcp.remove(&rtcp);
+        }
+    }
+}
+
+/// See the module docs.
+pub struct Engine {
+    cfg: EngineConfig,
+    rng: Rng,
+    rooms: HashMap<MixId, Room>,
+    legs: Slab<Leg>,
+    leg_index: HashMap<LegId, usize>,
+    addresses: Addresses,
+    /// Slab indices of legs with latching on.
+    latching: Vec<usize>,
+    next_tick: Option<Instant>,
+    tick_no: u64,
+    tx: TxQueue,
+    events: VecDeque<EngineEvent>,
+    stats: EngineStats,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig, seed: u64) -> Engine {
+        Engine {
+            cfg,
+            rng: Rng::new(seed),
+            rooms: HashMap::new(),
+            legs: Slab::default(),
+            leg_index: HashMap::new(),
+            addresses: Addresses::default(),
+            latching: Vec::new(),
+            next_tick: None,
+            tick_no: 0,
+            tx: TxQueue::default(),
+            events: VecDeque::new(),
+            stats: EngineStats::default(),
+        }
+    }
+
+    // ---- control -------------------------------------------------------------
+
+    /// Opens an empty room. The mix tick starts with the first room.
+    pub fn open_room(&mut self, now: Instant, id: MixId) -> Result<(), EngineError> {
+        if self.rooms.contains_key(&id) {
+            return Err(EngineError::RoomExists(id));
+        }
+        self.rooms.insert(id, Room::new(id, &self.cfg.mix));
+        self.next_tick.get_or_insert(now + TICK);
+        Ok(())
+    }
+
+    /// Closes a room and drops its legs.
+    pub fn close_room(&mut self, id: MixId) -> Result<Vec<(LegId, LegStats)>, EngineError> {
+        let room = self.rooms.get(&id).ok_or(EngineError::NoSuchRoom(id))?;
+        let ids: Vec<LegId> = room
+            .legs
+            .iter()
+            .filter_map(|&i| self.legs.get(i).map(|l| l.id))
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for leg in ids {
+            out.push((leg, self.remove_leg(leg)?));
+        }
+        self.rooms.remove(&id);
+        if self.rooms.is_empty() {
+            self.next_tick = None;
+        }
+        Ok(out)
+    }
+
+    /// Adds a leg to a room. The leg starts sending the room's mix at the next tick.
+    pub fn add_leg(
+        &mut self,
+        now: Instant,
+        room: MixId,
+        id: LegId,
+        spec: LegSpec,
+    ) -> Result<(), EngineError> {
+        if !self.rooms.contains_key(&room) {
+            return Err(EngineError::NoSuchRoom(room));
+        }
+        if self.leg_index.contains_key(&id) {
+            return Err(EngineError::LegExists(id));
+        }
+        if self.addresses.rtp.contains_key(&spec.remote) {
+            return Err(EngineError::RemoteInUse(spec.remote));
+        }
+        // RFC 3550 6.2: the first report after a random fraction of the interval.
+        let first_rtcp = now
+            + self
+                .cfg
+                .rtcp_interval
+                .mul_f64(0.5 + 0.5 * self.rng.next_f64());
+        let leg = Leg::new(
+            now,
+            id,
+            room,
+            spec,
+            &self.cfg.jitter,
+            &self.cfg.mix.talker,
+            self.rng.next_u32(),
+            self.rng.next_u32() as u16,
+            self.rng.next_u32(),
+            first_rtcp,
+        )?;
+        let (remote, rtcp_remote) = (leg.remote, leg.rtcp_remote);
+        let latching = leg.spec.latching;
+        let idx = self.legs.insert(leg);
+        self.leg_index.insert(id, idx);
+        self.addresses.map(idx, remote, rtcp_remote);
+        if latching {
+            self.latching.push(idx);
+        }
+        self.rooms
+            .get_mut(&room)
+            .expect("room checked above")
+            .legs
+            .push(idx);
+        Ok(())
+    }
+
+    /// Removes a leg and returns its final statistics.
+    pub fn remove_leg(&mut self, id: LegId) -> Result<LegStats, EngineError> {
+        let idx = self
+            .leg_index
+            .remove(&id)
+            .ok_or(EngineError::NoSuchLeg(id))?;
+        let leg = self
+            .legs
+            .remove(idx)
+            .expect("leg_index points at live legs");
+        self.addresses.unmap(idx, leg.remote, leg.rtcp_remote);
+        self.latching.retain(|&i| i != idx);
+        if let Some(room) = self.rooms.get_mut(&leg.room) {
+            room.legs.retain(|&i| i != idx);
+        }
+        Ok(leg.snapshot())
+    }
+
+    /// Mutes or unmutes a leg's contribution to the mix (hold, remote control).
+    pub fn set_muted(&mut self, id: LegId, muted: bool) -> Result<(), EngineError> {
+        let leg = self.leg_mut(id)?;
+        leg.muted = muted;
+        if muted {
+            leg.talker.reset();
+        }
+        Ok(())
+    }
+
+    /// Turns sending the mix to a leg on or off.
+    pub fn set_receives(&mut self, id: LegId, receives: bool) -> Result<(), EngineError> {
+        self.leg_mut(id)?.receives = receives;
+        Ok(())
+    }
+
+    /// Turns encode-once off or on for a room (benchmarks measure its worth).
+    pub fn set_encode_once(&mut self, room: MixId, on: bool) -> Result<(), EngineError> {
+        self.rooms
+            .get_mut(&room)
+            .ok_or(EngineError::NoSuchRoom(room))?
+            .encode_once = on;
+        Ok(())
+    }
+
+    fn leg_mut(&mut self, id: LegId) -> Result<&mut Leg, EngineError> {
+        let idx = *self.leg_index.get(&id).ok_or(EngineError::NoSuchLeg(id))?;
+        Ok(self
+            .legs
+            .get_mut(idx)
+            .expect("leg_index points at live legs"))
+    }
+
+    /// A leg's statistics.
+    pub fn leg_stats(&self, id: LegId) -> Option<LegStats> {
+        let idx = *self.leg_index.get(&id)?;
+        self.legs.get(idx).map(Leg::snapshot)
+    }
+
+    /// Legs of a room, in join order.
+    pub fn room_legs(&self, room: MixId) -> Option<Vec<LegId>> {
+        let r = self.rooms.get(&room)?;
+        Some(
+            r.legs
+                .iter()
+                .filter_map(|&i| self.legs.get(i))
+                .map(|l| l.id)
+                .collect(),
+        )
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    pub fn leg_count(&self) -> usize {
+        self.legs.len()
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    // ---- input ---------------------------------------------------------------
+
+    /// A datagram arrived on the worker's RTP (`via = Rtp`) or RTCP socket.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, via: Via, data: &[u8]) {
+        self.stats.datagrams += 1;
+        let is_rtcp = via == Via::Rtcp || rtp::is_rtcp(data);
+        let known = if via == Via::Rtcp {
+            self.addresses
+                .rtcp
+                .get(&from)
+                .or_else(|| self.addresses.rtp.get(&from))
+        } else {
+            self.addresses.rtp.get(&from)
+        };
+        if is_rtcp {
+            match known {
+                Some(&idx) => self.handle_rtcp(now, idx, data),
+                None => self.stats.foreign += 1,
+            }
+            return;
+        }
+        if known.is_none() && self.latching.is_empty() {
+            self.stats.foreign += 1;
+            return;
+        }
+        let pkt = match RtpPacket::parse(data) {
+            Ok(p) => p,
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        let idx = match known {
+            Some(&idx) => idx,
+            None => match self.latch(from, pkt.ssrc) {
+                Some(idx) => idx,
+                None => {
+                    self.stats.foreign += 1;
+                    return;
+                }
+            },
+        };
+        let events = &mut self.events;
+        let leg = self
+            .legs
+            .get_mut(idx)
+            .expect("address maps point at live legs");
+        leg.latched = true;
+        leg.last_rx = now;
+        leg.timeout_reported = false;
+        if pkt.payload_type == leg.spec.payload_type {
+            if leg.peer_ssrc != Some(pkt.ssrc) {
+                if leg.peer_ssrc.is_some() {
+                    leg.stats.ssrc_changes += 1;
+                    leg.playout.reset();
+                    if let Some(detector) = &mut leg.inband {
+                        detector.reset();
+                    }
+                    leg.reception = rtp::ReceptionStats::new(leg.spec.codec.rtp_clock_rate());
+                }
+                leg.peer_ssrc = Some(pkt.ssrc);
+            }
+            leg.stats.packets_received += 1;
+            leg.reception
+                .on_packet(now, pkt.ssrc, pkt.sequence, pkt.timestamp);
+            if let Err(Rejected::Undecodable) = leg.playout.insert(
+                now,
+                pkt.sequence,
+                pkt.timestamp,
+                pkt.marker,
+                pkt.payload,
+                &leg.decoder,
+            ) {
+                leg.stats.decode_errors += 1;
+            }
+        } else if Some(pkt.payload_type) == leg.spec.telephone_event_pt {
+            if let Ok(ev) = TelephoneEvent::parse(pkt.payload) {
+                if let Some(d) = leg.dtmf.on_packet(pkt.timestamp, &ev) {
+                    leg.stats.dtmf_digits += 1;
+                    events.push_back(EngineEvent::Dtmf {
+                        room: leg.room,
+                        leg: leg.id,
+                        digit: d.digit,
+                    });
+                }
+            } else {
+                leg.stats.decode_errors += 1;
+            }
+        } else if pkt.payload_type == PT_COMFORT_NOISE {
+            leg.stats.comfort_noise += 1;
+        } else {
+            leg.stats.unknown_payload_type += 1;
+        }
+    }
+
+    /// Finds the latching leg that may claim a datagram from `from` (see module docs)
+    /// and moves it there.
+    fn latch(&mut self, from: SocketAddr, ssrc: u32) -> Option<usize> {
+        let legs = &self.legs;
+        let by_ssrc = self.latching.iter().copied().find(|&i| {
+            legs.get(i)
+                .is_some_and(|l| l.peer_ssrc == Some(ssrc) && l.remote.ip() == from.ip())
+        });
+        let idx = by_ssrc.or_else(|| {
+            let mut fresh = self.latching.iter().copied().filter(|&i| {
+                legs.get(i)
+                    .is_some_and(|l| !l.latched && l.spec.remote.ip() == from.ip())
+            });
+            let first = fresh.next()?;
+            fresh.next().is_none().then_some(first)
+        })?;
+        let leg = self
+            .legs
+            .get_mut(idx)
+            .expect("latching list holds live legs");
+        self.addresses.unmap(idx, leg.remote, leg.rtcp_remote);
+        leg.remote = from;
+        leg.rtcp_remote = leg::rtcp_address(from, leg.spec.rtcp_mux);
+        self.addresses.map(idx, leg.remote, leg.rtcp_remote);
+        self.events.push_back(EngineEvent::Latched {
+            room: leg.room,
+            leg: leg.id,
+            remote: from,
+        });
+        Some(idx)
+    }
+
+    fn handle_rtcp(&mut self, now: Instant, idx: usize, data: &[u8]) {
+        let ntp = self.ntp(now);
+        let leg = self
+            .legs
+            .get_mut(idx)
+            .expect("address maps point at live legs");
+        leg.last_rx = now;
+        match rtcp_io::absorb(leg, now, ntp, data) {
+            Ok(()) => leg.stats.rtcp_received += 1,
+            Err(()) => self.stats.malformed += 1,
+        }
+    }
+
+    /// Runs due mix ticks, RTCP reports and media-timeout checks.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(mut due) = self.next_tick else {
+            return;
+        };
+        while due <= now {
+            let late = now - due;
+            self.stats
+                .lateness_us
+                .saturating_record(late.as_micros() as u64);
+            if late > LATE_TICK {
+                self.stats.late_ticks += 1;
+            }
+            if late > MAX_CATCH_UP {
+                // Too far behind to catch up frame by frame: play one tick now and
+                // re-anchor; the jitter buffers absorb the gap.
+                let missed = (late.as_micros() / TICK.as_micros()) as u64;
+                self.stats.skipped_ticks += missed;
+                due = now;
+            }
+            self.run_tick(now);
+            due += TICK;
+        }
+        self.next_tick = Some(due);
+        self.housekeeping(now);
+    }
+
+    fn run_tick(&mut self, now: Instant) {
+        self.tick_no += 1;
+        self.stats.ticks += 1;
+        for room in self.rooms.values_mut() {
+            let work = room.tick(
+                now,
+                self.tick_no,
+                &mut self.legs,
+                &mut self.tx,
+                &mut self.events,
+            );
+            self.stats.encodes += work.encodes;
+            self.stats.shared_sends += work.shared_sends;
+        }
+    }
+
+    /// RTCP reports and media timeouts (once per tick, over all legs).
+    fn housekeeping(&mut self, now: Instant) {
+        let ntp = self.ntp(now);
+        let interval = self.cfg.rtcp_interval;
+        let timeout = self.cfg.media_timeout;
+        for (_, leg) in self.legs.iter_mut() {
+            if leg.next_rtcp <= now {
+                rtcp_io::send_report(leg, now, ntp, &self.cfg.cname, &mut self.tx);
+                leg.next_rtcp = now + interval.mul_f64(0.5 + self.rng.next_f64());
+            }
+            if let Some(t) = timeout {
+                if !leg.timeout_reported && now.saturating_duration_since(leg.last_rx) >= t {
+                    leg.timeout_reported = true;
+                    self.events.push_back(EngineEvent::MediaTimeout {
+                        room: leg.room,
+                        leg: leg.id,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Wall-clock time at `now`, since the Unix epoch.
+    fn ntp(&self, now: Instant) -> Duration {
+        let (at, unix) = self.cfg.wallclock;
+        unix + now.saturating_duration_since(at)
+    }
+
+    // ---- output --------------------------------------------------------------
+
+    /// The next datagram to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
+        self.tx.pop()
+    }
+
+    /// The next event for the control side.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] wants to run next (`None`: no rooms, idle).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_tick
+    }
+}
+
+mod rtcp_io;
+
+#[cfg(test)]
+mod tests;

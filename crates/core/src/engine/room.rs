@@ -1,0 +1,191 @@
+//! A room: its legs (indices into the engine's leg slab), its mixer scratch, and the
+//! shared per-codec encoders of encode-once.
+
+use super::leg::{Leg, MixId};
+use super::slab::Slab;
+use super::tx::{TxQueue, Via};
+use super::EngineEvent;
+use scnf_media::codec::{CodecKind, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD};
+use scnf_media::jitter::FrameKind;
+use scnf_media::mixer::talker::TalkerChange;
+use scnf_media::mixer::{Frame, MixConfig, Mixer};
+use scnf_media::rtp::RtpHeader;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+const RTP_HEADER: usize = 12;
+
+/// One codec's shared encoding for this tick.
+struct Shared {
+    encoder: Encoder,
+    payload: [u8; MAX_FRAME_PAYLOAD],
+    len: usize,
+    /// Tick number the payload was encoded for (`u64::MAX` = never).
+    tick: u64,
+}
+
+/// Per-tick counters the engine aggregates.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TickWork {
+    pub encodes: u64,
+    pub shared_sends: u64,
+}
+
+pub struct Room {
+    pub id: MixId,
+    /// Slab indices of the legs, in join order.
+    pub legs: Vec<usize>,
+    mixer: Mixer,
+    shared: [Option<Box<Shared>>; CodecKind::ALL.len()],
+    shared_pcm: Frame,
+    scratch: Frame,
+    payload: [u8; MAX_FRAME_PAYLOAD],
+    /// Whether encode-once is on (off only for benchmarks that measure its worth).
+    pub encode_once: bool,
+}
+
+impl Room {
+    pub fn new(id: MixId, mix: &MixConfig) -> Room {
+        Room {
+            id,
+            legs: Vec::new(),
+            mixer: Mixer::new(mix),
+            shared: Default::default(),
+            shared_pcm: [0; FRAME_SAMPLES],
+            scratch: [0; FRAME_SAMPLES],
+            payload: [0; MAX_FRAME_PAYLOAD],
+            encode_once: true,
+        }
+    }
+
+    /// Runs one 20 ms mix tick: play out every leg, pick and sum talkers, encode and
+    /// queue each leg's packet.
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        tick: u64,
+        legs: &mut Slab<Leg>,
+        tx: &mut TxQueue,
+        events: &mut VecDeque<EngineEvent>,
+    ) -> TickWork {
+        let mut work = TickWork::default();
+        self.mixer.begin();
+        for (i, &li) in self.legs.iter().enumerate() {
+            let leg = legs.get_mut(li).expect("room legs are live slab entries");
+            let kind = leg
+                .playout
+                .next_frame(now, &mut leg.decoder, &mut leg.frame);
+            let frame_energy = leg.playout.frame_energy();
+            let energy = match kind {
+                FrameKind::Silence => 0,
+                _ if leg.muted => 0,
+                _ => frame_energy,
+            };
+            if let Some(detector) = &mut leg.inband {
+                // The playout's energy of this very frame lets the detector skip
+                // silent frames for the price of one comparison.
+                if let Some(digit) = detector.push_frame_with_energy(&leg.frame, frame_energy) {
+                    leg.stats.dtmf_digits += 1;
+                    leg.stats.inband_dtmf_digits += 1;
+                    events.push_back(EngineEvent::Dtmf {
+                        room: self.id,
+                        leg: leg.id,
+                        digit,
+                    });
+                }
+            }
+            match leg.talker.update(energy) {
+                TalkerChange::None => {}
+                change => events.push_back(EngineEvent::Talking {
+                    room: self.id,
+                    leg: leg.id,
+                    talking: change == TalkerChange::Started,
+                }),
+            }
+            if leg.talker.is_talking() && !leg.muted {
+                self.mixer.offer(i as u32, leg.talker.level());
+            }
+        }
+        self.mixer.select();
+        for k in 0..self.mixer.selected().len() {
+            let i = self.mixer.selected()[k];
+            let leg = legs.get_mut(self.legs[i as usize]).expect("live leg");
+            self.mixer.add(&leg.frame);
+            // A listener leaving the shared stream continues from the state the peer's
+            // decoder has been tracking (the shared encoder after the last tick);
+            // without this an ADPCM (G.722) stream would glitch at every turn.
+            if leg.on_shared {
+                if let Some(shared) = &self.shared[leg.spec.codec.index()] {
+                    leg.encoder.clone_state_from(&shared.encoder);
+                }
+            }
+        }
+        self.mixer.render_shared(&mut self.shared_pcm);
+
+        for (i, &li) in self.legs.iter().enumerate() {
+            let leg = legs.get_mut(li).expect("room legs are live slab entries");
+            if !leg.receives {
+                continue;
+            }
+            let codec = leg.spec.codec;
+            let mixed = self.mixer.is_mixed(i as u32);
+            let personal = mixed || !leg.can_share_encoding() || !self.encode_once;
+            let payload: &[u8] = if personal {
+                let pcm = if mixed {
+                    self.mixer.render_minus(&leg.frame, &mut self.scratch);
+                    &self.scratch
+                } else {
+                    &self.shared_pcm
+                };
+                work.encodes += 1;
+                match leg.encoder.encode(pcm, &mut self.payload) {
+                    Ok(n) => &self.payload[..n],
+                    Err(_) => continue,
+                }
+            } else {
+                let slot = self.shared[codec.index()].get_or_insert_with(|| {
+                    Box::new(Shared {
+                        encoder: Encoder::new(codec).expect("non-Opus encoders cannot fail"),
+                        payload: [0; MAX_FRAME_PAYLOAD],
+                        len: 0,
+                        tick: u64::MAX,
+                    })
+                });
+                if slot.tick != tick {
+                    work.encodes += 1;
+                    slot.len = slot
+                        .encoder
+                        .encode(&self.shared_pcm, &mut slot.payload)
+                        .unwrap_or(0);
+                    slot.tick = tick;
+                }
+                work.shared_sends += 1;
+                &slot.payload[..slot.len]
+            };
+            leg.on_shared = !personal;
+            send_rtp(leg, payload, tx);
+        }
+        work
+    }
+}
+
+/// Queues one RTP packet of `payload` to the leg and advances its send state.
+pub fn send_rtp(leg: &mut Leg, payload: &[u8], tx: &mut TxQueue) {
+    let header = RtpHeader {
+        marker: leg.first_packet,
+        payload_type: leg.spec.payload_type,
+        sequence: leg.seq,
+        timestamp: leg.ts,
+        ssrc: leg.ssrc,
+    };
+    tx.push_with(leg.remote, Via::Rtp, RTP_HEADER + payload.len(), |buf| {
+        let h = header.write(buf).ok()?;
+        buf[h..h + payload.len()].copy_from_slice(payload);
+        Some(h + payload.len())
+    });
+    leg.first_packet = false;
+    leg.seq = leg.seq.wrapping_add(1);
+    leg.ts = leg.ts.wrapping_add(leg.spec.codec.frame_ts());
+    leg.stats.packets_sent += 1;
+    leg.sender.on_sent(payload.len());
+}

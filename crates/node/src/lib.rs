@@ -1,0 +1,24 @@
+//! scnf — the conference mixer node: the tokio shell around `scnf-core`.
+//!
+//! Everything here is thin; decisions live in the sans-IO core
+//! ([`scnf_core::session`], [`scnf_core::engine`], [`scnf_core::conf`]).
+//! - [`node`]: the media workers and [`NodeHandle`], a stateless router of media
+//!   operations to them.
+//! - [`worker`]: one media worker: one thread, one engine, its sockets and its one
+//!   timer.
+//! - [`control`]: the call-control WebSocket listener and the task that drives the
+//!   session root.
+//! - [`config`]: the node's configuration from defaults, a TOML file, the environment
+//!   and flags, validated once and turned into the core's typed configs.
+//! - [`tls`]: certificate files for wss.
+//! - [`demo`]: the embedded default of `scnf demo`.
+
+pub mod config;
+pub mod control;
+pub mod demo;
+pub mod node;
+pub mod tls;
+pub mod worker;
+
+pub use node::{LegInfo, NodeError, NodeHandle};
+pub use worker::{NodeEvent, WorkerStats};

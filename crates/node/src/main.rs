@@ -1,0 +1,102 @@
+//! `scnf` — the mixer node binary.
+//!
+//! - `scnf node [flags]` runs a node (media workers and the call-control WebSocket
+//!   listener) until SIGTERM/SIGINT.
+//! - `scnf demo` runs the main job on an embedded default: a node with a synthetic
+//!   conference on loopback, reporting what each participant hears.
+
+use clap::{Parser, Subcommand};
+use scnf::config::{Config, Overrides};
+use scnf::NodeHandle;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "scnf", version, about = "Software conference mixer node")]
+struct Cli {
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `scnf=debug`. Default
+    /// `info` for a node, `warn` for the demo (its report is the output).
+    #[arg(long, env = "SCNF_LOG", global = true)]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a mixer node until SIGTERM or SIGINT.
+    Node(Overrides),
+    /// Run a synthetic conference on loopback and report what every participant hears.
+    Demo(scnf::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log = cli.log.clone().unwrap_or_else(|| match cli.command {
+        Command::Demo(_) => "warn".into(),
+        Command::Node(_) => "info".into(),
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("scnf: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Node(o) => rt.block_on(run_node(o)),
+        Command::Demo(args) => rt.block_on(scnf::demo::run(args)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("scnf: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_node(o: Overrides) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let cfg = Config::load(&o)?;
+    let node = NodeHandle::start(&cfg)?;
+    let control = scnf::control::start(node.clone(), &cfg).await?;
+    tracing::info!(
+        workers = ?node.worker_addresses(),
+        control = %control.local,
+        channels = cfg.channel_capacity(),
+        "scnf node running; SIGTERM or SIGINT stops it"
+    );
+    let mut report = tokio::time::interval(Duration::from_secs(60));
+    report.tick().await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = report.tick() => {
+                for w in node.stats().await? {
+                    tracing::info!(
+                        worker = w.index, rooms = w.rooms, legs = w.legs,
+                        late_ticks = w.late_ticks, lateness_p99_us = w.lateness_p99_us,
+                        "worker status"
+                    );
+                }
+            }
+        }
+    }
+    tracing::info!("stopping");
+    control.stop();
+    node.shutdown();
+    Ok(ExitCode::SUCCESS)
+}

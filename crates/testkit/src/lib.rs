@@ -1,0 +1,18 @@
+//! scnf-testkit — what tests, the demo and the load tools use to play the other side.
+//!
+//! - [`client`]: the controller side of the call-control protocol over WebSocket (the
+//!   library side of a PBX front end; `scnf demo`, rtpgen and tools use it).
+//! - [`ctl`]: a raw test controller that sends any JSON, for protocol-robustness tests.
+//! - [`participant`]: a synthetic participant over real UDP (demo, system tests).
+//! - [`phone`]: a test phone that plays tones, DTMF and speech-like sound.
+//! - [`swarm`]: thousands of cheap G.711 participants on one socket, for load.
+//! - [`cpu`]: CPU time of a process from `/proc`, for load figures.
+//! - [`impair`]: a seeded impaired UDP relay between a participant and a node.
+
+pub mod client;
+pub mod cpu;
+pub mod ctl;
+pub mod impair;
+pub mod participant;
+pub mod phone;
+pub mod swarm;

@@ -1,0 +1,1 @@
+//! Placeholder library: the system tests are the `mixer-tests` test target (`main.rs`).

@@ -1,7 +1,0 @@
-//! Measuring what participants hear: test tones and level analysis (pure
-//! functions). The synthetic participants that send and receive them over real UDP
-//! live in the I/O shell (`crate::io::participant`, `crate::io::swarm`).
-
-pub mod tone;
-
-pub use tone::{level_dbfs, level_dbfs_blocked, rms_dbfs, Tone, TONES, TONE_DBFS};
