@@ -24,3 +24,4 @@
 pub mod conf;
 pub mod control;
 pub mod engine;
+pub mod session;

@@ -2,6 +2,7 @@
 //!
 //! - [`msg`]: the JSON messages (serde types), parsing and serialisation.
 //! - [`auth`]: the challenge/response login (HMAC-SHA256, server proof); sans-IO.
+//! - [`login`]: the server and client sides of the login as state machines.
 //! - [`ratelimit`]: failed-login counting and lockout per peer network.
 //! - [`hex`]: the lowercase hex of the login fields.
 //!
@@ -13,5 +14,6 @@
 
 pub mod auth;
 pub mod hex;
+pub mod login;
 pub mod msg;
 pub mod ratelimit;

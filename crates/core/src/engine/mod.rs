@@ -1,12 +1,13 @@
 //! One media worker's sans-IO state machine: the rooms and legs it owns.
 //!
-//! The engine never reads the clock or touches a socket. Its shell (see
-//! [`crate::io`]) feeds it:
+//! The engine never reads the clock or touches a socket. Its shell (the media worker
+//! of the `scnf` crate, or a test harness) feeds it:
 //! - [`Engine::handle_datagram`] for every datagram received on the worker's RTP or
 //!   RTCP socket,
 //! - [`Engine::handle_timeout`] when [`Engine::poll_timeout`] says so (the 20 ms mix
 //!   tick — the worker's one timer; RTCP reports and media timeouts ride on it),
-//! - the control calls ([`Engine::open_room`], [`Engine::add_leg`], ...),
+//! - the control calls ([`Engine::open_room`], [`Engine::add_leg`], ...), or the same
+//!   as values: [`MediaOp`]s applied by [`Engine::apply`],
 //!
 //! and drains [`Engine::poll_transmit`] and [`Engine::poll_event`] after each call.
 //!
@@ -21,11 +22,13 @@
 //! dropped, never guessed.
 
 pub mod leg;
+pub mod ops;
 pub mod room;
 pub mod slab;
 pub mod tx;
 
 pub use leg::{LegId, LegSpec, LegStats, MixId};
+pub use ops::{MediaOp, MediaResult, WorkerSnapshot, WorkerStats};
 pub use tx::{Transmit, Via};
 
 use hdrhistogram::Histogram;
@@ -69,7 +72,7 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// The defaults of a node (see [`scnf::config`]), anchored at `wallclock`:
+    /// The defaults of a node (see the `scnf` crate's `config`), anchored at `wallclock`:
     /// default jitter and mixer settings, RTCP every 5 s, media timeout 30 s.
     pub fn new(cname: impl Into<String>, wallclock: (Instant, Duration)) -> EngineConfig {
         EngineConfig {

@@ -56,6 +56,13 @@ impl<T> Slab<T> {
     }
 
     /// Live entries with their indices.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.as_ref().map(|v| (i, v)))
+    }
+
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut T)> {
         self.entries
             .iter_mut()

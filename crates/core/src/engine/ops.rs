@@ -1,0 +1,279 @@
+//! Media operations as values: what a control root asks of a media worker, and what
+//! the worker answers.
+//!
+//! The session root (see [`crate::session`]) never calls an engine directly: it emits
+//! a [`MediaOp`] for a worker with a request id, and the shell (a worker thread, or a
+//! test harness stepping engines on a virtual clock) applies it with
+//! [`Engine::apply`] and hands back the [`MediaResult`]. One vocabulary for both
+//! executors keeps the harness honest: it runs exactly the code the node runs.
+//!
+//! Operations on one worker are applied in the order they were emitted (the shell
+//! keeps one FIFO per worker), so an `AddLeg` followed by `SetMuted` for the same leg
+//! is always seen in that order.
+
+use super::{Engine, EngineError, LegId, LegSpec, LegStats, MixId};
+use serde::Serialize;
+use std::time::Instant;
+
+/// One media operation for one worker.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MediaOp {
+    /// Opens an empty mix room. The mix tick starts with the first room.
+    OpenRoom { mix: MixId },
+    /// Closes a mix room and drops its legs: [`MediaResult::Legs`] with their final
+    /// statistics.
+    CloseRoom { mix: MixId },
+    /// Adds an audio member leg to a room.
+    AddLeg {
+        mix: MixId,
+        leg: LegId,
+        spec: LegSpec,
+    },
+    /// Removes a leg: [`MediaResult::Legs`] with its final statistics.
+    RemoveLeg { leg: LegId },
+    /// Mutes (hold, remote control) or unmutes a leg's contribution to the mix.
+    SetMuted { leg: LegId, muted: bool },
+    /// Turns sending the mix to a leg on or off.
+    SetReceives { leg: LegId, receives: bool },
+    /// Turns encode-once off or on for a room (benchmarks measure its worth).
+    SetEncodeOnce { mix: MixId, on: bool },
+    /// One leg's statistics: [`MediaResult::Legs`] with one entry.
+    LegStats { leg: LegId },
+    /// The worker's counters, and with `legs` every leg's statistics, in one answer
+    /// ([`MediaResult::Snapshot`]): monitoring costs one round trip per worker, never
+    /// one per leg.
+    Snapshot { legs: bool },
+}
+
+impl MediaOp {
+    /// The operation's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            MediaOp::OpenRoom { .. } => "open room",
+            MediaOp::CloseRoom { .. } => "close room",
+            MediaOp::AddLeg { .. } => "add leg",
+            MediaOp::RemoveLeg { .. } => "remove leg",
+            MediaOp::SetMuted { .. } => "mute",
+            MediaOp::SetReceives { .. } => "receive",
+            MediaOp::SetEncodeOnce { .. } => "encode once",
+            MediaOp::LegStats { .. } => "leg statistics",
+            MediaOp::Snapshot { .. } => "snapshot",
+        }
+    }
+}
+
+/// A worker's answer to one [`MediaOp`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum MediaResult {
+    /// Done; nothing to report.
+    Done,
+    /// Legs and their statistics (closed, removed or asked about).
+    Legs(Vec<(LegId, LegStats)>),
+    /// The worker's counters and, when asked, its legs.
+    Snapshot(WorkerSnapshot),
+    /// The operation was refused or could not reach the worker.
+    Failed(String),
+}
+
+impl MediaResult {
+    /// Whether the operation failed.
+    pub fn is_failed(&self) -> bool {
+        matches!(self, MediaResult::Failed(_))
+    }
+}
+
+impl From<Result<(), EngineError>> for MediaResult {
+    fn from(r: Result<(), EngineError>) -> MediaResult {
+        match r {
+            Ok(()) => MediaResult::Done,
+            Err(e) => MediaResult::Failed(e.to_string()),
+        }
+    }
+}
+
+/// A worker's counters, as reported in `Status` and `Health`.
+///
+/// `truncated` and `send_errors` are the shell's (its socket layer's); the engine
+/// reports them as 0 and the shell fills them in.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct WorkerStats {
+    pub index: usize,
+    pub rooms: usize,
+    pub legs: usize,
+    pub datagrams: u64,
+    pub foreign: u64,
+    pub malformed: u64,
+    pub truncated: u64,
+    pub send_errors: u64,
+    pub ticks: u64,
+    pub late_ticks: u64,
+    pub skipped_ticks: u64,
+    pub encodes: u64,
+    pub shared_sends: u64,
+    pub lateness_p50_us: u64,
+    pub lateness_p99_us: u64,
+    pub lateness_max_us: u64,
+}
+
+/// What [`MediaOp::Snapshot`] returns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkerSnapshot {
+    pub stats: WorkerStats,
+    /// Every leg's statistics (empty unless asked for).
+    pub legs: Vec<(LegId, LegStats)>,
+}
+
+impl Engine {
+    /// Applies one media operation. Never panics: a refused operation is
+    /// [`MediaResult::Failed`] and changes nothing.
+    pub fn apply(&mut self, now: Instant, index: usize, op: MediaOp) -> MediaResult {
+        match op {
+            MediaOp::OpenRoom { mix } => self.open_room(now, mix).into(),
+            MediaOp::CloseRoom { mix } => match self.close_room(mix) {
+                Ok(legs) => MediaResult::Legs(legs),
+                Err(e) => MediaResult::Failed(e.to_string()),
+            },
+            MediaOp::AddLeg { mix, leg, spec } => self.add_leg(now, mix, leg, spec).into(),
+            MediaOp::RemoveLeg { leg } => match self.remove_leg(leg) {
+                Ok(stats) => MediaResult::Legs(vec![(leg, stats)]),
+                Err(e) => MediaResult::Failed(e.to_string()),
+            },
+            MediaOp::SetMuted { leg, muted } => self.set_muted(leg, muted).into(),
+            MediaOp::SetReceives { leg, receives } => self.set_receives(leg, receives).into(),
+            MediaOp::SetEncodeOnce { mix, on } => self.set_encode_once(mix, on).into(),
+            MediaOp::LegStats { leg } => match self.leg_stats(leg) {
+                Some(stats) => MediaResult::Legs(vec![(leg, stats)]),
+                None => MediaResult::Failed(EngineError::NoSuchLeg(leg).to_string()),
+            },
+            MediaOp::Snapshot { legs } => MediaResult::Snapshot(self.snapshot(index, legs)),
+        }
+    }
+
+    /// The worker's counters and, with `legs`, every leg's statistics.
+    pub fn snapshot(&self, index: usize, legs: bool) -> WorkerSnapshot {
+        let s = self.stats();
+        let h = &s.lateness_us;
+        WorkerSnapshot {
+            stats: WorkerStats {
+                index,
+                rooms: self.room_count(),
+                legs: self.leg_count(),
+                datagrams: s.datagrams,
+                foreign: s.foreign,
+                malformed: s.malformed,
+                truncated: 0,
+                send_errors: 0,
+                ticks: s.ticks,
+                late_ticks: s.late_ticks,
+                skipped_ticks: s.skipped_ticks,
+                encodes: s.encodes,
+                shared_sends: s.shared_sends,
+                lateness_p50_us: h.value_at_quantile(0.5),
+                lateness_p99_us: h.value_at_quantile(0.99),
+                lateness_max_us: h.max(),
+            },
+            legs: if legs {
+                self.legs
+                    .iter()
+                    .map(|(_, l)| (l.id, l.snapshot()))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineConfig;
+    use scnf_media::codec::CodecKind;
+    use std::time::Duration;
+
+    fn engine() -> (Engine, Instant) {
+        let now = Instant::now();
+        let cfg = EngineConfig::new("ops-test", (now, Duration::from_secs(1)));
+        (Engine::new(cfg, 7), now)
+    }
+
+    #[test]
+    fn a_refused_operation_is_a_failed_result_and_changes_nothing() {
+        let (mut e, now) = engine();
+        let spec = LegSpec::new("127.0.0.1:4000".parse().unwrap(), CodecKind::Pcmu);
+        let leg = LegId(1);
+        let r = e.apply(
+            now,
+            0,
+            MediaOp::AddLeg {
+                mix: MixId(9),
+                leg,
+                spec,
+            },
+        );
+        assert!(r.is_failed(), "no such room: {r:?}");
+        assert_eq!(e.leg_count(), 0);
+        assert!(e.apply(now, 0, MediaOp::RemoveLeg { leg }).is_failed());
+    }
+
+    #[test]
+    fn a_snapshot_carries_every_leg_in_one_answer_only_when_asked() {
+        let (mut e, now) = engine();
+        assert_eq!(
+            e.apply(now, 3, MediaOp::OpenRoom { mix: MixId(1) }),
+            MediaResult::Done
+        );
+        for i in 0..5u16 {
+            let remote = format!("127.0.0.1:{}", 4000 + 2 * i).parse().unwrap();
+            let spec = LegSpec::new(remote, CodecKind::Pcma);
+            let r = e.apply(
+                now,
+                3,
+                MediaOp::AddLeg {
+                    mix: MixId(1),
+                    leg: LegId(i.into()),
+                    spec,
+                },
+            );
+            assert_eq!(r, MediaResult::Done);
+        }
+        let MediaResult::Snapshot(full) = e.apply(now, 3, MediaOp::Snapshot { legs: true }) else {
+            panic!("a snapshot answers a snapshot");
+        };
+        assert_eq!(
+            (full.stats.index, full.stats.rooms, full.stats.legs),
+            (3, 1, 5)
+        );
+        let mut ids: Vec<u64> = full.legs.iter().map(|(l, _)| l.0).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [0, 1, 2, 3, 4]);
+        let MediaResult::Snapshot(light) = e.apply(now, 3, MediaOp::Snapshot { legs: false })
+        else {
+            panic!("a snapshot answers a snapshot");
+        };
+        assert!(light.legs.is_empty());
+        assert_eq!(light.stats, full.stats);
+    }
+
+    #[test]
+    fn closing_a_room_returns_its_legs_final_statistics() {
+        let (mut e, now) = engine();
+        e.apply(now, 0, MediaOp::OpenRoom { mix: MixId(2) });
+        let spec = LegSpec::new("127.0.0.1:5000".parse().unwrap(), CodecKind::G722);
+        e.apply(
+            now,
+            0,
+            MediaOp::AddLeg {
+                mix: MixId(2),
+                leg: LegId(8),
+                spec,
+            },
+        );
+        let MediaResult::Legs(legs) = e.apply(now, 0, MediaOp::CloseRoom { mix: MixId(2) }) else {
+            panic!("closing answers with the legs");
+        };
+        assert_eq!(legs.len(), 1);
+        assert_eq!(legs[0].0, LegId(8));
+        assert_eq!(e.room_count(), 0);
+    }
+}

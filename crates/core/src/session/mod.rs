@@ -1,0 +1,840 @@
+//! The session root: one node's call control as a sans-IO state machine.
+//!
+//! It owns the protocol sessions (one per controller connection) and their logins,
+//! the protocol call ids, the conference core ([`Conference`]), the room table
+//! ([`RoomTable`]) and the timers. It never reads the clock, a socket or the OS:
+//!
+//! - inputs: [`Session::handle_open`], [`Session::handle_text`] /
+//!   [`Session::handle_message`], [`Session::handle_bad_frame`],
+//!   [`Session::handle_close`] (from the transport), [`Session::handle_engine_event`]
+//!   (from the media workers), [`Session::handle_media_result`] (the answer to a media
+//!   operation it asked for) and [`Session::handle_timeout`];
+//! - outputs, drained with [`Session::poll_output`] after every input: a message for a
+//!   connection, a connection to close, or a [`MediaOp`] for a worker with a request id
+//!   whose [`MediaResult`] must come back through `handle_media_result`;
+//! - [`Session::poll_timeout`]: when to call `handle_timeout` next.
+//!
+//! Randomness comes from a seed (room ids of `*1`, login challenges).
+//!
+//! # Ordering
+//! Conference outputs are executed in order. Adding a leg is the one media operation
+//! whose result decides what follows (a refused leg releases the call instead of
+//! connecting it), so while an `AddLeg` is outstanding the root is *waiting*
+//! ([`Session::is_waiting`]): it executes nothing further and defers every new input
+//! but media results, replaying them in order once the result is in. Every connection
+//! therefore sees one order of events, as if requests ran one at a time. A driver
+//! should stop reading its inputs while the root waits (back pressure), but a root fed
+//! anyway stays correct.
+//!
+//! Calls belong to the connection that set them up: when it closes, its calls are
+//! released.
+
+mod report;
+pub mod table;
+#[cfg(test)]
+mod tests;
+pub mod timers;
+
+use crate::conf::{CallRef, Cause, ConfConfig, ConfError, Conference, MemberState};
+use crate::control::auth::{Challenges, LoginConfig};
+use crate::control::login::{Admission, LoginServer};
+use crate::control::msg::{self, ClientMsg, CodecDesc, Incoming, MediaOffer, ServerMsg};
+use crate::engine::{EngineEvent, LegSpec, MediaOp, MediaResult, WorkerSnapshot};
+use scnf_media::codec::CodecKind;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+pub use table::{LegPlace, MixPlace, RoomId, RoomTable, WorkerAddrs};
+use timers::{Timer, Timers};
+
+/// Identifies one protocol session (one controller connection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Identifies one media operation, so its result finds its way back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReqId(pub u64);
+
+/// Settings of the session root (typed, already validated).
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Shared login secret; `None`: sessions need no login (the shell allows that on
+    /// loopback only).
+    pub secret: Option<Vec<u8>>,
+    pub login: LoginConfig,
+    pub conf: ConfConfig,
+    /// A session not logged in after this long is closed (a connection slot is not
+    /// free for the taking). Default 30 s.
+    pub login_timeout: Duration,
+    /// The node's media workers, in index order.
+    pub workers: Vec<WorkerAddrs>,
+}
+
+/// What the root asks its shell to do, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Send a text frame to a connection.
+    Send { conn: ConnId, text: String },
+    /// Close a connection (the reason goes into the close frame).
+    Close { conn: ConnId, reason: String },
+    /// Apply `op` on media worker `worker` and hand the result back with `req`.
+    Media {
+        req: ReqId,
+        worker: usize,
+        op: MediaOp,
+    },
+}
+
+struct Conn {
+    peer: SocketAddr,
+    logged_in: bool,
+    challenges: Challenges,
+    /// A close was asked for; the transport's `handle_close` is still to come.
+    closing: bool,
+}
+
+struct Call {
+    conn: ConnId,
+    id: String,
+    offer: MediaOffer,
+    codec: (CodecKind, CodecDesc),
+    leg: Option<LegPlace>,
+    /// Released by the node or the controller; forgotten after the outputs are drained.
+    ended: bool,
+}
+
+/// An input that arrived while the root was waiting for a leg.
+enum Deferred {
+    Open { conn: ConnId, peer: SocketAddr },
+    Message { conn: ConnId, msg: Incoming },
+    Bad { conn: ConnId, problem: String },
+    Close { conn: ConnId },
+    Engine(EngineEvent),
+    Timeout,
+}
+
+/// A `Status` or `Health` request waiting for its worker snapshots.
+struct Query {
+    conn: ConnId,
+    src: Option<String>,
+    full: bool,
+    snapshots: Vec<Option<WorkerSnapshot>>,
+}
+
+/// See the module docs.
+pub struct Session {
+    cfg: SessionConfig,
+    conf: Conference,
+    login: LoginServer,
+    table: RoomTable,
+    conns: HashMap<ConnId, Conn>,
+    calls: HashMap<CallRef, Call>,
+    by_id: HashMap<(ConnId, String), CallRef>,
+    next_call: u64,
+    next_req: u64,
+    timers: Timers,
+    /// The outstanding `AddLeg` and its call.
+    waiting: Option<(ReqId, CallRef)>,
+    deferred: VecDeque<Deferred>,
+    /// `src` of the request whose outputs are being executed.
+    src: Option<String>,
+    queries: HashMap<ReqId, (u64, usize)>,
+    pending_queries: HashMap<u64, Query>,
+    next_query: u64,
+    out: VecDeque<Output>,
+    now: Option<Instant>,
+}
+
+impl Session {
+    /// A root for a node with `cfg.workers`; `seed` (32 bytes from the OS in a node,
+    /// fixed in a test) feeds room ids and login challenges.
+    pub fn new(cfg: SessionConfig, seed: [u8; 32]) -> Session {
+        let conf_seed = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
+        let mut login_seed = seed;
+        login_seed[0] ^= 0x5a; // a different key than the room-id stream's bytes
+        Session {
+            conf: Conference::new(cfg.conf.clone(), conf_seed),
+            login: LoginServer::new(cfg.secret.clone(), cfg.login.clone(), login_seed),
+            table: RoomTable::new(cfg.workers.clone()),
+            cfg,
+            conns: HashMap::new(),
+            calls: HashMap::new(),
+            by_id: HashMap::new(),
+            next_call: 1,
+            next_req: 1,
+            timers: Timers::default(),
+            waiting: None,
+            deferred: VecDeque::new(),
+            src: None,
+            queries: HashMap::new(),
+            pending_queries: HashMap::new(),
+            next_query: 1,
+            out: VecDeque::new(),
+            now: None,
+        }
+    }
+
+    // ---- inputs --------------------------------------------------------------
+
+    /// A connection from `peer` opened.
+    pub fn handle_open(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
+        self.now = Some(now);
+        if self.waiting.is_some() {
+            return self.deferred.push_back(Deferred::Open { conn, peer });
+        }
+        let logged_in = !self.login.required();
+        self.conns.insert(
+            conn,
+            Conn {
+                peer,
+                logged_in,
+                challenges: Challenges::new(),
+                closing: false,
+            },
+        );
+        if !logged_in {
+            self.timers
+                .set(Timer::Login(conn), now + self.cfg.login_timeout);
+        }
+    }
+
+    /// One text frame from a connection: parsed, then [`Session::handle_message`]; a
+    /// frame that is not a request is answered with an `Error`.
+    pub fn handle_text(&mut self, now: Instant, conn: ConnId, text: &str) {
+        match msg::parse_client(text) {
+            Ok(msg) => self.handle_message(now, conn, msg),
+            Err(e) => {
+                let reply = ServerMsg::Error {
+                    error: e.problem,
+                    of: e.mt,
+                    call: None,
+                };
+                self.send(conn, &reply, e.src.as_deref());
+            }
+        }
+    }
+
+    /// One request from a connection.
+    pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: Incoming) {
+        self.now = Some(now);
+        if self.waiting.is_some() {
+            return self.deferred.push_back(Deferred::Message { conn, msg });
+        }
+        self.on_request(now, conn, msg);
+    }
+
+    /// A frame the transport could not pass on (binary, not UTF-8, ...).
+    pub fn handle_bad_frame(&mut self, conn: ConnId, problem: String) {
+        if self.waiting.is_some() {
+            return self.deferred.push_back(Deferred::Bad { conn, problem });
+        }
+        let reply = ServerMsg::Error {
+            error: problem,
+            of: None,
+            call: None,
+        };
+        self.send(conn, &reply, None);
+    }
+
+    /// A connection ended: its calls are released.
+    pub fn handle_close(&mut self, now: Instant, conn: ConnId) {
+        self.now = Some(now);
+        if self.waiting.is_some() {
+            return self.deferred.push_back(Deferred::Close { conn });
+        }
+        if self.conns.remove(&conn).is_none() {
+            return;
+        }
+        self.timers.clear(Timer::Login(conn));
+        let mut owned: Vec<CallRef> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.conn == conn && !c.ended)
+            .map(|(r, _)| *r)
+            .collect();
+        owned.sort_unstable();
+        for call in owned {
+            if self.conf.handle_release(call).is_err() {
+                // The core no longer knows it (still dialling, say): just forget it.
+                self.forget(call);
+            } else if let Some(c) = self.calls.get_mut(&call) {
+                c.ended = true;
+            }
+        }
+        self.drain(None);
+    }
+
+    /// An event of a media worker (DTMF, talking, media timeout, latching).
+    pub fn handle_engine_event(&mut self, now: Instant, event: EngineEvent) {
+        self.now = Some(now);
+        if self.waiting.is_some() {
+            return self.deferred.push_back(Deferred::Engine(event));
+        }
+        match event {
+            EngineEvent::Dtmf { leg, digit, .. } => {
+                if let Some(call) = self.table.call_of(leg) {
+                    if self.conf.handle_dtmf(now, call, digit).is_ok() {
+                        self.drain(None);
+                    }
+                }
+            }
+            EngineEvent::Talking { leg, talking, .. } => {
+                let Some(call) = self.table.call_of(leg) else {
+                    return;
+                };
+                let (Some(room), Some(c)) = (self.conf.call_room(call), self.calls.get(&call))
+                else {
+                    return;
+                };
+                let event = ServerMsg::Talking {
+                    room: room.to_string(),
+                    participant: call.0,
+                    call: c.id.clone(),
+                    talking,
+                };
+                self.broadcast(&event);
+            }
+            EngineEvent::MediaTimeout { leg, .. } => {
+                let Some(call) = self.table.call_of(leg) else {
+                    return;
+                };
+                let held = self
+                    .conf
+                    .member(call)
+                    .is_some_and(|m| m.held || m.state != MemberState::Connected);
+                if !held
+                    && self
+                        .conf
+                        .handle_media_failed(call, Cause::TIMER_EXPIRY)
+                        .is_ok()
+                {
+                    tracing::info!(?leg, "releasing a call that sent no media");
+                    self.drain(None);
+                }
+            }
+            EngineEvent::Latched { .. } => {}
+        }
+    }
+
+    /// The result of the media operation `req`.
+    pub fn handle_media_result(&mut self, now: Instant, req: ReqId, result: MediaResult) {
+        self.now = Some(now);
+        if let Some((query, worker)) = self.queries.remove(&req) {
+            return self.on_snapshot(query, worker, result);
+        }
+        match self.waiting {
+            Some((waited, call)) if waited == req => {
+                self.waiting = None;
+                if let MediaResult::Failed(e) = result {
+                    tracing::warn!(%e, ?call, "cannot add a leg");
+                    if let Some(leg) = self.calls.get_mut(&call).and_then(|c| c.leg.take()) {
+                        self.table.remove_leg(&leg);
+                    }
+                    let _ = self
+                        .conf
+                        .handle_media_failed(call, Cause::RESOURCE_UNAVAILABLE);
+                }
+                let src = self.src.take();
+                self.drain(src);
+                self.replay(now);
+            }
+            _ => {
+                if let MediaResult::Failed(e) = result {
+                    tracing::warn!(%e, ?req, "media operation refused");
+                }
+            }
+        }
+    }
+
+    /// Runs the timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = Some(now);
+        if self.waiting.is_some() {
+            if !matches!(self.deferred.back(), Some(Deferred::Timeout)) {
+                self.deferred.push_back(Deferred::Timeout);
+            }
+            return;
+        }
+        if self.conf.poll_timeout().is_some_and(|at| at <= now) {
+            self.conf.handle_timeout(now);
+            self.drain(None);
+        }
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Login(conn) => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        if !c.logged_in && !c.closing {
+                            tracing::info!(peer = %c.peer, "control session did not log in in time");
+                            c.closing = true;
+                            self.out.push_back(Output::Close {
+                                conn,
+                                reason: "login timeout".into(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- outputs -------------------------------------------------------------
+
+    /// The next thing to do; drain until `None` after every input.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Session::handle_timeout`] is due next (`None`: no timer is set).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.conf.poll_timeout(), self.timers.next()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Whether the root waits for a media result before it takes further inputs.
+    pub fn is_waiting(&self) -> bool {
+        self.waiting.is_some()
+    }
+
+    /// The room table (for reports and tests).
+    pub fn table(&self) -> &RoomTable {
+        &self.table
+    }
+
+    /// The conference core (for reports and tests).
+    pub fn conference(&self) -> &Conference {
+        &self.conf
+    }
+
+    // ---- requests ------------------------------------------------------------
+
+    fn replay(&mut self, now: Instant) {
+        while self.waiting.is_none() {
+            let Some(item) = self.deferred.pop_front() else {
+                return;
+            };
+            match item {
+                Deferred::Open { conn, peer } => self.handle_open(now, conn, peer),
+                Deferred::Message { conn, msg } => self.handle_message(now, conn, msg),
+                Deferred::Bad { conn, problem } => self.handle_bad_frame(conn, problem),
+                Deferred::Close { conn } => self.handle_close(now, conn),
+                Deferred::Engine(event) => self.handle_engine_event(now, event),
+                Deferred::Timeout => self.handle_timeout(now),
+            }
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, conn: ConnId, req: Incoming) {
+        let Incoming { src, msg } = req;
+        let Some(session) = self.conns.get(&conn) else {
+            return;
+        };
+        let is_login = matches!(
+            msg,
+            ClientMsg::AppChallenge { .. } | ClientMsg::AppLogin { .. }
+        );
+        if !is_login && !session.logged_in {
+            let reply = error(&msg, "not logged in: send AppChallenge and AppLogin first");
+            return self.send(conn, &reply, src.as_deref());
+        }
+        let reply = match msg {
+            ClientMsg::AppChallenge { version } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                Some(
+                    self.login
+                        .challenge(now, c.peer.ip(), &mut c.challenges, version),
+                )
+            }
+            ClientMsg::AppLogin {
+                name,
+                cnonce,
+                info,
+                digest,
+            } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                let (reply, admission) = self.login.login(
+                    now,
+                    c.peer.ip(),
+                    &mut c.challenges,
+                    &name,
+                    &cnonce,
+                    &info,
+                    &digest,
+                );
+                if let Admission::LoggedIn { name } = admission {
+                    if !c.logged_in {
+                        tracing::info!(peer = %c.peer, name, "control session logged in");
+                    }
+                    c.logged_in = true;
+                    self.timers.clear(Timer::Login(conn));
+                }
+                Some(reply)
+            }
+            ClientMsg::Setup {
+                call,
+                called,
+                complete,
+                media,
+            } => self.setup(now, conn, call, &called, complete, media, src.clone()),
+            ClientMsg::Status => self.query(conn, src.clone(), true),
+            ClientMsg::Health => self.query(conn, src.clone(), false),
+            ClientMsg::Info { .. }
+            | ClientMsg::Dtmf { .. }
+            | ClientMsg::RemoteControl { .. }
+            | ClientMsg::Hold { .. }
+            | ClientMsg::Retrieve { .. }
+            | ClientMsg::Direction { .. }
+            | ClientMsg::Release { .. } => self.call_request(now, conn, msg, src.clone()),
+        };
+        if let Some(reply) = reply {
+            self.send(conn, &reply, src.as_deref());
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // the Setup fields, one to one
+    fn setup(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        id: String,
+        called: &str,
+        complete: bool,
+        offer: MediaOffer,
+        src: Option<String>,
+    ) -> Option<ServerMsg> {
+        if id.is_empty() {
+            return Some(call_error("Setup", &id, "the call id is empty"));
+        }
+        if self.by_id.contains_key(&(conn, id.clone())) {
+            return Some(call_error("Setup", &id, "a call with this id exists"));
+        }
+        let Some(codec) = msg::choose_codec(&offer) else {
+            let cause = Cause::INCOMPATIBLE;
+            return Some(ServerMsg::Release {
+                call: id,
+                cause: cause.0,
+                reason: format!("{}: no offered codec is supported", cause.text()),
+            });
+        };
+        let call = CallRef(self.next_call);
+        self.next_call += 1;
+        let hold = offer.direction.is_hold();
+        self.calls.insert(
+            call,
+            Call {
+                conn,
+                id: id.clone(),
+                offer,
+                codec,
+                leg: None,
+                ended: false,
+            },
+        );
+        self.by_id.insert((conn, id.clone()), call);
+        if let Err(e) = self.conf.handle_setup(now, call, called, complete) {
+            self.forget(call);
+            return Some(call_error("Setup", &id, &e.to_string()));
+        }
+        // A call offered on hold joins held: its hold is queued behind the setup's
+        // outputs, so it runs after the leg exists whatever the wait.
+        if hold {
+            let _ = self.conf.handle_hold(call, true);
+        }
+        self.drain(src);
+        None
+    }
+
+    /// Requests that name an existing call.
+    fn call_request(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        msg: ClientMsg,
+        src: Option<String>,
+    ) -> Option<ServerMsg> {
+        let id = msg.call().unwrap_or_default().to_string();
+        let Some(&call) = self.by_id.get(&(conn, id.clone())) else {
+            return Some(error(&msg, &format!("unknown call {id:?}")));
+        };
+        let (result, ack) = match &msg {
+            ClientMsg::Info {
+                digits, complete, ..
+            } => (
+                self.conf.handle_info(now, call, digits, *complete),
+                ServerMsg::InfoResult { call: id },
+            ),
+            ClientMsg::Dtmf { digit, .. } => {
+                let mut chars = digit.chars();
+                let result = match (chars.next(), chars.next()) {
+                    (Some(d), None) => self.conf.handle_dtmf(now, call, d),
+                    _ => Err(ConfError::BadDigit('?')),
+                };
+                (result, ServerMsg::DtmfResult { call: id })
+            }
+            ClientMsg::RemoteControl { code, .. } => (
+                self.conf.handle_remote_control(call, *code),
+                ServerMsg::RemoteControlResult {
+                    call: id,
+                    code: *code,
+                },
+            ),
+            ClientMsg::Hold { .. } => (
+                self.conf.handle_hold(call, true),
+                ServerMsg::HoldResult { call: id },
+            ),
+            ClientMsg::Retrieve { .. } => (
+                self.conf.handle_hold(call, false),
+                ServerMsg::RetrieveResult { call: id },
+            ),
+            ClientMsg::Direction { direction, .. } => (
+                self.conf.handle_hold(call, direction.is_hold()),
+                ServerMsg::DirectionResult { call: id },
+            ),
+            ClientMsg::Release { .. } => {
+                let result = self.conf.handle_release(call);
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.ended = true;
+                }
+                (result, ServerMsg::ReleaseResult { call: id })
+            }
+            ClientMsg::AppChallenge { .. }
+            | ClientMsg::AppLogin { .. }
+            | ClientMsg::Setup { .. }
+            | ClientMsg::Status
+            | ClientMsg::Health => return Some(error(&msg, "not a call request")),
+        };
+        match result {
+            Ok(()) => {
+                self.send(conn, &ack, src.as_deref());
+                self.drain(src);
+                None
+            }
+            // A release of a call the core no longer knows still ends it here.
+            Err(_) if matches!(msg, ClientMsg::Release { .. }) => {
+                self.forget(call);
+                Some(ack)
+            }
+            Err(e) => Some(error(&msg, &e.to_string())),
+        }
+    }
+
+    // ---- executing the conference core's outputs -------------------------------
+
+    /// Executes the conference core's outputs in order until they run out or a leg
+    /// must be waited for; then forgets ended calls.
+    fn drain(&mut self, src: Option<String>) {
+        self.src = src;
+        while self.waiting.is_none() {
+            let Some(out) = self.conf.poll_output() else {
+                break;
+            };
+            self.execute(out);
+        }
+        if self.waiting.is_some() {
+            return;
+        }
+        self.src = None;
+        let mut ended: Vec<CallRef> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.ended)
+            .map(|(r, _)| *r)
+            .collect();
+        ended.sort_unstable();
+        for call in ended {
+            self.forget(call);
+        }
+    }
+
+    fn execute(&mut self, out: crate::conf::Output) {
+        use crate::conf::Output as Conf;
+        match out {
+            Conf::OpenRoom { room } => {
+                let place = self.table.open(RoomId(room));
+                self.media(place.worker, MediaOp::OpenRoom { mix: place.mix });
+            }
+            Conf::CloseRoom { room } => {
+                if let Some(place) = self.table.close(&RoomId(room)) {
+                    self.media(place.worker, MediaOp::CloseRoom { mix: place.mix });
+                }
+            }
+            Conf::AddMember {
+                call,
+                room,
+                heard,
+                receives,
+            } => self.add_member(call, RoomId(room), heard, receives),
+            Conf::SetHeard { call, heard } => {
+                if let Some(leg) = self.leg_of(call) {
+                    let op = MediaOp::SetMuted {
+                        leg: leg.id,
+                        muted: !heard,
+                    };
+                    self.media(leg.worker, op);
+                }
+            }
+            Conf::SetReceives { call, receives } => {
+                if let Some(leg) = self.leg_of(call) {
+                    let op = MediaOp::SetReceives {
+                        leg: leg.id,
+                        receives,
+                    };
+                    self.media(leg.worker, op);
+                }
+            }
+            Conf::RemoveMember { call } => {
+                if let Some(leg) = self.calls.get_mut(&call).and_then(|c| c.leg.take()) {
+                    self.table.remove_leg(&leg);
+                    self.media(leg.worker, MediaOp::RemoveLeg { leg: leg.id });
+                }
+            }
+            Conf::Alerting { call, room } => self.answer(call, room, false, false),
+            Conf::Connected {
+                call,
+                room,
+                multivideo,
+            } => self.answer(call, room, true, multivideo),
+            Conf::Released { call, cause } => {
+                let Some(c) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                c.ended = true;
+                let (conn, id) = (c.conn, c.id.clone());
+                let reply = ServerMsg::Release {
+                    call: id,
+                    cause: cause.0,
+                    reason: cause.text().into(),
+                };
+                let src = self.src.clone();
+                self.send(conn, &reply, src.as_deref());
+            }
+            Conf::Event(event) => {
+                let msg = self.event_message(event);
+                self.broadcast(&msg);
+            }
+        }
+    }
+
+    /// Allocates the call's leg, asks its room's worker to add it, and waits for the
+    /// answer before anything else runs.
+    fn add_member(&mut self, call: CallRef, room: RoomId, heard: bool, receives: bool) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let Some(place) = self.table.room(&room) else {
+            tracing::error!(%room, ?call, "a member for a room that has no mix");
+            let _ = self
+                .conf
+                .handle_media_failed(call, Cause::RESOURCE_UNAVAILABLE);
+            return;
+        };
+        let offer = &c.offer;
+        let mut spec = LegSpec::new(SocketAddr::new(offer.address, offer.port), c.codec.0);
+        spec.payload_type = c.codec.1.pt;
+        spec.telephone_event_pt = offer.telephone_event;
+        spec.latching = offer.latching;
+        spec.rtcp_mux = offer.rtcp_mux;
+        let leg = self.table.add_leg(call, place, spec.rtcp_mux);
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.leg = Some(leg);
+        }
+        let req = self.media(
+            leg.worker,
+            MediaOp::AddLeg {
+                mix: leg.mix,
+                leg: leg.id,
+                spec,
+            },
+        );
+        // Same worker, same queue: these run after the add, and fail harmlessly if
+        // it did.
+        if !heard {
+            let op = MediaOp::SetMuted {
+                leg: leg.id,
+                muted: true,
+            };
+            self.media(leg.worker, op);
+        }
+        if !receives {
+            let op = MediaOp::SetReceives {
+                leg: leg.id,
+                receives: false,
+            };
+            self.media(leg.worker, op);
+        }
+        self.waiting = Some((req, call));
+    }
+
+    fn media(&mut self, worker: usize, op: MediaOp) -> ReqId {
+        let req = ReqId(self.next_req);
+        self.next_req += 1;
+        self.out.push_back(Output::Media { req, worker, op });
+        req
+    }
+
+    fn leg_of(&self, call: CallRef) -> Option<LegPlace> {
+        self.calls.get(&call)?.leg
+    }
+
+    fn forget(&mut self, call: CallRef) {
+        let Some(c) = self.calls.remove(&call) else {
+            return;
+        };
+        self.by_id.remove(&(c.conn, c.id));
+        if let Some(leg) = c.leg {
+            // The core removes members before releasing them; a leg left here would be
+            // a bug, but it must not leak media either.
+            self.table.remove_leg(&leg);
+            self.media(leg.worker, MediaOp::RemoveLeg { leg: leg.id });
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, msg: &ServerMsg, src: Option<&str>) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        let text = msg::to_text(msg, src);
+        self.out.push_back(Output::Send { conn, text });
+    }
+
+    /// Sends an event to every logged-in session, in connection order.
+    fn broadcast(&mut self, msg: &ServerMsg) {
+        let mut conns: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.logged_in && !c.closing)
+            .map(|(id, _)| *id)
+            .collect();
+        conns.sort_unstable();
+        let text = msg::to_text(msg, None);
+        for conn in conns {
+            self.out.push_back(Output::Send {
+                conn,
+                text: text.clone(),
+            });
+        }
+    }
+}
+
+fn error(msg: &ClientMsg, problem: &str) -> ServerMsg {
+    ServerMsg::Error {
+        error: problem.into(),
+        of: Some(msg.mt().into()),
+        call: msg.call().map(String::from),
+    }
+}
+
+fn call_error(mt: &str, call: &str, problem: &str) -> ServerMsg {
+    ServerMsg::Error {
+        error: problem.into(),
+        of: Some(mt.into()),
+        call: Some(call.into()),
+    }
+}
