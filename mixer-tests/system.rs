@@ -3,7 +3,7 @@
 
 use crate::support::{exclusive, node};
 use scnf::demo::{conference, HeardReport};
-use scnf_core::engine::LegSpec;
+use scnf_core::engine::{LegId, LegSpec, MixId};
 use scnf_media::codec::{CodecKind, Decoder, FRAME_SAMPLES};
 use scnf_media::probe::{level_dbfs_blocked, Tone};
 use scnf_media::probe::{TONES, TONE_DBFS};
@@ -70,7 +70,8 @@ async fn five_legs_in_mixed_codecs_hear_the_other_four_and_not_themselves() {
 async fn five_legs_through_loss_reordering_and_jitter_still_hear_right() {
     let _machine = exclusive().await;
     let node = node(8);
-    let room = node.open_room().await.unwrap();
+    let room = MixId(1);
+    node.open_room(0, room).await.unwrap();
     let talk = Duration::from_secs(5);
     let start = tokio::time::Instant::now() + Duration::from_millis(200);
     let mut tasks = Vec::new();
@@ -90,7 +91,12 @@ async fn five_legs_through_loss_reordering_and_jitter_still_hear_right() {
         };
         let relay = Relay::start(p.local_addr(), None, cfg).unwrap();
         let leg = node
-            .add_leg(room, LegSpec::new(relay.addr(), codec))
+            .add_leg(
+                0,
+                room,
+                LegId(i as u64 + 1),
+                LegSpec::new(relay.addr(), codec),
+            )
             .await
             .unwrap();
         relay.set_node(leg.local);
@@ -121,7 +127,7 @@ async fn five_legs_through_loss_reordering_and_jitter_still_hear_right() {
             own: i,
             packets_received: h.packets_received,
             packets_sent: h.packets_sent,
-            leg: node.leg_stats(legs[i]).await.unwrap(),
+            leg: node.leg_stats(0, legs[i]).await.unwrap(),
         };
         concealed += report.leg.concealed_frames;
         eprintln!(
@@ -150,7 +156,8 @@ async fn a_single_g711_talker_is_heard_bit_exact() {
     let _machine = exclusive().await;
     for codec in [CodecKind::Pcma, CodecKind::Pcmu] {
         let node = node(8);
-        let room = node.open_room().await.unwrap();
+        let room = MixId(1);
+        node.open_room(0, room).await.unwrap();
         let start = tokio::time::Instant::now() + Duration::from_millis(100);
         let mut talker = Participant::bind(
             LOCALHOST,
@@ -166,11 +173,16 @@ async fn a_single_g711_talker_is_heard_bit_exact() {
             .await
             .unwrap();
         let t = node
-            .add_leg(room, LegSpec::new(talker.local_addr(), codec))
+            .add_leg(0, room, LegId(1), LegSpec::new(talker.local_addr(), codec))
             .await
             .unwrap();
         let l = node
-            .add_leg(room, LegSpec::new(listener.local_addr(), codec))
+            .add_leg(
+                0,
+                room,
+                LegId(2),
+                LegSpec::new(listener.local_addr(), codec),
+            )
             .await
             .unwrap();
         let d = Duration::from_secs(3);
@@ -181,7 +193,7 @@ async fn a_single_g711_talker_is_heard_bit_exact() {
         );
         let (talked, heard) = (a.unwrap(), b.unwrap());
         let (sent, got) = (talked.sent, heard.payloads);
-        let talker_leg = node.leg_stats(t.id).await.unwrap();
+        let talker_leg = node.leg_stats(0, t.id).await.unwrap();
         let decode = |p: &[u8]| {
             let mut dec = Decoder::new(codec).unwrap();
             let mut pcm = [0i16; FRAME_SAMPLES];
@@ -334,11 +346,12 @@ async fn telephone_events_reach_the_control_side_as_digits() {
     let _machine = exclusive().await;
     let node = node(8);
     let mut events = node.subscribe();
-    let room = node.open_room().await.unwrap();
+    let room = MixId(1);
+    node.open_room(0, room).await.unwrap();
     let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut spec = LegSpec::new(phone.local_addr().unwrap(), CodecKind::Pcma);
     spec.telephone_event_pt = Some(101);
-    let leg = node.add_leg(room, spec).await.unwrap();
+    let leg = node.add_leg(0, room, LegId(1), spec).await.unwrap();
     let mut seq = 0u16;
     for (k, event) in [2u8, 1, 10, 11].into_iter().enumerate() {
         let ts = 8000 * (k as u32 + 1);

@@ -12,7 +12,7 @@
 
 use scnf::config::Config;
 use scnf::NodeHandle;
-use scnf_core::engine::LegSpec;
+use scnf_core::engine::{LegId, LegSpec, MixId};
 use scnf_media::codec::CodecKind;
 use scnf_testkit::cpu::CpuProbe;
 use scnf_testkit::swarm::Swarm;
@@ -73,14 +73,15 @@ async fn main() {
         "{:>6} {:>9} {:>12} {:>10} {:>9} {:>11} {:>10} {:>10}",
         "legs", "cpu %", "legs/core", "late", "missing %", "p99 late us", "KiB/leg", "drv late"
     );
-    let mut room = 0;
+    let mut room = MixId(0);
     let mut best = None;
     let mut n = 0;
     while n < max {
         let target = (n + step).min(max);
         while swarm.len() < target {
             if swarm.len() % 10 == 0 {
-                room = node.open_room().await.expect("room opens");
+                room = MixId(room.0 + 1);
+                node.open_room(0, room).await.expect("room opens");
             }
             let talks = swarm.len() % 10 == 0;
             // Learn the leg's local address first: the swarm sends there.
@@ -89,7 +90,8 @@ async fn main() {
                 unreachable!("the bench binds IPv4")
             };
             let addr = swarm.add(local, talks);
-            node.add_leg(room, LegSpec::new(addr, CodecKind::Pcmu))
+            let leg = LegId(swarm.len() as u64);
+            node.add_leg(0, room, leg, LegSpec::new(addr, CodecKind::Pcmu))
                 .await
                 .expect("leg added");
         }

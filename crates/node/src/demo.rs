@@ -16,7 +16,7 @@
 use crate::config::Config;
 use crate::NodeHandle;
 use scnf_core::control::msg::{CodecDesc, Direction, MediaOffer, MemberInfo, ServerMsg};
-use scnf_core::engine::LegSpec;
+use scnf_core::engine::{LegId, LegSpec, MixId};
 use scnf_media::codec::CodecKind;
 use scnf_media::probe::{level_dbfs, Tone, TONES, TONE_DBFS};
 use scnf_testkit::client::{CallAnswer, Client, Event};
@@ -107,7 +107,9 @@ pub async fn conference(
     codecs: &[CodecKind],
     talk: Duration,
 ) -> Result<Vec<HeardReport>, Box<dyn std::error::Error + Send + Sync>> {
-    let room = node.open_room().await?;
+    // Direct media control on worker 0: this path measures the media alone.
+    let room = MixId(1);
+    node.open_room(0, room).await?;
     let ip: IpAddr = [127, 0, 0, 1].into();
     let mut tasks = Vec::new();
     let start = tokio::time::Instant::now() + Duration::from_millis(200);
@@ -117,7 +119,7 @@ pub async fn conference(
         let mut p = Participant::bind(ip, codec, Source::Tone(tone)).await?;
         let mut spec = LegSpec::new(p.local_addr(), codec);
         spec.payload_type = p.payload_type;
-        let leg = node.add_leg(room, spec).await?;
+        let leg = node.add_leg(0, room, LegId(i as u64 + 1), spec).await?;
         legs.push(leg.id);
         tasks.push(tokio::spawn(async move {
             p.run(leg.local, start, talk, Duration::from_millis(300))
@@ -136,10 +138,10 @@ pub async fn conference(
             own: i,
             packets_received: heard.packets_received,
             packets_sent: heard.packets_sent,
-            leg: node.leg_stats(legs[i]).await?,
+            leg: node.leg_stats(0, legs[i]).await?,
         });
     }
-    node.close_room(room).await?;
+    node.close_room(0, room).await?;
     Ok(reports)
 }
 

@@ -21,4 +21,5 @@ pub mod tls;
 pub mod worker;
 
 pub use node::{LegInfo, NodeError, NodeHandle};
-pub use worker::{NodeEvent, WorkerStats};
+pub use scnf_core::engine::WorkerStats;
+pub use worker::NodeEvent;

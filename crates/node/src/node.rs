@@ -1,16 +1,20 @@
-//! The node: its workers and the control API the call-control layer builds on.
+//! The node: its media workers, and [`NodeHandle`], a stateless router of media
+//! operations to them.
 //!
-//! Rooms are placed on the worker with the fewest legs when they open and stay there;
-//! every leg of a room lives on the room's worker, so mixing never crosses threads.
-//! A leg's local address is its worker's RTP socket (RTCP on the next port).
+//! Which room lives on which worker, and which leg is whose, is decided and kept by
+//! the session root's room table (`scnf_core::session::RoomTable`): a room is placed
+//! on one worker and all its legs live there, so mixing never crosses threads. The
+//! handle only knows the workers' command queues and addresses. A leg's local address
+//! is its worker's RTP socket (RTCP on the next port).
 
 use crate::config::Config;
-use crate::worker::{self, Command, NodeEvent, WorkerIo, WorkerStats};
-use scnf_core::engine::{Engine, EngineConfig, EngineError, LegId, LegSpec, LegStats};
+use crate::worker::{self, Command, NodeEvent, Reply, WorkerIo};
+use scnf_core::engine::{
+    Engine, EngineConfig, LegId, LegSpec, LegStats, MediaOp, MediaResult, MixId, WorkerStats,
+};
+use scnf_core::session::{ReqId, WorkerAddrs};
 use scnf_udp as udp;
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -18,12 +22,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 /// Why a node call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    #[error("{0}")]
-    Engine(#[from] EngineError),
-    #[error("room {0} does not exist")]
-    NoSuchRoom(u64),
-    #[error("leg {0:?} does not exist")]
-    NoSuchLeg(LegId),
+    #[error("{op}: {reason}")]
+    Refused { op: &'static str, reason: String },
+    #[error("no worker {0}")]
+    NoSuchWorker(usize),
     #[error("worker {0} is not running")]
     WorkerGone(usize),
     #[error("no free RTP/RTCP port pair in {min}-{max} for worker {worker}")]
@@ -38,7 +40,7 @@ pub enum NodeError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct LegInfo {
     pub id: LegId,
-    pub room: u64,
+    pub room: MixId,
     /// Local RTP address (advertised IP, worker port).
     pub local: SocketAddr,
     /// Local RTCP address (port + 1), unless the leg multiplexes RTCP.
@@ -47,18 +49,12 @@ pub struct LegInfo {
 
 struct WorkerLink {
     commands: mpsc::UnboundedSender<Command>,
-    local: SocketAddr,
-    local_rtcp: SocketAddr,
-    legs: AtomicUsize,
+    addrs: WorkerAddrs,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 struct Inner {
     workers: Vec<WorkerLink>,
-    rooms: Mutex<HashMap<u64, usize>>,
-    legs: Mutex<HashMap<LegId, (u64, usize)>>,
-    next_room: AtomicU64,
-    next_leg: AtomicU64,
     events: broadcast::Sender<NodeEvent>,
 }
 
@@ -167,22 +163,16 @@ impl NodeHandle {
                 })?;
             workers.push(WorkerLink {
                 commands: tx,
-                local: SocketAddr::new(advertise, port),
-                local_rtcp: SocketAddr::new(advertise, port + 1),
-                legs: AtomicUsize::new(0),
+                addrs: WorkerAddrs {
+                    rtp: SocketAddr::new(advertise, port),
+                    rtcp: SocketAddr::new(advertise, port + 1),
+                },
                 thread: Mutex::new(Some(thread)),
             });
         }
-        tracing::info!(workers = n, first = %workers[0].local, "media workers running");
+        tracing::info!(workers = n, first = %workers[0].addrs.rtp, "media workers running");
         Ok(NodeHandle {
-            inner: Arc::new(Inner {
-                workers,
-                rooms: Mutex::new(HashMap::new()),
-                legs: Mutex::new(HashMap::new()),
-                next_room: AtomicU64::new(1),
-                next_leg: AtomicU64::new(1),
-                events,
-            }),
+            inner: Arc::new(Inner { workers, events }),
         })
     }
 
@@ -192,144 +182,126 @@ impl NodeHandle {
         self.inner.events.subscribe()
     }
 
+    /// Where each worker receives, in index order (what the session root places legs
+    /// with).
+    pub fn workers(&self) -> Vec<WorkerAddrs> {
+        self.inner.workers.iter().map(|w| w.addrs).collect()
+    }
+
     /// The local RTP addresses of the workers.
     pub fn worker_addresses(&self) -> Vec<SocketAddr> {
-        self.inner.workers.iter().map(|w| w.local).collect()
+        self.inner.workers.iter().map(|w| w.addrs.rtp).collect()
     }
 
-    async fn ask<T>(
+    /// Queues `op` on `worker`; its result goes to `to`, tagged `req`. Operations on
+    /// one worker are applied in the order they were submitted.
+    pub fn submit(
         &self,
         worker: usize,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, NodeError> {
+        req: ReqId,
+        op: MediaOp,
+        to: &mpsc::UnboundedSender<(ReqId, MediaResult)>,
+    ) -> Result<(), NodeError> {
+        let reply = Reply::Session {
+            req,
+            to: to.clone(),
+        };
+        self.command(worker, op, reply)
+    }
+
+    fn command(&self, worker: usize, op: MediaOp, reply: Reply) -> Result<(), NodeError> {
+        let link = self
+            .inner
+            .workers
+            .get(worker)
+            .ok_or(NodeError::NoSuchWorker(worker))?;
+        link.commands
+            .send(Command::Op { op, reply })
+            .map_err(|_| NodeError::WorkerGone(worker))
+    }
+
+    /// Applies `op` on `worker` and waits for the result (a refusal is an error).
+    pub async fn request(&self, worker: usize, op: MediaOp) -> Result<MediaResult, NodeError> {
+        let name = op.name();
         let (tx, rx) = oneshot::channel();
-        self.inner.workers[worker]
-            .commands
-            .send(make(tx))
-            .map_err(|_| NodeError::WorkerGone(worker))?;
-        rx.await.map_err(|_| NodeError::WorkerGone(worker))
-    }
-
-    fn room_worker(&self, room: u64) -> Result<usize, NodeError> {
-        lock(&self.inner.rooms)
-            .get(&room)
-            .copied()
-            .ok_or(NodeError::NoSuchRoom(room))
-    }
-
-    fn leg_worker(&self, leg: LegId) -> Result<usize, NodeError> {
-        lock(&self.inner.legs)
-            .get(&leg)
-            .map(|&(_, w)| w)
-            .ok_or(NodeError::NoSuchLeg(leg))
-    }
-
-    /// Opens a room on the least-loaded worker and returns its id.
-    pub async fn open_room(&self) -> Result<u64, NodeError> {
-        let worker = (0..self.inner.workers.len())
-            .min_by_key(|&i| self.inner.workers[i].legs.load(Ordering::Relaxed))
-            .expect("a node has at least one worker");
-        let room = self.inner.next_room.fetch_add(1, Ordering::Relaxed);
-        self.ask(worker, |reply| Command::OpenRoom { room, reply })
-            .await??;
-        lock(&self.inner.rooms).insert(room, worker);
-        Ok(room)
-    }
-
-    /// Closes a room, dropping its legs; returns their final statistics.
-    pub async fn close_room(&self, room: u64) -> Result<Vec<(LegId, LegStats)>, NodeError> {
-        let worker = self.room_worker(room)?;
-        let legs = self
-            .ask(worker, |reply| Command::CloseRoom { room, reply })
-            .await??;
-        lock(&self.inner.rooms).remove(&room);
-        let mut map = lock(&self.inner.legs);
-        for (id, _) in &legs {
-            map.remove(id);
+        self.command(worker, op, Reply::Once(tx))?;
+        match rx.await.map_err(|_| NodeError::WorkerGone(worker))? {
+            MediaResult::Failed(reason) => Err(NodeError::Refused { op: name, reason }),
+            ok => Ok(ok),
         }
-        self.inner.workers[worker]
-            .legs
-            .fetch_sub(legs.len(), Ordering::Relaxed);
-        Ok(legs)
     }
 
-    /// Adds a leg to a room; the answer says where the peer should send.
-    pub async fn add_leg(&self, room: u64, spec: LegSpec) -> Result<LegInfo, NodeError> {
-        let worker = self.room_worker(room)?;
-        let id = LegId(self.inner.next_leg.fetch_add(1, Ordering::Relaxed));
+    // Direct media control, for tools and tests that drive a node without the session
+    // root: the caller names the worker and picks the ids.
+
+    /// Opens a mix room on `worker`.
+    pub async fn open_room(&self, worker: usize, mix: MixId) -> Result<(), NodeError> {
+        self.request(worker, MediaOp::OpenRoom { mix })
+            .await
+            .map(drop)
+    }
+
+    /// Closes a mix room, dropping its legs; returns their final statistics.
+    pub async fn close_room(
+        &self,
+        worker: usize,
+        mix: MixId,
+    ) -> Result<Vec<(LegId, LegStats)>, NodeError> {
+        Ok(legs_of(
+            self.request(worker, MediaOp::CloseRoom { mix }).await?,
+        ))
+    }
+
+    /// Adds a leg to a room on `worker`; the answer says where the peer should send.
+    pub async fn add_leg(
+        &self,
+        worker: usize,
+        mix: MixId,
+        leg: LegId,
+        spec: LegSpec,
+    ) -> Result<LegInfo, NodeError> {
         let rtcp_mux = spec.rtcp_mux;
-        self.ask(worker, |reply| Command::AddLeg {
-            room,
-            leg: id,
-            spec,
-            reply,
-        })
-        .await??;
-        lock(&self.inner.legs).insert(id, (room, worker));
-        let w = &self.inner.workers[worker];
-        w.legs.fetch_add(1, Ordering::Relaxed);
+        let addrs = self
+            .inner
+            .workers
+            .get(worker)
+            .ok_or(NodeError::NoSuchWorker(worker))?
+            .addrs;
+        self.request(worker, MediaOp::AddLeg { mix, leg, spec })
+            .await?;
         Ok(LegInfo {
-            id,
-            room,
-            local: w.local,
-            local_rtcp: if rtcp_mux { w.local } else { w.local_rtcp },
+            id: leg,
+            room: mix,
+            local: addrs.rtp,
+            local_rtcp: if rtcp_mux { addrs.rtp } else { addrs.rtcp },
         })
-    }
-
-    /// Removes a leg; returns its final statistics.
-    pub async fn remove_leg(&self, leg: LegId) -> Result<LegStats, NodeError> {
-        let worker = self.leg_worker(leg)?;
-        let stats = self
-            .ask(worker, |reply| Command::RemoveLeg { leg, reply })
-            .await??;
-        lock(&self.inner.legs).remove(&leg);
-        self.inner.workers[worker]
-            .legs
-            .fetch_sub(1, Ordering::Relaxed);
-        Ok(stats)
-    }
-
-    /// Mutes (hold) or unmutes a leg's contribution.
-    pub async fn set_muted(&self, leg: LegId, muted: bool) -> Result<(), NodeError> {
-        let worker = self.leg_worker(leg)?;
-        Ok(self
-            .ask(worker, |reply| Command::SetMuted { leg, muted, reply })
-            .await??)
-    }
-
-    /// Turns sending the mix to a leg on or off.
-    pub async fn set_receives(&self, leg: LegId, receives: bool) -> Result<(), NodeError> {
-        let worker = self.leg_worker(leg)?;
-        Ok(self
-            .ask(worker, |reply| Command::SetReceives {
-                leg,
-                receives,
-                reply,
-            })
-            .await??)
-    }
-
-    /// Turns encode-once off or on for a room.
-    pub async fn set_encode_once(&self, room: u64, on: bool) -> Result<(), NodeError> {
-        let worker = self.room_worker(room)?;
-        Ok(self
-            .ask(worker, |reply| Command::SetEncodeOnce { room, on, reply })
-            .await??)
     }
 
     /// A leg's current statistics.
-    pub async fn leg_stats(&self, leg: LegId) -> Result<LegStats, NodeError> {
-        let worker = self.leg_worker(leg)?;
-        self.ask(worker, |reply| Command::LegStats { leg, reply })
-            .await?
-            .ok_or(NodeError::NoSuchLeg(leg))
+    pub async fn leg_stats(&self, worker: usize, leg: LegId) -> Result<LegStats, NodeError> {
+        let legs = legs_of(self.request(worker, MediaOp::LegStats { leg }).await?);
+        legs.into_iter()
+            .next()
+            .map(|(_, s)| s)
+            .ok_or(NodeError::Refused {
+                op: "leg statistics",
+                reason: format!("no statistics for {leg:?}"),
+            })
     }
 
-    /// Every worker's counters.
+    /// Every worker's counters (one round trip per worker).
     pub async fn stats(&self) -> Result<Vec<WorkerStats>, NodeError> {
         let mut out = Vec::with_capacity(self.inner.workers.len());
         for i in 0..self.inner.workers.len() {
-            out.push(self.ask(i, |reply| Command::Stats { reply }).await?);
+            match self.request(i, MediaOp::Snapshot { legs: false }).await? {
+                MediaResult::Snapshot(s) => out.push(s.stats),
+                other => {
+                    return Err(NodeError::Refused {
+                        op: "snapshot",
+                        reason: format!("unexpected answer {other:?}"),
+                    })
+                }
+            }
         }
         Ok(out)
     }
@@ -347,8 +319,14 @@ impl NodeHandle {
     }
 }
 
-/// Locks a mutex, recovering from poisoning (the maps stay consistent: every
-/// critical section is a single insert or remove).
+fn legs_of(result: MediaResult) -> Vec<(LegId, LegStats)> {
+    match result {
+        MediaResult::Legs(legs) => legs,
+        _ => Vec::new(),
+    }
+}
+
+/// Locks a mutex, recovering from poisoning (the only one guards a thread handle).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

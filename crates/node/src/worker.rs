@@ -5,7 +5,8 @@
 //! a control command or a readable socket; feed the engine; drain its transmits into
 //! sendmmsg batches and its events into the node's event channel; repeat.
 
-use scnf_core::engine::{Engine, EngineError, EngineEvent, LegId, LegSpec, LegStats, MixId, Via};
+use scnf_core::engine::{Engine, EngineEvent, MediaOp, MediaResult, Via};
+use scnf_core::session::ReqId;
 use scnf_udp::{RecvBatch, SendBatch};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -19,70 +20,35 @@ const MAX_BATCHES_PER_WAKE: usize = 8;
 /// RTP is far smaller; 1500 bytes is the Ethernet MTU.
 const SLOT_BYTES: usize = 1500;
 
-/// A control request for one worker.
-pub enum Command {
-    OpenRoom {
-        room: u64,
-        reply: oneshot::Sender<Result<(), EngineError>>,
+/// Where a media operation's result goes.
+pub enum Reply {
+    /// To the session driver, tagged with the root's request id.
+    Session {
+        req: ReqId,
+        to: mpsc::UnboundedSender<(ReqId, MediaResult)>,
     },
-    CloseRoom {
-        room: u64,
-        reply: oneshot::Sender<Result<Vec<(LegId, LegStats)>, EngineError>>,
-    },
-    AddLeg {
-        room: u64,
-        leg: LegId,
-        spec: LegSpec,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    RemoveLeg {
-        leg: LegId,
-        reply: oneshot::Sender<Result<LegStats, EngineError>>,
-    },
-    SetMuted {
-        leg: LegId,
-        muted: bool,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    SetReceives {
-        leg: LegId,
-        receives: bool,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    SetEncodeOnce {
-        room: u64,
-        on: bool,
-        reply: oneshot::Sender<Result<(), EngineError>>,
-    },
-    LegStats {
-        leg: LegId,
-        reply: oneshot::Sender<Option<LegStats>>,
-    },
-    Stats {
-        reply: oneshot::Sender<WorkerStats>,
-    },
-    Shutdown,
+    /// To one waiting caller.
+    Once(oneshot::Sender<MediaResult>),
 }
 
-/// A worker's counters, as reported by [`crate::NodeHandle::stats`].
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct WorkerStats {
-    pub index: usize,
-    pub rooms: usize,
-    pub legs: usize,
-    pub datagrams: u64,
-    pub foreign: u64,
-    pub malformed: u64,
-    pub truncated: u64,
-    pub send_errors: u64,
-    pub ticks: u64,
-    pub late_ticks: u64,
-    pub skipped_ticks: u64,
-    pub encodes: u64,
-    pub shared_sends: u64,
-    pub lateness_p50_us: u64,
-    pub lateness_p99_us: u64,
-    pub lateness_max_us: u64,
+impl Reply {
+    /// Delivers the result. A requester that gave up is not an error here.
+    pub fn send(self, result: MediaResult) {
+        match self {
+            Reply::Session { req, to } => {
+                let _ = to.send((req, result));
+            }
+            Reply::Once(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
+/// A request for one worker.
+pub enum Command {
+    Op { op: MediaOp, reply: Reply },
+    Shutdown,
 }
 
 /// An event tagged with nothing more: engine events already name room and leg.
@@ -150,7 +116,7 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
             }
             cmd = commands.recv() => match cmd {
                 None | Some(Command::Shutdown) => break,
-                Some(cmd) => apply(index, &mut engine, &counters, cmd),
+                Some(Command::Op { op, reply }) => apply(index, &mut engine, &counters, op, reply),
             },
             r = rtp.readable() => {
                 r?;
@@ -239,65 +205,11 @@ fn flush(batch: &mut SendBatch, sock: &tokio::net::UdpSocket, counters: &mut Cou
     }
 }
 
-fn apply(index: usize, engine: &mut Engine, counters: &Counters, cmd: Command) {
-    let now = Instant::now();
-    // A requester that gave up (dropped its receiver) is not an error here.
-    match cmd {
-        Command::OpenRoom { room, reply } => {
-            let _ = reply.send(engine.open_room(now, MixId(room)));
-        }
-        Command::CloseRoom { room, reply } => {
-            let _ = reply.send(engine.close_room(MixId(room)));
-        }
-        Command::AddLeg {
-            room,
-            leg,
-            spec,
-            reply,
-        } => {
-            let _ = reply.send(engine.add_leg(now, MixId(room), leg, spec));
-        }
-        Command::RemoveLeg { leg, reply } => {
-            let _ = reply.send(engine.remove_leg(leg));
-        }
-        Command::SetMuted { leg, muted, reply } => {
-            let _ = reply.send(engine.set_muted(leg, muted));
-        }
-        Command::SetReceives {
-            leg,
-            receives,
-            reply,
-        } => {
-            let _ = reply.send(engine.set_receives(leg, receives));
-        }
-        Command::SetEncodeOnce { room, on, reply } => {
-            let _ = reply.send(engine.set_encode_once(MixId(room), on));
-        }
-        Command::LegStats { leg, reply } => {
-            let _ = reply.send(engine.leg_stats(leg));
-        }
-        Command::Stats { reply } => {
-            let s = engine.stats();
-            let h = &s.lateness_us;
-            let _ = reply.send(WorkerStats {
-                index,
-                rooms: engine.room_count(),
-                legs: engine.leg_count(),
-                datagrams: s.datagrams,
-                foreign: s.foreign,
-                malformed: s.malformed,
-                truncated: counters.truncated,
-                send_errors: counters.send_errors,
-                ticks: s.ticks,
-                late_ticks: s.late_ticks,
-                skipped_ticks: s.skipped_ticks,
-                encodes: s.encodes,
-                shared_sends: s.shared_sends,
-                lateness_p50_us: h.value_at_quantile(0.5),
-                lateness_p99_us: h.value_at_quantile(0.99),
-                lateness_max_us: h.max(),
-            });
-        }
-        Command::Shutdown => {}
+fn apply(index: usize, engine: &mut Engine, counters: &Counters, op: MediaOp, reply: Reply) {
+    let mut result = engine.apply(Instant::now(), index, op);
+    if let MediaResult::Snapshot(s) = &mut result {
+        s.stats.truncated = counters.truncated;
+        s.stats.send_errors = counters.send_errors;
     }
+    reply.send(result);
 }

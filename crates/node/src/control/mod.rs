@@ -1,21 +1,21 @@
-//! The call-control shell: the WebSocket listener ([`server`]), the switchboard
-//! task ([`switchboard`]) that owns all call state and drives the node, and the
-//! controller side of the protocol ([`client`]) for tools, the demo and load tests.
+//! The call-control shell: the WebSocket listener ([`server`]) and the task that
+//! drives the session root ([`driver`]).
 //!
-//! The decisions live in sans-IO cores: [`scnf_core::conf`] (the conference interface's
-//! behaviour) and [`scnf_core::control`] (messages, login). This module only reads the
-//! clock, sockets and OS randomness, and moves messages between them.
+//! The decisions live in the sans-IO session root ([`scnf_core::session`]: logins,
+//! call ids, the conference core, the room table). This module only reads the clock,
+//! sockets and OS randomness, and moves values between them. The controller side of
+//! the protocol is `scnf_testkit::client`.
 
+pub mod driver;
 pub mod server;
-pub mod switchboard;
 
 use crate::config::{Config, ConfigError};
 use crate::tls;
 use crate::NodeHandle;
 use scnf_core::control::auth;
+use scnf_core::session::{Session, SessionConfig};
 use std::net::SocketAddr;
 use std::time::Duration;
-use switchboard::{Switchboard, SwitchboardConfig};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -52,12 +52,14 @@ impl ControlHandle {
     }
 }
 
-/// Inbound items queued towards the switchboard before transports wait (back
-/// pressure reaches the peers' TCP windows instead of memory).
+/// Inbound items queued towards the driver before transports wait (back pressure
+/// reaches the peers' TCP windows instead of memory).
 const INBOUND_QUEUE: usize = 1024;
 
-/// Binds the control listener and starts the switchboard on the current tokio
-/// runtime.
+/// Binds the control listener and starts the session driver on the current tokio
+/// runtime. The driver is supervised: if it ever panics the process aborts, because a
+/// node whose media runs on with nobody in control of its calls is worse than a node
+/// that restarts.
 pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, ControlError> {
     cfg.validate()?;
     let c = &cfg.control;
@@ -78,9 +80,9 @@ pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, Cont
             addr: c.listen,
             source,
         })?;
-    let mut seed = [0u8; 8];
+    let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| ControlError::Random(e.to_string()))?;
-    let sb = SwitchboardConfig {
+    let session = SessionConfig {
         secret,
         login: auth::LoginConfig::default(),
         conf: scnf_core::conf::ConfConfig {
@@ -88,11 +90,19 @@ pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, Cont
             overlap_timeout: Duration::from_millis(c.overlap_timeout_ms),
             default_id_length: 6,
         },
-        seed: u64::from_le_bytes(seed),
         login_timeout: Duration::from_millis(c.login_timeout_ms),
+        workers: node.workers(),
     };
     let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
-    tokio::spawn(Switchboard::new(node, sb).run(rx));
+    let driver = tokio::spawn(driver::run(Session::new(session, seed), node, rx));
+    tokio::spawn(async move {
+        if let Err(e) = driver.await {
+            if e.is_panic() {
+                tracing::error!(error = %e, "call control panicked; aborting the node");
+                std::process::abort();
+            }
+        }
+    });
     let tls = acceptor.is_some();
     let server = tokio::spawn(server::serve(listener, acceptor, tx, c.max_connections));
     tracing::info!(%local, tls, "call control listening");

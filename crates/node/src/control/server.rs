@@ -2,14 +2,15 @@
 //!
 //! This is transport only. Each connection task turns text frames into
 //! [`Inbound::Text`], refuses what cannot be a request (binary frames) with
-//! [`Inbound::Bad`], writes the switchboard's [`Outbound`] frames, and reports the end
+//! [`Inbound::Bad`], writes the session driver's [`Outbound`] frames, and reports the end
 //! of the connection. Limits protect the node from a misbehaving peer: a frame or
 //! message larger than [`MAX_MESSAGE`] closes that connection (close code 1009), the
 //! TLS and WebSocket handshakes must finish within [`HANDSHAKE_TIMEOUT`], and at most
 //! `max_connections` sessions exist at once.
 
-use super::switchboard::{ConnId, Inbound, Outbound};
+use super::driver::{Inbound, Outbound};
 use futures_util::{SinkExt, StreamExt};
+use scnf_core::session::ConnId;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
