@@ -81,23 +81,6 @@ async fn expect_hearing(phones: &[Phone], i: usize, heard: &[usize]) {
     .await;
 }
 
-async fn rc(ctl: &mut Ctl, call: &str, code: u32) {
-    ctl.send(json!({"mt": "RemoteControl", "call": call, "code": code, "src": "rc"}))
-        .await;
-    let reply = ctl
-        .wait("RemoteControlResult", |m| {
-            matches!(
-                m,
-                ServerMsg::RemoteControlResult { .. } | ServerMsg::Error { .. }
-            )
-        })
-        .await;
-    assert!(
-        matches!(reply, ServerMsg::RemoteControlResult { .. }),
-        "{reply:?}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everyone_hears_everyone_but_themselves_and_the_connected_number_is_the_room() {
     let _machine = exclusive().await;
@@ -244,33 +227,6 @@ async fn with_disconnect_control_the_creator_leaving_releases_everyone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remote_connect_rooms_keep_joiners_alerting_and_silent_until_connect() {
-    let _machine = exclusive().await;
-    let (node, control) = control_node(|_| {}).await;
-    let mut ctl = Ctl::connect(control.local).await;
-    let host = Phone::new(CodecKind::Pcmu, Play::Tone(TONES[0])).await;
-    let out = ctl.dial("host", "*260*82#", false, &host.offer(true)).await;
-    assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
-    host.connect(answer_addr(&out));
-    let guest = Phone::new(CodecKind::Pcmu, Play::Tone(TONES[1])).await;
-    let out = ctl.dial("guest", "60", true, &guest.offer(true)).await;
-    assert!(matches!(out, ServerMsg::Alerting { .. }), "{out:?}");
-    guest.connect(answer_addr(&out));
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(misses(&host, TONES[1]), "the alerting guest is heard");
-    assert!(
-        misses(&guest, TONES[0]),
-        "the alerting guest hears the room"
-    );
-    rc(&mut ctl, "guest", 0).await;
-    let out = ctl.outcome("guest").await;
-    assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
-    eventually("host hears the guest", || hears(&host, TONES[1])).await;
-    eventually("guest hears the host", || hears(&guest, TONES[0])).await;
-    node.shutdown();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_video_off_is_reported_with_the_room() {
     let _machine = exclusive().await;
     let (node, control) = control_node(|_| {}).await;
@@ -401,98 +357,6 @@ async fn speech_on_legs_without_telephone_events_never_switches_listen_modes() {
     node.shutdown();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remote_controls_follow_the_override_rules() {
-    let _machine = exclusive().await;
-    let (node, control) = control_node(|_| {}).await;
-    let mut ctl = Ctl::connect(control.local).await;
-    let phones = room_of(&mut ctl, "90", 3, true).await;
-    expect_hearing(&phones, 0, &[1, 2]).await;
-    // 25 receive off: p1 is muted for everyone.
-    rc(&mut ctl, "p1", 25).await;
-    expect_hearing(&phones, 0, &[2]).await;
-    expect_hearing(&phones, 2, &[0]).await;
-    // 27 normal listen overrides an earlier receive off of another member.
-    rc(&mut ctl, "p0", 27).await;
-    expect_hearing(&phones, 0, &[1, 2]).await;
-    // 26 exclusive listen: only p2 is heard.
-    rc(&mut ctl, "p2", 26).await;
-    expect_hearing(&phones, 0, &[2]).await;
-    expect_hearing(&phones, 1, &[2]).await;
-    // 24 receive on overrides the exclusive mode for p0.
-    rc(&mut ctl, "p0", 24).await;
-    expect_hearing(&phones, 1, &[0, 2]).await;
-    // 26 again (from p2) overrides p0's earlier receive on.
-    rc(&mut ctl, "p2", 26).await;
-    expect_hearing(&phones, 1, &[2]).await;
-    rc(&mut ctl, "p2", 27).await;
-    expect_hearing(&phones, 1, &[0, 2]).await;
-    // Unknown codes and Connect on a connected call are errors; nothing changes.
-    for code in [0u32, 99] {
-        ctl.send(json!({"mt": "RemoteControl", "call": "p0", "code": code}))
-            .await;
-        let e = ctl
-            .wait("Error", |m| matches!(m, ServerMsg::Error { .. }))
-            .await;
-        assert!(
-            matches!(&e, ServerMsg::Error { call: Some(c), .. } if c == "p0"),
-            "{e:?}"
-        );
-    }
-    expect_hearing(&phones, 1, &[0, 2]).await;
-    let muted: Vec<(u64, bool)> = ctl
-        .seen
-        .iter()
-        .filter_map(|m| match m {
-            ServerMsg::Muted {
-                participant, muted, ..
-            } => Some((*participant, *muted)),
-            _ => None,
-        })
-        .collect();
-    assert!(
-        muted.contains(&(2, true)) && muted.contains(&(2, false)),
-        "{muted:?}"
-    );
-    node.shutdown();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hold_mutes_the_member_and_retrieve_restores_it() {
-    let _machine = exclusive().await;
-    let (node, control) = control_node(|_| {}).await;
-    let mut ctl = Ctl::connect(control.local).await;
-    let phones = room_of(&mut ctl, "91", 2, true).await;
-    expect_hearing(&phones, 1, &[0]).await;
-    ctl.send(json!({"mt": "Hold", "call": "p0"})).await;
-    ctl.wait("Muted", |m| {
-        matches!(m, ServerMsg::Muted { muted: true, .. })
-    })
-    .await;
-    expect_hearing(&phones, 1, &[]).await;
-    ctl.send(json!({"mt": "Retrieve", "call": "p0"})).await;
-    ctl.wait("Muted", |m| {
-        matches!(m, ServerMsg::Muted { muted: false, .. })
-    })
-    .await;
-    expect_hearing(&phones, 1, &[0]).await;
-    // The same through a direction change (re-INVITE a=sendonly / a=sendrecv).
-    ctl.send(json!({"mt": "Direction", "call": "p0", "direction": "sendonly"}))
-        .await;
-    expect_hearing(&phones, 1, &[]).await;
-    let ServerMsg::StatusResult { rooms, .. } = ctl.status().await else {
-        unreachable!()
-    };
-    assert!(
-        rooms[0].members[0].held && !rooms[0].members[0].heard,
-        "{rooms:?}"
-    );
-    ctl.send(json!({"mt": "Direction", "call": "p0", "direction": "sendrecv"}))
-        .await;
-    expect_hearing(&phones, 1, &[0]).await;
-    node.shutdown();
-}
-
 /// A bound UDP socket's media offer (PCMU): rooms set up for a table row only need
 /// distinct media addresses, not audio.
 fn quiet_offer(keep: &mut Vec<std::net::UdpSocket>) -> scnf_core::control::msg::MediaOffer {
@@ -595,37 +459,4 @@ async fn every_row_of_the_command_table_behaves_as_written_over_websocket() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connected_member_that_sends_no_media_is_released_but_a_held_one_is_not() {
-    let _machine = exclusive().await;
-    let (node, control) = control_node(|c| c.rtp.media_timeout_ms = 600).await;
-    let mut ctl = Ctl::connect(control.local).await;
-    let talker = Phone::new(CodecKind::Pcmu, Play::Tone(TONES[0])).await;
-    let out = ctl
-        .dial("talker", "*392#", false, &talker.offer(true))
-        .await;
-    talker.connect(answer_addr(&out));
-    let mut keep = Vec::new();
-    // Neither of these ever sends RTP; "held" is on hold from the start.
-    let out = ctl.dial("mute", "92", true, &fresh(&mut keep).await).await;
-    assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
-    let mut held = fresh(&mut keep).await;
-    held.direction = scnf_core::control::msg::Direction::Inactive;
-    let out = ctl.dial("held", "92", true, &held).await;
-    assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
-    let out = ctl.outcome("mute").await;
-    assert!(
-        matches!(out, ServerMsg::Release { cause: 102, .. }),
-        "{out:?}"
-    );
-    let released_others = ctl
-        .arrives(
-            Duration::from_millis(1500),
-            |m| matches!(m, ServerMsg::Release { call, .. } if call != "mute"),
-        )
-        .await;
-    assert!(!released_others, "{:?}", ctl.seen);
-    node.shutdown();
 }

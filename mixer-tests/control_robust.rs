@@ -219,67 +219,6 @@ async fn login_over_wss_proves_the_node_knows_the_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_reports_rooms_members_channels_and_leg_figures() {
-    let _machine = exclusive().await;
-    let (node, control) = control_node(|c| c.control.channels = 10).await;
-    let mut ctl = Ctl::connect(control.local).await;
-    let (a, b) = established(&mut ctl).await;
-    talking(&a, &b).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let ServerMsg::StatusResult {
-        version,
-        channels,
-        rooms,
-        workers,
-    } = ctl.status().await
-    else {
-        unreachable!()
-    };
-    // The media workers report their clocks: both legs are on them, ticking.
-    assert!(!workers.is_empty());
-    assert_eq!(workers.iter().map(|w| w.legs).sum::<usize>(), 2);
-    assert!(workers.iter().all(|w| w.ticks > 10), "{workers:?}");
-    assert_eq!(version, scnf_core::control::msg::PROTOCOL_VERSION);
-    assert_eq!(
-        (channels.capacity, channels.used, channels.free),
-        (10, 2, 8)
-    );
-    assert_eq!(rooms[0].room, "55");
-    let codecs: Vec<&str> = rooms[0].members.iter().map(|m| m.codec.as_str()).collect();
-    assert_eq!(codecs, ["PCMA", "G722"]);
-    for m in &rooms[0].members {
-        assert_eq!(m.state, "connected");
-        assert!(m.packets_received > 10 && m.packets_sent > 10, "{m:?}");
-        assert!(m.packets_lost <= 0 && m.jitter_ms < 20.0, "{m:?}");
-    }
-    let joined = ctl
-        .seen
-        .iter()
-        .filter(|m| matches!(m, ServerMsg::ParticipantJoined { .. }))
-        .count();
-    assert_eq!(joined, 2);
-    assert!(ctl
-        .seen
-        .iter()
-        .any(|m| matches!(m, ServerMsg::RoomCreated { room, .. } if room == "55")));
-    // The light request tells the same load without the members.
-    let ServerMsg::HealthResult {
-        version,
-        channels,
-        rooms,
-        legs,
-        workers,
-    } = ctl.health().await
-    else {
-        unreachable!()
-    };
-    assert_eq!(version, scnf_core::control::msg::PROTOCOL_VERSION);
-    assert_eq!((channels.used, channels.free, rooms, legs), (2, 8, 1, 2));
-    assert!(workers.iter().all(|w| w.ticks > 10), "{workers:?}");
-    node.shutdown();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
     let _machine = exclusive().await;
     let (node, control) = control_node(|c| {
@@ -295,8 +234,8 @@ async fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
         idle.closed_within(Duration::from_secs(3)).await,
         "still open"
     );
-    // The logged-in session outlives the timeout.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The logged-in session is still served (the exact deadlines are the harness's
+    // `control_paths` tests: this is the real transport's close).
     assert!(matches!(
         quick.status().await,
         ServerMsg::StatusResult { .. }

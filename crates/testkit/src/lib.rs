@@ -2,6 +2,7 @@
 //!
 //! - [`client`]: the controller side of the call-control protocol over WebSocket (the
 //!   library side of a PBX front end; `scnf demo`, rtpgen and tools use it).
+//! - [`harness`]: session roots, engines, phones and controllers on one virtual clock.
 //! - [`ctl`]: a raw test controller that sends any JSON, for protocol-robustness tests.
 //! - [`participant`]: a synthetic participant over real UDP (demo, system tests).
 //! - [`phone`]: a test phone that plays tones, DTMF and speech-like sound.
@@ -12,6 +13,7 @@
 pub mod client;
 pub mod cpu;
 pub mod ctl;
+pub mod harness;
 pub mod impair;
 pub mod participant;
 pub mod phone;
