@@ -106,6 +106,7 @@ struct Call {
 /// An input that arrived while the root was waiting for a leg.
 enum Deferred {
     Open { conn: ConnId, peer: SocketAddr },
+    Text { conn: ConnId, text: String },
     Message { conn: ConnId, msg: Incoming },
     Bad { conn: ConnId, problem: String },
     Close { conn: ConnId },
@@ -142,7 +143,6 @@ pub struct Session {
     pending_queries: HashMap<u64, Query>,
     next_query: u64,
     out: VecDeque<Output>,
-    now: Option<Instant>,
 }
 
 impl Session {
@@ -170,7 +170,6 @@ impl Session {
             pending_queries: HashMap::new(),
             next_query: 1,
             out: VecDeque::new(),
-            now: None,
         }
     }
 
@@ -178,7 +177,6 @@ impl Session {
 
     /// A connection from `peer` opened.
     pub fn handle_open(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
-        self.now = Some(now);
         if self.waiting.is_some() {
             return self.deferred.push_back(Deferred::Open { conn, peer });
         }
@@ -201,6 +199,11 @@ impl Session {
     /// One text frame from a connection: parsed, then [`Session::handle_message`]; a
     /// frame that is not a request is answered with an `Error`.
     pub fn handle_text(&mut self, now: Instant, conn: ConnId, text: &str) {
+        if self.waiting.is_some() {
+            // Even a refusal waits its turn: answers keep the order of the requests.
+            let text = text.to_string();
+            return self.deferred.push_back(Deferred::Text { conn, text });
+        }
         match msg::parse_client(text) {
             Ok(msg) => self.handle_message(now, conn, msg),
             Err(e) => {
@@ -216,7 +219,6 @@ impl Session {
 
     /// One request from a connection.
     pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: Incoming) {
-        self.now = Some(now);
         if self.waiting.is_some() {
             return self.deferred.push_back(Deferred::Message { conn, msg });
         }
@@ -237,8 +239,7 @@ impl Session {
     }
 
     /// A connection ended: its calls are released.
-    pub fn handle_close(&mut self, now: Instant, conn: ConnId) {
-        self.now = Some(now);
+    pub fn handle_close(&mut self, conn: ConnId) {
         if self.waiting.is_some() {
             return self.deferred.push_back(Deferred::Close { conn });
         }
@@ -266,7 +267,6 @@ impl Session {
 
     /// An event of a media worker (DTMF, talking, media timeout, latching).
     pub fn handle_engine_event(&mut self, now: Instant, event: EngineEvent) {
-        self.now = Some(now);
         if self.waiting.is_some() {
             return self.deferred.push_back(Deferred::Engine(event));
         }
@@ -318,7 +318,6 @@ impl Session {
 
     /// The result of the media operation `req`.
     pub fn handle_media_result(&mut self, now: Instant, req: ReqId, result: MediaResult) {
-        self.now = Some(now);
         if let Some((query, worker)) = self.queries.remove(&req) {
             return self.on_snapshot(query, worker, result);
         }
@@ -348,7 +347,6 @@ impl Session {
 
     /// Runs the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = Some(now);
         if self.waiting.is_some() {
             if !matches!(self.deferred.back(), Some(Deferred::Timeout)) {
                 self.deferred.push_back(Deferred::Timeout);
@@ -418,9 +416,10 @@ impl Session {
             };
             match item {
                 Deferred::Open { conn, peer } => self.handle_open(now, conn, peer),
+                Deferred::Text { conn, text } => self.handle_text(now, conn, &text),
                 Deferred::Message { conn, msg } => self.handle_message(now, conn, msg),
                 Deferred::Bad { conn, problem } => self.handle_bad_frame(conn, problem),
-                Deferred::Close { conn } => self.handle_close(now, conn),
+                Deferred::Close { conn } => self.handle_close(conn),
                 Deferred::Engine(event) => self.handle_engine_event(now, event),
                 Deferred::Timeout => self.handle_timeout(now),
             }

@@ -74,7 +74,7 @@ pub async fn run(mut session: Session, node: NodeHandle, mut inbound: mpsc::Rece
                 Some(Inbound::Bad { conn, problem }) => session.handle_bad_frame(conn, problem),
                 Some(Inbound::Closed { conn }) => {
                     conns.remove(&conn);
-                    session.handle_close(Instant::now(), conn);
+                    session.handle_close(conn);
                 }
                 None => break,
             },

@@ -157,7 +157,7 @@ impl Harness {
     pub fn disconnect(&mut self, c: usize) {
         let ctl = &self.controllers[c];
         let (node, conn) = (ctl.node, ctl.conn);
-        self.nodes[node].session.handle_close(self.now, conn);
+        self.nodes[node].session.handle_close(conn);
         self.pump();
     }
 
@@ -315,7 +315,7 @@ impl Harness {
                         }
                         Output::Close { conn, reason } => {
                             self.closed.push((n, conn, reason));
-                            self.nodes[n].session.handle_close(now, conn);
+                            self.nodes[n].session.handle_close(conn);
                         }
                         Output::Media { req, worker, op } => {
                             let node = &mut self.nodes[n];
