@@ -14,7 +14,7 @@
 //!
 //! # Files
 //! - `buffer.rs`: the preallocated ring of packet slots, keyed by extended sequence
-//!   number, and sequence/timestamp unwrapping;
+//!   number (sequence numbers and timestamps are extended by [`crate::rtp::seq`]);
 //! - `adapt.rs`: the playout-delay estimator (what delay the network needs);
 //! - `plc.rs`: waveform-repetition packet-loss concealment for codecs without their
 //!   own;

@@ -56,10 +56,11 @@
 //! invisible.
 
 use super::adapt::DelayEstimator;
-use super::buffer::{unwrap16, unwrap32, Ring};
+use super::buffer::Ring;
 use super::plc::{Plc, FADED};
 use super::{FrameDecoder, FrameKind, Inserted, JitterConfig, PlayoutStats, Rejected};
 use crate::codec::FRAME_SAMPLES;
+use crate::rtp::seq::{nearest_seq, nearest_ts};
 use std::time::{Duration, Instant};
 
 /// Longest packet accepted, in 8 kHz samples (120 ms, the Opus maximum).
@@ -222,8 +223,8 @@ impl Playout {
             self.rebase(now_u, eseq, ets, len, marker, payload);
             return Ok(Inserted::Started);
         }
-        let eseq = unwrap16(self.seq_ref, seq);
-        let ets = unwrap32(self.ts_ref, ts);
+        let eseq = nearest_seq(self.seq_ref, seq);
+        let ets = nearest_ts(self.ts_ref, ts);
         if self.ring.holds(eseq) {
             self.stats.duplicate += 1;
             return Err(Rejected::Duplicate);

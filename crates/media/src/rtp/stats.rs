@@ -28,15 +28,13 @@
 use super::rtcp::ntp::compact_from_duration;
 use super::rtcp::rr::{MAX_CUMULATIVE_LOST, MIN_CUMULATIVE_LOST};
 use super::rtcp::{ReportBlock, SenderInfo};
-use super::seq::MAX_MISORDER;
+use super::seq::{MAX_MISORDER, SEQ_MOD};
 use std::time::Instant;
 
 /// Packets in sequence needed before a new source is believed (RFC 3550 A.1).
 pub const MIN_SEQUENTIAL: u16 = 2;
 /// Largest forward step still taken as loss rather than a jump (RFC 3550 A.1).
 pub const MAX_DROPOUT: u16 = 3000;
-
-const SEQ_MOD: u32 = 1 << 16;
 
 /// What [`ReceptionStats::on_packet`] made of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
