@@ -53,9 +53,6 @@ pub const LATE_TICK: Duration = Duration::from_millis(10);
 /// re-anchors its schedule (counted as skipped ticks).
 const MAX_CATCH_UP: Duration = Duration::from_millis(100);
 
-/// Comfort noise (RFC 3389) static payload type.
-const PT_COMFORT_NOISE: u8 = 13;
-
 /// Engine settings (typed, already validated).
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -496,7 +493,7 @@ impl Engine {
             } else {
                 leg.stats.decode_errors += 1;
             }
-        } else if pkt.payload_type == PT_COMFORT_NOISE {
+        } else if pkt.payload_type == rtp::PT_CN {
             leg.stats.comfort_noise += 1;
         } else {
             leg.stats.unknown_payload_type += 1;

@@ -686,7 +686,7 @@ fn a_member_sending_chaotic_rtp_cannot_break_the_room() {
         }
         let pt = match rng.below(4) {
             0 => 9,
-            1 => 13,
+            1 => rtp::PT_CN,
             2 => 101,
             _ => rng.below(128) as u8,
         };
