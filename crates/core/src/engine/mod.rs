@@ -141,6 +141,9 @@ pub struct EngineStats {
     pub skipped_ticks: u64,
     /// Encoder invocations (encode-once makes this far smaller than packets sent).
     pub encodes: u64,
+    /// Of `encodes`, those that failed: a leg's own frame is then not sent, a shared
+    /// frame goes out with an empty payload.
+    pub encode_failures: u64,
     /// Packets that carried a room's shared payload.
     pub shared_sends: u64,
     /// Tick lateness, microseconds.
@@ -158,6 +161,7 @@ impl std::fmt::Debug for EngineStats {
             .field("late_ticks", &self.late_ticks)
             .field("skipped_ticks", &self.skipped_ticks)
             .field("encodes", &self.encodes)
+            .field("encode_failures", &self.encode_failures)
             .field("shared_sends", &self.shared_sends)
             .field("lateness_p99_us", &self.lateness_us.value_at_quantile(0.99))
             .finish()
@@ -174,6 +178,7 @@ impl Default for EngineStats {
             late_ticks: 0,
             skipped_ticks: 0,
             encodes: 0,
+            encode_failures: 0,
             shared_sends: 0,
             lateness_us: Histogram::new_with_bounds(1, 60_000_000, 3)
                 .expect("static histogram bounds are valid"),
@@ -584,6 +589,7 @@ impl Engine {
                 &mut self.events,
             );
             self.stats.encodes += work.encodes;
+            self.stats.encode_failures += work.encode_failures;
             self.stats.shared_sends += work.shared_sends;
         }
     }

@@ -359,6 +359,10 @@ fn encode_once_encodes_each_codec_once_per_tick_for_listeners() {
     // Per tick: one PCMU and one PCMA shared mix, plus the talker's own (silence).
     assert_eq!(s.encodes - before.encodes, 3 * ticks);
     assert_eq!(s.shared_sends - before.shared_sends, 30 * ticks);
+    assert_eq!(
+        s.encode_failures, 0,
+        "a working encoder is never counted as failing"
+    );
 }
 
 #[test]
