@@ -9,11 +9,9 @@ use scnf_media::codec::{CodecKind, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD};
 use scnf_media::jitter::FrameKind;
 use scnf_media::mixer::talker::TalkerChange;
 use scnf_media::mixer::{Frame, MixConfig, Mixer};
-use scnf_media::rtp::RtpHeader;
+use scnf_media::rtp::{RtpHeader, RTP_HEADER_LEN};
 use std::collections::VecDeque;
 use std::time::Instant;
-
-const RTP_HEADER: usize = 12;
 
 /// One codec's shared encoding for this tick.
 struct Shared {
@@ -193,11 +191,16 @@ pub fn send_rtp(leg: &mut Leg, payload: &[u8], tx: &mut TxQueue) {
         timestamp: leg.ts,
         ssrc: leg.ssrc,
     };
-    tx.push_with(leg.remote, Via::Rtp, RTP_HEADER + payload.len(), |buf| {
-        let h = header.write(buf).ok()?;
-        buf[h..h + payload.len()].copy_from_slice(payload);
-        Some(h + payload.len())
-    });
+    tx.push_with(
+        leg.remote,
+        Via::Rtp,
+        RTP_HEADER_LEN + payload.len(),
+        |buf| {
+            let h = header.write(buf).ok()?;
+            buf[h..h + payload.len()].copy_from_slice(payload);
+            Some(h + payload.len())
+        },
+    );
     leg.first_packet = false;
     leg.seq = leg.seq.wrapping_add(1);
     leg.ts = leg.ts.wrapping_add(leg.spec.codec.frame_ts());

@@ -59,12 +59,10 @@ use super::adapt::DelayEstimator;
 use super::buffer::Ring;
 use super::plc::{Plc, FADED};
 use super::{FrameDecoder, FrameKind, Inserted, JitterConfig, PlayoutStats, Rejected};
-use crate::codec::FRAME_SAMPLES;
+use crate::codec::{FRAME_SAMPLES, MAX_PACKET_SAMPLES, MIX_RATE};
 use crate::rtp::seq::{nearest_seq, nearest_ts};
 use std::time::{Duration, Instant};
 
-/// Longest packet accepted, in 8 kHz samples (120 ms, the Opus maximum).
-pub const MAX_PACKET_SAMPLES: usize = 960;
 /// Largest payload accepted, in bytes.
 pub const MAX_PAYLOAD: usize = 1500;
 
@@ -155,8 +153,8 @@ impl Playout {
     /// rates are treated as the multiple below, at least 8000). `cfg` should have
     /// passed [`JitterConfig::validate`]; out-of-range values are clamped.
     pub fn new(cfg: &JitterConfig, clock_rate: u32) -> Self {
-        let ups = i64::from((clock_rate / 8000).max(1));
-        let units_per_sec = ups * 8000;
+        let ups = i64::from((clock_rate / MIX_RATE).max(1));
+        let units_per_sec = ups * i64::from(MIX_RATE);
         let max_ms = (cfg.max_delay.as_millis() as i64).clamp(20, 1000);
         // One slot per 10 ms packet over the jump horizon, plus room for reordering.
         let slots = ((max_ms + JUMP_MARGIN_MS) / 10 + 16) as usize;
