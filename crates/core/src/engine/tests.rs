@@ -53,7 +53,7 @@ fn config(now: Instant) -> EngineConfig {
 
 impl Harness {
     fn new() -> Harness {
-        let now = Instant::now();
+        let now = scnf_media::testclock::anchor();
         let mut engine = Engine::new(config(now), 7);
         engine.open_room(now, MixId(1)).unwrap();
         Harness {

@@ -678,7 +678,7 @@ mod tests {
 
     #[test]
     fn rejects_are_typed_and_counted() {
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         let mut p = Playout::new(&JitterConfig::default(), 8000);
         // (payload, want)
         let big = vec![0u8; MAX_PAYLOAD + 1];
@@ -708,7 +708,7 @@ mod tests {
 
     #[test]
     fn silence_until_the_start_delay_then_the_packet() {
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         let mut p = Playout::new(&JitterConfig::default(), 8000);
         let mut out = [0i16; FRAME_SAMPLES];
         assert_eq!(p.next_frame(t0, &mut Ulaw, &mut out), FrameKind::Silence);
@@ -733,7 +733,7 @@ mod tests {
     #[test]
     fn next_frame_never_panics_on_hostile_timelines() {
         // Random sequence numbers, timestamps, markers and sizes, ticking as we go.
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         let mut rng = crate::netsim::Rng::new(11);
         let mut p = Playout::new(&JitterConfig::default(), 48_000);
         let mut out = [0i16; FRAME_SAMPLES];
