@@ -5,13 +5,19 @@ use super::leg::{Leg, MixId};
 use super::slab::Slab;
 use super::tx::{TxQueue, Via};
 use super::EngineEvent;
-use scnf_media::codec::{CodecKind, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD};
+use scnf_media::codec::{CodecKind, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD, MIX_RATE};
 use scnf_media::jitter::FrameKind;
 use scnf_media::mixer::talker::TalkerChange;
 use scnf_media::mixer::{Frame, MixConfig, Mixer};
 use scnf_media::rtp::{RtpHeader, RTP_HEADER_LEN};
 use std::collections::VecDeque;
 use std::time::Instant;
+
+// The engine's tick and the media frame are one fact in two units.
+const _: () = assert!(
+    super::TICK.as_nanos() == FRAME_SAMPLES as u128 * 1_000_000_000 / MIX_RATE as u128,
+    "one tick mixes exactly one frame"
+);
 
 /// One codec's shared encoding for this tick.
 struct Shared {
