@@ -33,7 +33,7 @@ struct Room {
 }
 
 fn room(legs: usize, encode_once: bool) -> Room {
-    let now = Instant::now();
+    let now = scnf_media::testclock::anchor();
     let mut engine = Engine::new(
         EngineConfig {
             media_timeout: None,

@@ -27,3 +27,7 @@ pub mod util;
 /// Reads the checksummed files under `vectors/` (tests only: it reads files).
 #[cfg(any(test, feature = "test-vectors"))]
 pub mod testvectors;
+
+/// The fixed time anchor of tests and benchmarks (it reads the clock once).
+#[cfg(any(test, feature = "test-clock"))]
+pub mod testclock;

@@ -302,7 +302,7 @@ mod tests {
 
     /// Sends `n` packets every 20 ms and returns (send index, arrival offset in µs).
     fn timeline(cfg: &PathConfig, seed: u64, n: u32) -> Vec<(u32, u128)> {
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         let mut path = Path::new(cfg.clone(), seed);
         let mut got = Vec::new();
         for i in 0..n {
@@ -388,7 +388,7 @@ mod tests {
                 ..PathConfig::default()
             };
             let mut path = Path::new(cfg, 42);
-            let t0 = Instant::now();
+            let t0 = crate::testclock::anchor();
             let n = 100_000;
             for i in 0..n {
                 path.send(t0 + ms(20) * i, &[0]);
@@ -414,7 +414,7 @@ mod tests {
             ..PathConfig::default()
         };
         let mut path = Path::new(cfg, 9);
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         let (mut bursts, mut lost, mut in_burst) = (0u32, 0u32, false);
         for i in 0..200_000 {
             let fate = path.send(t0 + ms(20) * i, &[0]);
@@ -448,7 +448,7 @@ mod tests {
             ..PathConfig::default()
         };
         let mut path = Path::new(cfg, 1);
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         assert_eq!(path.send(t0, b"a"), Fate::Queued);
         assert_eq!(path.send(t0, b"b"), Fate::Queued);
         assert_eq!(path.send(t0, b"c"), Fate::Overflow);

@@ -199,7 +199,7 @@ fn num(v: f64, decimals: usize) -> String {
 }
 
 /// The picture (see the module docs).
-pub fn svg(input: &PlotInput) -> String {
+pub fn svg(input: &PlotInput<'_>) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -320,7 +320,7 @@ fn valid_buckets(buckets: &[(f64, u64)]) -> Vec<(f64, f64, u64)> {
     out
 }
 
-fn histogram(s: &mut String, input: &PlotInput) {
+fn histogram(s: &mut String, input: &PlotInput<'_>) {
     let area = HIST;
     frame(s, "Latency distribution", area);
     let buckets: Vec<_> = valid_buckets(input.latency_buckets)
@@ -692,7 +692,7 @@ mod tests {
         let zeros = [point(0.0, 0, 0.0, 0.0, 0.0), point(5.0, 0, 0.0, 0.0, 0.0)];
         let one = [point(0.0, 3, 50.0, 50.0, 0.0)];
         type Case<'a> = (&'a [(f64, u64)], &'a [TimePoint]);
-        let cases: [Case; 5] = [
+        let cases: [Case<'_>; 5] = [
             (&[], &[]),
             (&[(nan, 3), (inf, 4), (10.0, 0)], &broken),
             (&[(1.0, 0), (2.0, 0)], &zeros),

@@ -246,7 +246,7 @@ pub fn write_wav(samples: &[i16], rate: u32) -> Vec<u8> {
 }
 
 /// The rate every rtpgen participant sends at (G.711 / the G.722 RTP clock).
-pub const TARGET_RATE: u32 = 8000;
+pub const TARGET_RATE: u32 = scnf_media::codec::MIX_RATE;
 /// Lowest rate [`Wav::mono_8k`] resamples from: below it the output would be
 /// mostly interpolation (and a 1 Hz file would grow 8000-fold).
 pub const MIN_RATE: u32 = 4000;

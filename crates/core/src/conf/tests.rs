@@ -19,7 +19,7 @@ impl Harness {
     fn new(channels: u32) -> Harness {
         Harness {
             conf: Conference::new(ConfConfig::new(channels), 42),
-            now: Instant::now(),
+            now: scnf_media::testclock::anchor(),
         }
     }
 
@@ -145,7 +145,7 @@ fn the_same_seed_gives_the_same_random_room_ids() {
     let ids = |seed| {
         let mut h = Harness {
             conf: Conference::new(ConfConfig::new(10), seed),
-            now: Instant::now(),
+            now: scnf_media::testclock::anchor(),
         };
         [A, B, C].map(|c| h.connect(c, "*17*54#"))
     };
@@ -599,7 +599,7 @@ fn random_setups_and_releases_never_overbook_and_never_overlap_ids() {
     for seed in 0..20 {
         let mut h = Harness {
             conf: Conference::new(ConfConfig::new(12), seed),
-            now: Instant::now(),
+            now: scnf_media::testclock::anchor(),
         };
         let mut live: Vec<CallRef> = Vec::new();
         for step in 0..400u64 {

@@ -53,9 +53,6 @@ pub const LATE_TICK: Duration = Duration::from_millis(10);
 /// re-anchors its schedule (counted as skipped ticks).
 const MAX_CATCH_UP: Duration = Duration::from_millis(100);
 
-/// Comfort noise (RFC 3389) static payload type.
-const PT_COMFORT_NOISE: u8 = 13;
-
 /// Engine settings (typed, already validated).
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -144,6 +141,9 @@ pub struct EngineStats {
     pub skipped_ticks: u64,
     /// Encoder invocations (encode-once makes this far smaller than packets sent).
     pub encodes: u64,
+    /// Of `encodes`, those that failed: a leg's own frame is then not sent, a shared
+    /// frame goes out with an empty payload.
+    pub encode_failures: u64,
     /// Packets that carried a room's shared payload.
     pub shared_sends: u64,
     /// Tick lateness, microseconds.
@@ -161,6 +161,7 @@ impl std::fmt::Debug for EngineStats {
             .field("late_ticks", &self.late_ticks)
             .field("skipped_ticks", &self.skipped_ticks)
             .field("encodes", &self.encodes)
+            .field("encode_failures", &self.encode_failures)
             .field("shared_sends", &self.shared_sends)
             .field("lateness_p99_us", &self.lateness_us.value_at_quantile(0.99))
             .finish()
@@ -177,6 +178,7 @@ impl Default for EngineStats {
             late_ticks: 0,
             skipped_ticks: 0,
             encodes: 0,
+            encode_failures: 0,
             shared_sends: 0,
             lateness_us: Histogram::new_with_bounds(1, 60_000_000, 3)
                 .expect("static histogram bounds are valid"),
@@ -496,7 +498,7 @@ impl Engine {
             } else {
                 leg.stats.decode_errors += 1;
             }
-        } else if pkt.payload_type == PT_COMFORT_NOISE {
+        } else if pkt.payload_type == rtp::PT_CN {
             leg.stats.comfort_noise += 1;
         } else {
             leg.stats.unknown_payload_type += 1;
@@ -587,6 +589,7 @@ impl Engine {
                 &mut self.events,
             );
             self.stats.encodes += work.encodes;
+            self.stats.encode_failures += work.encode_failures;
             self.stats.shared_sends += work.shared_sends;
         }
     }

@@ -192,7 +192,7 @@ mod tests {
     use std::time::Duration;
 
     fn engine() -> (Engine, Instant) {
-        let now = Instant::now();
+        let now = scnf_media::testclock::anchor();
         let cfg = EngineConfig::new("ops-test", (now, Duration::from_secs(1)));
         (Engine::new(cfg, 7), now)
     }

@@ -5,15 +5,19 @@ use super::leg::{Leg, MixId};
 use super::slab::Slab;
 use super::tx::{TxQueue, Via};
 use super::EngineEvent;
-use scnf_media::codec::{CodecKind, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD};
+use scnf_media::codec::{CodecKind, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD, MIX_RATE};
 use scnf_media::jitter::FrameKind;
 use scnf_media::mixer::talker::TalkerChange;
 use scnf_media::mixer::{Frame, MixConfig, Mixer};
-use scnf_media::rtp::RtpHeader;
+use scnf_media::rtp::{RtpHeader, RTP_HEADER_LEN};
 use std::collections::VecDeque;
 use std::time::Instant;
 
-const RTP_HEADER: usize = 12;
+// The engine's tick and the media frame are one fact in two units.
+const _: () = assert!(
+    super::TICK.as_nanos() == FRAME_SAMPLES as u128 * 1_000_000_000 / MIX_RATE as u128,
+    "one tick mixes exactly one frame"
+);
 
 /// One codec's shared encoding for this tick.
 struct Shared {
@@ -28,7 +32,25 @@ struct Shared {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TickWork {
     pub encodes: u64,
+    /// Encoder calls that returned an error (the frame was not sent as audio).
+    pub encode_failures: u64,
     pub shared_sends: u64,
+}
+
+impl TickWork {
+    /// Encodes one frame with `encoder` into `out`, counting the call and, when the
+    /// encoder fails, the failure: `None` then, and the caller sends nothing (or, for
+    /// the shared stream, an empty payload).
+    fn encode(&mut self, encoder: &mut Encoder, pcm: &[i16], out: &mut [u8]) -> Option<usize> {
+        self.encodes += 1;
+        match encoder.encode(pcm, out) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.encode_failures += 1;
+                None
+            }
+        }
+    }
 }
 
 pub struct Room {
@@ -137,10 +159,9 @@ impl Room {
                 } else {
                     &self.shared_pcm
                 };
-                work.encodes += 1;
-                match leg.encoder.encode(pcm, &mut self.payload) {
-                    Ok(n) => &self.payload[..n],
-                    Err(_) => continue,
+                match work.encode(&mut leg.encoder, pcm, &mut self.payload) {
+                    Some(n) => &self.payload[..n],
+                    None => continue,
                 }
             } else {
                 let slot = self.shared[codec.index()].get_or_insert_with(|| {
@@ -152,10 +173,8 @@ impl Room {
                     })
                 });
                 if slot.tick != tick {
-                    work.encodes += 1;
-                    slot.len = slot
-                        .encoder
-                        .encode(&self.shared_pcm, &mut slot.payload)
+                    slot.len = work
+                        .encode(&mut slot.encoder, &self.shared_pcm, &mut slot.payload)
                         .unwrap_or(0);
                     slot.tick = tick;
                 }
@@ -178,14 +197,47 @@ pub fn send_rtp(leg: &mut Leg, payload: &[u8], tx: &mut TxQueue) {
         timestamp: leg.ts,
         ssrc: leg.ssrc,
     };
-    tx.push_with(leg.remote, Via::Rtp, RTP_HEADER + payload.len(), |buf| {
-        let h = header.write(buf).ok()?;
-        buf[h..h + payload.len()].copy_from_slice(payload);
-        Some(h + payload.len())
-    });
+    tx.push_with(
+        leg.remote,
+        Via::Rtp,
+        RTP_HEADER_LEN + payload.len(),
+        |buf| {
+            let h = header.write(buf).ok()?;
+            buf[h..h + payload.len()].copy_from_slice(payload);
+            Some(h + payload.len())
+        },
+    );
     leg.first_packet = false;
     leg.seq = leg.seq.wrapping_add(1);
     leg.ts = leg.ts.wrapping_add(leg.spec.codec.frame_ts());
     leg.stats.packets_sent += 1;
     leg.sender.on_sent(payload.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scnf_media::codec::CodecKind;
+
+    /// No codec fails on the tick's own frame and buffer, so the failures are made
+    /// here: an L16 frame into a buffer too small for it, and an Opus encoder given a
+    /// length that is no Opus frame size. Both tick paths count through this call.
+    #[test]
+    fn encoder_errors_are_counted_not_hidden() {
+        let pcm = [0i16; FRAME_SAMPLES];
+        let mut out = [0u8; MAX_FRAME_PAYLOAD];
+        let mut work = TickWork::default();
+
+        let mut pcmu = Encoder::new(CodecKind::Pcmu).unwrap();
+        assert_eq!(work.encode(&mut pcmu, &pcm, &mut out), Some(FRAME_SAMPLES));
+        assert_eq!((work.encodes, work.encode_failures), (1, 0));
+
+        let mut l16 = Encoder::new(CodecKind::L16).unwrap();
+        assert_eq!(work.encode(&mut l16, &pcm, &mut out[..FRAME_SAMPLES]), None);
+        assert_eq!((work.encodes, work.encode_failures), (2, 1));
+
+        let mut opus = Encoder::new(CodecKind::Opus).unwrap();
+        assert_eq!(work.encode(&mut opus, &pcm[..100], &mut out), None);
+        assert_eq!((work.encodes, work.encode_failures), (3, 2));
+    }
 }

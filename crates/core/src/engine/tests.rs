@@ -53,7 +53,7 @@ fn config(now: Instant) -> EngineConfig {
 
 impl Harness {
     fn new() -> Harness {
-        let now = Instant::now();
+        let now = scnf_media::testclock::anchor();
         let mut engine = Engine::new(config(now), 7);
         engine.open_room(now, MixId(1)).unwrap();
         Harness {
@@ -359,6 +359,10 @@ fn encode_once_encodes_each_codec_once_per_tick_for_listeners() {
     // Per tick: one PCMU and one PCMA shared mix, plus the talker's own (silence).
     assert_eq!(s.encodes - before.encodes, 3 * ticks);
     assert_eq!(s.shared_sends - before.shared_sends, 30 * ticks);
+    assert_eq!(
+        s.encode_failures, 0,
+        "a working encoder is never counted as failing"
+    );
 }
 
 #[test]
@@ -686,7 +690,7 @@ fn a_member_sending_chaotic_rtp_cannot_break_the_room() {
         }
         let pt = match rng.below(4) {
             0 => 9,
-            1 => 13,
+            1 => rtp::PT_CN,
             2 => 101,
             _ => rng.below(128) as u8,
         };

@@ -24,6 +24,9 @@ pub const MIX_RATE: u32 = 8000;
 pub const FRAME_SAMPLES: usize = 160;
 /// Largest payload any encoder writes for one 20 ms frame (L16: 320 bytes).
 pub const MAX_FRAME_PAYLOAD: usize = 400;
+/// The longest packet any codec carries, in samples at [`MIX_RATE`]: 120 ms, the
+/// Opus maximum (RFC 6716 section 3.2.5, R5).
+pub const MAX_PACKET_SAMPLES: usize = 120 * MIX_RATE as usize / 1000;
 
 /// The codecs a leg can speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -67,7 +70,7 @@ impl CodecKind {
 
     /// RTP timestamp units in one 20 ms frame.
     pub fn frame_ts(self) -> u32 {
-        self.rtp_clock_rate() / 50
+        self.rtp_clock_rate() / MIX_RATE * FRAME_SAMPLES as u32
     }
 
     /// The static payload type, when RFC 3551 assigns one.

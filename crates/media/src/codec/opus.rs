@@ -19,14 +19,12 @@
 //! allocate. Errors from invalid packets map to [`CodecError::BadPayload`] (no
 //! allocation either); only unexpected libopus failures carry a message.
 
-use super::{CodecError, CodecKind};
+use super::{CodecError, CodecKind, MAX_PACKET_SAMPLES};
 use audiopus::coder::{Decoder as RawDecoder, Encoder as RawEncoder};
 use audiopus::{Application, Bandwidth, Bitrate, Channels, ErrorCode, SampleRate, Signal};
 
 /// Samples in 2.5 ms at 8 kHz, the unit of every Opus frame duration.
 const UNIT: usize = 20;
-/// The longest packet Opus allows: 120 ms (RFC 6716 section 3.2.5, R5).
-const MAX_PACKET_SAMPLES: usize = 120 * 8;
 
 /// The encoder's target bit rate, in bit/s.
 ///

@@ -50,12 +50,13 @@
 //! never allocates.
 
 use super::goertzel::{Complex, GoertzelBank};
+use crate::codec::MIX_RATE;
 use std::f32::consts::PI;
 
 /// Samples per analysis block (11 ms at 8 kHz); see the module docs for why 88.
 pub const BLOCK: usize = 88;
 /// Sample rate of the analysed audio.
-const RATE: f32 = 8000.0;
+const RATE: f32 = MIX_RATE as f32;
 /// Row (low group) frequencies, Hz.
 pub const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
 /// Column (high group) frequencies, Hz.

@@ -1,12 +1,12 @@
 //! Test signals for the DSP tests: dual tones, synthetic voiced speech, noise and
 //! chords, all at 8 kHz and seeded so every run hears the same thing.
 
-use crate::codec::{CodecKind, Decoder, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD};
+use crate::codec::{CodecKind, Decoder, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD, MIX_RATE};
 use crate::testvectors::read_vector;
 use crate::util::Rng;
 use std::f64::consts::PI;
 
-const RATE: f64 = 8000.0;
+const RATE: f64 = MIX_RATE as f64;
 
 /// Peak amplitude of a sine at `dbfs`.
 pub fn amplitude(dbfs: f64) -> f64 {

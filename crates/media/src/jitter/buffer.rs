@@ -1,6 +1,5 @@
 //! The packet store of a playout: a preallocated ring of slots indexed by extended
-//! sequence number, plus the unwrapping of 16-bit sequence numbers and 32-bit
-//! timestamps into monotonic `i64`s.
+//! sequence number (extended by [`crate::rtp::seq::nearest_seq`]).
 //!
 //! Invariants:
 //! - the slot of extended sequence `s` is `slots[s mod capacity]`; a slot remembers
@@ -16,16 +15,6 @@ use super::Rejected;
 
 /// Smallest payload capacity a slot grows to, bytes.
 const MIN_SLOT_BYTES: usize = 64;
-
-/// Extends a 16-bit RTP sequence number to the `i64` closest to `reference`.
-pub(super) fn unwrap16(reference: i64, seq: u16) -> i64 {
-    reference + i64::from(seq.wrapping_sub(reference as u16) as i16)
-}
-
-/// Extends a 32-bit RTP timestamp to the `i64` closest to `reference`.
-pub(super) fn unwrap32(reference: i64, ts: u32) -> i64 {
-    reference + i64::from(ts.wrapping_sub(reference as u32) as i32)
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum SlotState {
@@ -171,35 +160,6 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sequence_numbers_unwrap_across_the_16_bit_boundary() {
-        // (reference, wire value, extended)
-        let cases = [
-            (70_000i64, 70_000u32 as u16, 70_000i64),
-            (65_535 + 65_536, 0, 65_536 * 2),
-            (65_536 * 2, 65_535, 65_536 * 2 - 1),
-            (65_536 + 100, 99, 65_536 + 99),
-            (65_536 + 100, 100 + 32_767, 65_536 + 100 + 32_767),
-        ];
-        for (reference, seq, want) in cases {
-            assert_eq!(unwrap16(reference, seq), want, "{reference} {seq}");
-        }
-    }
-
-    #[test]
-    fn timestamps_unwrap_across_the_32_bit_boundary() {
-        let base = 1i64 << 32;
-        let cases = [
-            (base + 4_294_967_000, 200u32, base + (1 << 32) + 200),
-            (base + (1 << 32) + 200, 4_294_967_000, base + 4_294_967_000),
-            (base + 1000, 1160, base + 1160),
-            (base + 1000, 840, base + 840),
-        ];
-        for (reference, ts, want) in cases {
-            assert_eq!(unwrap32(reference, ts), want, "{reference} {ts}");
-        }
-    }
 
     #[test]
     fn a_played_packet_is_still_recognised_as_a_duplicate() {

@@ -14,7 +14,7 @@
 //!
 //! # Files
 //! - `buffer.rs`: the preallocated ring of packet slots, keyed by extended sequence
-//!   number, and sequence/timestamp unwrapping;
+//!   number (sequence numbers and timestamps are extended by [`crate::rtp::seq`]);
 //! - `adapt.rs`: the playout-delay estimator (what delay the network needs);
 //! - `plc.rs`: waveform-repetition packet-loss concealment for codecs without their
 //!   own;
@@ -39,7 +39,9 @@ pub mod plc;
 #[cfg(test)]
 mod scenarios;
 
-pub use playout::{Playout, MAX_PACKET_SAMPLES, MAX_PAYLOAD};
+/// Longest packet accepted, in 8 kHz samples (120 ms, the Opus maximum).
+pub use crate::codec::MAX_PACKET_SAMPLES;
+pub use playout::{Playout, MAX_PAYLOAD};
 
 use crate::codec::{CodecError, Decoder, FRAME_SAMPLES};
 use std::time::Duration;

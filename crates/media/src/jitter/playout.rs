@@ -56,14 +56,13 @@
 //! invisible.
 
 use super::adapt::DelayEstimator;
-use super::buffer::{unwrap16, unwrap32, Ring};
+use super::buffer::Ring;
 use super::plc::{Plc, FADED};
 use super::{FrameDecoder, FrameKind, Inserted, JitterConfig, PlayoutStats, Rejected};
-use crate::codec::FRAME_SAMPLES;
+use crate::codec::{FRAME_SAMPLES, MAX_PACKET_SAMPLES, MIX_RATE};
+use crate::rtp::seq::{nearest_seq, nearest_ts};
 use std::time::{Duration, Instant};
 
-/// Longest packet accepted, in 8 kHz samples (120 ms, the Opus maximum).
-pub const MAX_PACKET_SAMPLES: usize = 960;
 /// Largest payload accepted, in bytes.
 pub const MAX_PAYLOAD: usize = 1500;
 
@@ -154,8 +153,8 @@ impl Playout {
     /// rates are treated as the multiple below, at least 8000). `cfg` should have
     /// passed [`JitterConfig::validate`]; out-of-range values are clamped.
     pub fn new(cfg: &JitterConfig, clock_rate: u32) -> Self {
-        let ups = i64::from((clock_rate / 8000).max(1));
-        let units_per_sec = ups * 8000;
+        let ups = i64::from((clock_rate / MIX_RATE).max(1));
+        let units_per_sec = ups * i64::from(MIX_RATE);
         let max_ms = (cfg.max_delay.as_millis() as i64).clamp(20, 1000);
         // One slot per 10 ms packet over the jump horizon, plus room for reordering.
         let slots = ((max_ms + JUMP_MARGIN_MS) / 10 + 16) as usize;
@@ -222,8 +221,8 @@ impl Playout {
             self.rebase(now_u, eseq, ets, len, marker, payload);
             return Ok(Inserted::Started);
         }
-        let eseq = unwrap16(self.seq_ref, seq);
-        let ets = unwrap32(self.ts_ref, ts);
+        let eseq = nearest_seq(self.seq_ref, seq);
+        let ets = nearest_ts(self.ts_ref, ts);
         if self.ring.holds(eseq) {
             self.stats.duplicate += 1;
             return Err(Rejected::Duplicate);
@@ -679,7 +678,7 @@ mod tests {
 
     #[test]
     fn rejects_are_typed_and_counted() {
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         let mut p = Playout::new(&JitterConfig::default(), 8000);
         // (payload, want)
         let big = vec![0u8; MAX_PAYLOAD + 1];
@@ -709,7 +708,7 @@ mod tests {
 
     #[test]
     fn silence_until_the_start_delay_then_the_packet() {
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         let mut p = Playout::new(&JitterConfig::default(), 8000);
         let mut out = [0i16; FRAME_SAMPLES];
         assert_eq!(p.next_frame(t0, &mut Ulaw, &mut out), FrameKind::Silence);
@@ -734,7 +733,7 @@ mod tests {
     #[test]
     fn next_frame_never_panics_on_hostile_timelines() {
         // Random sequence numbers, timestamps, markers and sizes, ticking as we go.
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         let mut rng = crate::netsim::Rng::new(11);
         let mut p = Playout::new(&JitterConfig::default(), 48_000);
         let mut out = [0i16; FRAME_SAMPLES];

@@ -6,7 +6,6 @@
 use super::*;
 use crate::codec::{g711, l16, CodecKind};
 use crate::netsim::{Jitter, Loss, Path, PathConfig, PathStats, Rng};
-use std::time::Instant;
 
 const TICK_PHASE_MS: u64 = 7;
 
@@ -144,7 +143,7 @@ impl Run {
 }
 
 fn run<D: FrameDecoder>(sc: &Scenario, dec: &mut D) -> Run {
-    let t0 = Instant::now();
+    let t0 = crate::testclock::anchor();
     let ptime = sc.ptime_ms * 8;
     let ups = i64::from(sc.clock / 8000);
     let ticks = sc.seconds as usize * 50;
@@ -532,7 +531,7 @@ fn node_like_byte(n: usize) -> u8 {
 }
 
 fn node_like_run(sc: &NodeLike) -> (PlayoutStats, Vec<FrameKind>, Vec<i16>) {
-    let t0 = Instant::now();
+    let t0 = crate::testclock::anchor();
     let mut arrival_rng = Rng::new(sc.seed);
     let mut tick_rng = Rng::new(sc.seed ^ 0x5eed);
     let mut dec = ulaw();

@@ -11,6 +11,8 @@
 //! not build up with the size of the room. Arithmetic is on linear energy (sum of
 //! squares); no logarithm per frame.
 
+use crate::codec::FRAME_SAMPLES;
+
 /// Talker detection settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TalkerConfig {
@@ -29,8 +31,8 @@ impl Default for TalkerConfig {
     }
 }
 
-/// Energy of a full-scale square wave over one 160-sample frame.
-const FULL_SCALE_FRAME: f64 = 32768.0 * 32768.0 * 160.0;
+/// Energy of a full-scale square wave over one frame.
+const FULL_SCALE_FRAME: f64 = 32768.0 * 32768.0 * FRAME_SAMPLES as f64;
 
 /// What changed with the last frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,6 +7,7 @@
 //! the window's side-lobe floor — which is what lets a test say "the own tone is more
 //! than 60 dB below the others".
 
+use crate::codec::MIX_RATE;
 use std::f64::consts::PI;
 
 /// The participants' tones. G.711 companding and G.722 ADPCM are nonlinear: the
@@ -44,7 +45,7 @@ impl Tone {
 
     /// Writes the next samples, continuing the phase.
     pub fn fill(&mut self, out: &mut [i16]) {
-        let step = 2.0 * PI * self.freq / 8000.0;
+        let step = 2.0 * PI * self.freq / f64::from(MIX_RATE);
         for o in out {
             *o = (self.amplitude * self.phase.sin()).round() as i16;
             self.phase = (self.phase + step) % (2.0 * PI);
@@ -59,7 +60,7 @@ pub fn level_dbfs(samples: &[i16], freq: f64) -> f64 {
         return -200.0;
     }
     let (a0, a1, a2, a3) = (0.35875, 0.48829, 0.14128, 0.01168);
-    let w = 2.0 * PI * freq / 8000.0;
+    let w = 2.0 * PI * freq / f64::from(MIX_RATE);
     let (mut re, mut im, mut wsum) = (0.0f64, 0.0f64, 0.0f64);
     for (i, &s) in samples.iter().enumerate() {
         let t = 2.0 * PI * i as f64 / (n - 1) as f64;

@@ -11,7 +11,8 @@
 //!   [`RtpHeader`] (12-byte header writer). RFC 3550 §5.
 //! - [`rtcp`]: compound RTCP parse (SR, RR, SDES, BYE, others passed through), the
 //!   SR/RR + SDES CNAME writer, NTP and round-trip helpers. RFC 3550 §6.
-//! - [`seq`]: [`SeqExtender`] / [`TsExtender`], wrap-safe 64-bit extension.
+//! - [`seq`]: [`SeqExtender`] / [`TsExtender`], wrap-safe 64-bit extension (and the
+//!   nearest-value rule they share with the jitter buffer).
 //! - [`stats`]: [`ReceptionStats`] (RFC 3550 A.1, A.3, A.8) and [`SenderStats`].
 //! - [`dtmf`]: RFC 4733 telephone events and [`DtmfReceiver`].
 //! - [`cn`]: RFC 3389 comfort-noise level.

@@ -8,6 +8,10 @@
 //! sequence numbers, `2^32 + ts` for timestamps), so that a packet sent just before a
 //! wrap that arrives after the first packet still has a non-negative extended value.
 //!
+//! [`nearest_seq`] and [`nearest_ts`] are that mapping on its own, for a caller that
+//! keeps (and may move back) its own reference: the jitter buffer re-anchors on a
+//! resync. The extenders below are built on them.
+//!
 //! [`SeqExtender`] adds RFC 3550 A.1's resynchronisation: a packet far behind the
 //! highest sequence number (more than [`MAX_MISORDER`]) is reported as old, but if
 //! the very next packet follows it sequentially, the sender has jumped (restart,
@@ -19,8 +23,22 @@
 /// be a jump rather than reordering (RFC 3550 A.1 uses the same value).
 pub const MAX_MISORDER: u16 = 100;
 
-const SEQ_MOD: u64 = 1 << 16;
+/// Sequence numbers in one cycle (RFC 3550 A.1's `RTP_SEQ_MOD`).
+pub(crate) const SEQ_MOD: u32 = 1 << 16;
 const TS_MOD: u64 = 1 << 32;
+
+/// The extended sequence number nearest to `reference` whose low 16 bits are `seq`:
+/// a step forward of less than half the range is newer, anything else (exactly
+/// half included) older.
+pub fn nearest_seq(reference: i64, seq: u16) -> i64 {
+    reference + i64::from(seq.wrapping_sub(reference as u16) as i16)
+}
+
+/// The extended timestamp nearest to `reference` whose low 32 bits are `ts` (the
+/// same rule as [`nearest_seq`], over 32 bits).
+pub fn nearest_ts(reference: i64, ts: u32) -> i64 {
+    reference + i64::from(ts.wrapping_sub(reference as u32) as i32)
+}
 
 /// Extends 16-bit RTP sequence numbers into a monotone `u64` space.
 #[derive(Debug, Clone, Default)]
@@ -49,32 +67,31 @@ impl SeqExtender {
     /// Returns the extended value of `seq` and updates the highest seen.
     pub fn extend(&mut self, seq: u16) -> u64 {
         let Some(highest) = self.highest else {
-            let ext = SEQ_MOD + u64::from(seq);
+            let ext = u64::from(SEQ_MOD) + u64::from(seq);
             self.highest = Some(ext);
             return ext;
         };
-        let forward = seq.wrapping_sub(highest as u16);
-        if forward < 0x8000 {
+        // `highest` is at least SEQ_MOD (cycle 1) and only grows, and the nearest
+        // value is at most 2^15 below it, so it stays positive.
+        let ext = nearest_seq(highest as i64, seq) as u64;
+        if ext >= highest {
             self.pending_jump = None;
-            let ext = highest + u64::from(forward);
             self.highest = Some(ext);
             return ext;
         }
-        let back = u64::from(forward.wrapping_neg());
-        if back > u64::from(MAX_MISORDER) {
+        if highest - ext > u64::from(MAX_MISORDER) {
             if self.pending_jump == Some(seq) {
                 // Two sequential packets far from the stream: the sender jumped.
-                // Re-anchor forward so the extended sequence stays monotone.
+                // Re-anchor forward (the same number one cycle up) so the extended
+                // sequence stays monotone.
                 self.pending_jump = None;
-                let ext = highest + u64::from(forward);
+                let ext = ext + u64::from(SEQ_MOD);
                 self.highest = Some(ext);
                 return ext;
             }
             self.pending_jump = Some(seq.wrapping_add(1));
         }
-        // `highest` is at least SEQ_MOD (cycle 1) and only grows, and back <= 2^15,
-        // so this cannot underflow.
-        highest - back
+        ext
     }
 }
 
@@ -106,22 +123,19 @@ impl TsExtender {
             self.highest = Some(ext);
             return ext;
         };
-        let forward = ts.wrapping_sub(highest as u32);
-        if forward < 0x8000_0000 {
-            let ext = highest + u64::from(forward);
+        // highest >= TS_MOD and the nearest value is at most 2^31 below it.
+        let ext = nearest_ts(highest as i64, ts) as u64;
+        if ext > highest {
             self.highest = Some(ext);
-            ext
-        } else {
-            // highest >= TS_MOD and back <= 2^31: no underflow.
-            highest - u64::from(forward.wrapping_neg())
         }
+        ext
     }
 
     /// Signed distance in RTP units from the highest timestamp seen to `ts`, without
     /// updating anything (`None` before the first timestamp).
     pub fn delta(&self, ts: u32) -> Option<i64> {
-        let highest = self.highest?;
-        Some(i64::from(ts.wrapping_sub(highest as u32) as i32))
+        let highest = self.highest? as i64;
+        Some(nearest_ts(highest, ts) - highest)
     }
 }
 
@@ -129,7 +143,7 @@ impl TsExtender {
 mod tests {
     use super::*;
 
-    const C1: u64 = SEQ_MOD;
+    const C1: u64 = SEQ_MOD as u64;
 
     #[test]
     fn sequence_numbers_extend_across_wraps_reordering_and_jumps() {
@@ -192,6 +206,37 @@ mod tests {
             let mut x = SeqExtender::new();
             let got: Vec<u64> = input.iter().map(|&s| x.extend(s)).collect();
             assert_eq!(&got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn sequence_numbers_unwrap_across_the_16_bit_boundary() {
+        // (reference, wire value, extended)
+        let cases = [
+            (70_000i64, 70_000u32 as u16, 70_000i64),
+            (65_535 + 65_536, 0, 65_536 * 2),
+            (65_536 * 2, 65_535, 65_536 * 2 - 1),
+            (65_536 + 100, 99, 65_536 + 99),
+            (65_536 + 100, 100 + 32_767, 65_536 + 100 + 32_767),
+            (65_536 + 100, 100 + 32_768, 100 + 32_768),
+        ];
+        for (reference, seq, want) in cases {
+            assert_eq!(nearest_seq(reference, seq), want, "{reference} {seq}");
+        }
+    }
+
+    #[test]
+    fn timestamps_unwrap_across_the_32_bit_boundary() {
+        let base = 1i64 << 32;
+        let cases = [
+            (base + 4_294_967_000, 200u32, base + (1 << 32) + 200),
+            (base + (1 << 32) + 200, 4_294_967_000, base + 4_294_967_000),
+            (base + 1000, 1160, base + 1160),
+            (base + 1000, 840, base + 840),
+            (base, 1 << 31, base - (1 << 31)),
+        ];
+        for (reference, ts, want) in cases {
+            assert_eq!(nearest_ts(reference, ts), want, "{reference} {ts}");
         }
     }
 

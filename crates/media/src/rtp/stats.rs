@@ -28,15 +28,13 @@
 use super::rtcp::ntp::compact_from_duration;
 use super::rtcp::rr::{MAX_CUMULATIVE_LOST, MIN_CUMULATIVE_LOST};
 use super::rtcp::{ReportBlock, SenderInfo};
-use super::seq::MAX_MISORDER;
+use super::seq::{MAX_MISORDER, SEQ_MOD};
 use std::time::Instant;
 
 /// Packets in sequence needed before a new source is believed (RFC 3550 A.1).
 pub const MIN_SEQUENTIAL: u16 = 2;
 /// Largest forward step still taken as loss rather than a jump (RFC 3550 A.1).
 pub const MAX_DROPOUT: u16 = 3000;
-
-const SEQ_MOD: u32 = 1 << 16;
 
 /// What [`ReceptionStats::on_packet`] made of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -485,7 +483,7 @@ mod tests {
         ];
         for (name, seqs, verdicts, received, expected) in table {
             let mut st = ReceptionStats::new(8000);
-            let got = feed(&mut st, Instant::now(), seqs);
+            let got = feed(&mut st, crate::testclock::anchor(), seqs);
             assert_eq!(&got, verdicts, "{name}");
             assert_eq!(st.received(), *received, "{name} received");
             assert_eq!(st.expected(), *expected, "{name} expected");
@@ -494,7 +492,7 @@ mod tests {
 
     #[test]
     fn an_ssrc_change_restarts_probation_and_counters() {
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         let mut st = ReceptionStats::new(8000);
         feed(&mut st, t0, &[1, 2, 3, 4]);
         assert_eq!(st.received(), 3);
@@ -508,7 +506,7 @@ mod tests {
 
     #[test]
     fn report_blocks_carry_interval_fraction_and_clamped_cumulative_loss() {
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         let mut st = ReceptionStats::new(8000);
         assert_eq!(st.report_block(t0), None);
         // Valid from 1; 1..=10 with 3 and 4 lost: expected 10, received 8.
@@ -534,7 +532,7 @@ mod tests {
 
     #[test]
     fn total_loss_in_an_interval_saturates_the_fraction() {
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         let mut st = ReceptionStats::new(8000);
         feed(&mut st, t0, &[0, 1]);
         st.report_block(t0);
@@ -546,7 +544,7 @@ mod tests {
 
     #[test]
     fn extended_highest_sequence_counts_cycles_across_many_wraps() {
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         let mut st = ReceptionStats::new(8000);
         let mut seq = 65000u16;
         for i in 0..200_000u32 {
@@ -565,7 +563,7 @@ mod tests {
     fn jitter_matches_the_a8_recurrence_on_a_known_pattern() {
         // 20 ms packets at 8 kHz; arrivals alternately on time and 10 ms late, so
         // every transit difference is 80 RTP units and J_n = 80 (1 - (15/16)^n).
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         let mut st = ReceptionStats::new(8000);
         let n = 40u32;
         for i in 0..=n {
@@ -587,7 +585,7 @@ mod tests {
 
     #[test]
     fn jitter_is_zero_for_constant_delay_and_survives_timestamp_wrap() {
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         let mut st = ReceptionStats::new(48_000);
         for i in 0..100u32 {
             let now = t0 + Duration::from_millis(u64::from(i) * 20 + 35);
@@ -599,7 +597,7 @@ mod tests {
 
     #[test]
     fn lsr_and_dlsr_echo_the_last_sender_report() {
-        let t0 = Instant::now();
+        let t0 = crate::testclock::anchor();
         let mut st = ReceptionStats::new(8000);
         feed(&mut st, t0, &[1, 2]);
         let info = SenderInfo {

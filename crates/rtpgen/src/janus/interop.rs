@@ -14,10 +14,9 @@ use tokio::net::UdpSocket;
 
 use super::{Janus, JanusCodec};
 use scnf_media::codec::g711::{ulaw_decode, ulaw_encode};
+use scnf_media::codec::FRAME_SAMPLES;
 use scnf_media::probe::tone::{level_dbfs_blocked, Tone, TONES, TONE_DBFS};
 use scnf_media::rtp::{RtpHeader, RtpPacket, RTP_HEADER_LEN};
-
-const FRAME: usize = 160;
 
 fn janus_addr() -> Option<SocketAddr> {
     match std::env::var("SCNF_JANUS") {
@@ -42,8 +41,8 @@ fn room() -> u64 {
 /// heard, decoded, in arrival order.
 async fn talk(sock: UdpSocket, to: SocketAddr, freq: f64, frames: u32) -> Vec<i16> {
     let mut tone = Tone::at_dbfs(freq, TONE_DBFS);
-    let mut pcm = [0i16; FRAME];
-    let mut out = [0u8; RTP_HEADER_LEN + FRAME];
+    let mut pcm = [0i16; FRAME_SAMPLES];
+    let mut out = [0u8; RTP_HEADER_LEN + FRAME_SAMPLES];
     let mut rx = [0u8; 2048];
     let mut heard = Vec::new();
     let mut header = RtpHeader {
@@ -65,7 +64,7 @@ async fn talk(sock: UdpSocket, to: SocketAddr, freq: f64, frames: u32) -> Vec<i1
                 }
                 sock.send_to(&out, to).await.expect("send to Janus");
                 header.sequence = header.sequence.wrapping_add(1);
-                header.timestamp = header.timestamp.wrapping_add(FRAME as u32);
+                header.timestamp = header.timestamp.wrapping_add(FRAME_SAMPLES as u32);
                 sent += 1;
             }
             r = sock.recv_from(&mut rx) => {
