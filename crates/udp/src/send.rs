@@ -54,7 +54,9 @@ impl FlushStats {
 /// [`push_in_place`](Self::push_in_place)) leaves from that address, which must be
 /// local to the socket's host and of the destination's family (any `127.0.0.0/8`
 /// address for an IPv4 socket bound to `0.0.0.0`); one the kernel will not use is
-/// refused and skipped like any refused datagram. Datagrams leave in push order. On `EAGAIN` the unsent ones stay queued, in
+/// refused and skipped like any refused datagram.
+///
+/// Datagrams leave in push order. On `EAGAIN` the unsent ones stay queued, in
 /// order, at the front of the batch (see [`flush`](Self::flush)); call
 /// [`clear`](Self::clear) to drop them instead.
 pub struct SendBatch {
@@ -161,8 +163,7 @@ impl SendBatch {
         if self.is_full() {
             return Err(PushError::Full);
         }
-        let i = self.len;
-        let start = i * self.slot;
+        let start = self.len * self.slot;
         let len = fill(&mut self.bufs[start..start + self.slot]);
         if len > self.slot {
             return Err(PushError::TooLarge {
@@ -170,7 +171,7 @@ impl SendBatch {
                 max: self.slot,
             });
         }
-        self.queue(i, src, dst, len);
+        self.queue(src, dst, len);
         Ok(len)
     }
 
@@ -192,16 +193,15 @@ impl SendBatch {
         if self.is_full() {
             return Err(PushError::Full);
         }
-        let i = self.len;
-        let start = i * self.slot;
+        let start = self.len * self.slot;
         fill(&mut self.bufs[start..start + len]);
-        self.queue(i, None, dst, len);
+        self.queue(None, dst, len);
         Ok(())
     }
 
-    /// Records slot `i` (the next free one, its `len` bytes written) as queued.
-    fn queue(&mut self, i: usize, src: Option<IpAddr>, dst: SocketAddr, len: usize) {
-        debug_assert_eq!(i, self.len);
+    /// Records the next free slot, its first `len` bytes written, as queued.
+    fn queue(&mut self, src: Option<IpAddr>, dst: SocketAddr, len: usize) {
+        let i = self.len;
         self.lens[i] = len;
         self.namelens[i] = encode_addr(dst, &mut self.names[i]);
         self.controllens[i] = match src {
