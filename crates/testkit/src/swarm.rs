@@ -6,8 +6,8 @@
 //! gives each participant its own loopback address (`127.1.x.y`): outgoing datagrams
 //! carry the participant's address as source through `IP_PKTINFO` control messages,
 //! sent 64 at a time with `sendmmsg`, and the node's replies to every `127.1.x.y:port`
-//! arrive on the same socket, drained with `recvmmsg` — all of it rtpgen's
-//! [`FleetSocket`]. Loopback only. The swarm only adds the cheapest possible
+//! arrive on the same socket, drained with `recvmmsg` — all of it scnf-udp's
+//! [`FleetSocket`], the batches the node itself uses. Loopback only. The swarm only adds the cheapest possible
 //! participants (one PCMU frame, replayed) for the node's own load bench.
 
 use scnf_media::codec::{g711, FRAME_SAMPLES};

@@ -1,11 +1,18 @@
-//! Batched UDP for a media worker: one socket shared by all of the worker's legs,
-//! datagrams moved in batches with `recvmmsg`/`sendmmsg` (Linux).
+//! Batched UDP, the one socket layer of scnf: datagrams moved in batches with
+//! `recvmmsg`/`sendmmsg` (Linux), for the node's media workers (one socket shared
+//! by all of a worker's legs), rtpgen's reflector, and the [`fleet`] socket that
+//! is thousands of loopback participants at once.
 //!
 //! # Why
 //! On the reference machine a bare loopback reflector does about 177k
 //! reflections per CPU-second with batches of 64 on one socket, against ~120k with
 //! one `recvfrom`/`sendto` per packet. Legs are told apart by remote address, so one
-//! socket per worker is enough and every syscall carries many packets.
+//! socket per worker is enough and every syscall carries many packets. The load
+//! generator needs the same batching plus a few facts per datagram (which of its
+//! addresses a datagram is from or for, when the kernel took it in, what its own
+//! socket dropped); those ride in control messages on the same two syscalls, so
+//! there is exactly one place that lays out `mmsghdr`/`iovec`/`sockaddr`/`cmsg`
+//! arrays and calls them: [`RecvBatch`] and [`SendBatch`].
 //!
 //! # Contract
 //! - [`bind_udp`] / [`bind_udp_with`] / [`bind_udp_in_range`] make a nonblocking,
@@ -13,9 +20,18 @@
 //!   kernel actually granted ([`BufferSizes`]; Linux doubles the request and caps it
 //!   at `net.core.rmem_max`/`wmem_max`). IPv6 sockets are `IPV6_V6ONLY`, so a
 //!   worker binds v4 and v6 explicitly and a destination's family must match.
+//! - [`bind_udp_with_meta`] also turns on the receive facts of [`RecvMeta`] before
+//!   binding, so every datagram the socket ever receives carries them:
+//!   [`Datagram::dst`] (`IP_PKTINFO`/`IPV6_RECVPKTINFO`), [`Datagram::stamp`]
+//!   (`SO_TIMESTAMPNS`) and [`RecvBatch::overflow_count`] (`SO_RXQ_OVFL`). Without
+//!   them these are `None` and cost nothing but a length check.
+//! - A datagram may name its own source address ([`SendBatch::push_from`],
+//!   [`SendBatch::push_in_place`]; `IP_PKTINFO`/`IPV6_PKTINFO`), so one socket
+//!   bound to a wildcard address sends as many local hosts.
 //! - [`RecvBatch`] and [`SendBatch`] own all their memory from construction: slot
-//!   buffers, `mmsghdr`/`iovec`/`sockaddr_storage` arrays. `recv` and `flush` never
-//!   allocate and never block (`MSG_DONTWAIT`, whatever the socket's mode).
+//!   buffers, `mmsghdr`/`iovec`/`sockaddr_storage` arrays and control-message
+//!   buffers. Pushing, `recv` and `flush` never allocate and never block
+//!   (`MSG_DONTWAIT`, whatever the socket's mode).
 //! - Methods take `&impl AsRawFd`, so the same batch works on a `std` socket, a
 //!   `socket2::Socket` or a `tokio::io::unix::AsyncFd<UdpSocket>`.
 //!
@@ -42,11 +58,14 @@
 //! unusable (`EBADF`, `ENOTSOCK`, `EFAULT`) are returned as `Err`.
 //!
 //! # Unsafe
-//! Confined to the two syscalls, zero-initialising plain C structs, and
-//! reinterpreting `sockaddr_storage`. The kernel-facing pointers in the `mmsghdr`
-//! arrays are re-derived from `&mut self` right before every syscall, so moving a
-//! batch or borrowing its buffers in between can never leave a stale pointer.
+//! Confined to the two syscalls (`recv.rs`, `send.rs`), zero-initialising plain C
+//! structs and reinterpreting `sockaddr_storage` (`sockaddr.rs`), and writing,
+//! walking and switching on control messages (`cmsg.rs`). The kernel-facing
+//! pointers in the `mmsghdr` arrays are re-derived from `&mut self` right before
+//! every syscall, so moving a batch or borrowing its buffers in between can never
+//! leave a stale pointer. `fleet.rs` has no unsafe code.
 
+mod cmsg;
 pub mod fleet;
 mod recv;
 mod send;
@@ -58,6 +77,7 @@ pub use send::{FlushStats, PushError, SendBatch};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
+use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -79,6 +99,37 @@ pub struct UdpOptions {
     pub send_buf: usize,
     /// Set `SO_REUSEADDR` before binding. Default false.
     pub reuse_addr: bool,
+}
+
+/// Facts the kernel attaches to every received datagram, for
+/// [`bind_udp_with_meta`]. Each costs a control message per datagram; the default
+/// asks for none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// The local address each datagram was sent to ([`Datagram::dst`]): which of
+    /// the host's addresses it is for, on a socket bound to a wildcard address.
+    pub dst: bool,
+    /// When the kernel took each datagram in ([`Datagram::stamp`]), so a latency
+    /// measured from it does not grow when the reader drains late.
+    pub stamp: bool,
+    /// The socket's count of datagrams dropped for a full receive buffer
+    /// ([`RecvBatch::overflow_count`]): the reader's own losses, not the network's.
+    pub overflow: bool,
+}
+
+impl RecvMeta {
+    /// Nothing attached: what [`bind_udp_with`] binds.
+    pub const NONE: RecvMeta = RecvMeta {
+        dst: false,
+        stamp: false,
+        overflow: false,
+    };
+    /// Destination address, kernel stamp and drop count.
+    pub const ALL: RecvMeta = RecvMeta {
+        dst: true,
+        stamp: true,
+        overflow: true,
+    };
 }
 
 /// Kernel buffer sizes actually in force after binding, in bytes as the kernel
@@ -104,6 +155,16 @@ pub fn bind_udp(addr: SocketAddr, recv_buf: usize, send_buf: usize) -> io::Resul
 /// the kernel granted. A grant below the request is logged as a warning (raise
 /// `net.core.rmem_max`/`wmem_max`), never an error.
 pub fn bind_udp_with(addr: SocketAddr, opts: &UdpOptions) -> io::Result<(UdpSocket, BufferSizes)> {
+    bind_udp_with_meta(addr, opts, RecvMeta::NONE)
+}
+
+/// [`bind_udp_with`], with the receive facts `meta` asks for turned on before the
+/// socket is bound, so no datagram ever arrives without them.
+pub fn bind_udp_with_meta(
+    addr: SocketAddr,
+    opts: &UdpOptions,
+    meta: RecvMeta,
+) -> io::Result<(UdpSocket, BufferSizes)> {
     // socket2 sets SOCK_CLOEXEC on Linux.
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
@@ -119,6 +180,7 @@ pub fn bind_udp_with(addr: SocketAddr, opts: &UdpOptions) -> io::Result<(UdpSock
         sock.set_send_buffer_size(opts.send_buf)?;
     }
     sock.set_nonblocking(true)?;
+    cmsg::enable(sock.as_raw_fd(), addr.is_ipv6(), meta)?;
     sock.bind(&addr.into())?;
     let granted = BufferSizes {
         recv: sock.recv_buffer_size()?,

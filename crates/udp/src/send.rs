@@ -1,10 +1,17 @@
-//! [`SendBatch`]: datagrams for many destinations, sent with as few `sendmmsg`
-//! calls as the kernel allows; see the parent module for the error policy.
+//! [`SendBatch`]: datagrams for many destinations, each from the socket's own
+//! address or from one given per datagram (`IP_PKTINFO`/`IPV6_PKTINFO`), sent with
+//! as few `sendmmsg` calls as the kernel allows; see the parent module for the
+//! error policy.
+//!
+//! A datagram's destination and source are encoded into its slot's
+//! `sockaddr_storage` and control buffer when it is pushed, so `flush` only points
+//! the headers at them.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 
+use super::cmsg::{self, SendControl};
 use super::sockaddr::{empty_iovec, empty_mmsghdr, empty_storage, encode_addr, point_message};
 use super::{DEFAULT_BATCH, DEFAULT_SLOT_BYTES, MAX_BATCH};
 
@@ -43,6 +50,12 @@ impl FlushStats {
 
 /// Queues datagrams for many destinations and sends them with `sendmmsg`.
 ///
+/// A datagram pushed with a source address ([`push_from`](Self::push_from),
+/// [`push_in_place`](Self::push_in_place)) leaves from that address, which must be
+/// local to the socket's host and of the destination's family (any `127.0.0.0/8`
+/// address for an IPv4 socket bound to `0.0.0.0`); one the kernel will not use is
+/// refused and skipped like any refused datagram.
+///
 /// Datagrams leave in push order. On `EAGAIN` the unsent ones stay queued, in
 /// order, at the front of the batch (see [`flush`](Self::flush)); call
 /// [`clear`](Self::clear) to drop them instead.
@@ -54,6 +67,9 @@ pub struct SendBatch {
     namelens: Box<[libc::socklen_t]>,
     iovecs: Box<[libc::iovec]>,
     hdrs: Box<[libc::mmsghdr]>,
+    /// Each slot's source-address message, `controllens` bytes of it (0: none).
+    controls: Box<[SendControl]>,
+    controllens: Box<[usize]>,
     len: usize,
 }
 
@@ -74,6 +90,8 @@ impl SendBatch {
             namelens: vec![0; n].into_boxed_slice(),
             iovecs: (0..n).map(|_| empty_iovec()).collect(),
             hdrs: (0..n).map(|_| empty_mmsghdr()).collect(),
+            controls: vec![SendControl::EMPTY; n].into_boxed_slice(),
+            controllens: vec![0; n].into_boxed_slice(),
             len: 0,
         }
     }
@@ -110,6 +128,53 @@ impl SendBatch {
         self.push_with(dst, data.len(), |slot| slot.copy_from_slice(data))
     }
 
+    /// Copies `data` into the next slot, addressed to `dst` and sent from `src`.
+    pub fn push_from(
+        &mut self,
+        src: IpAddr,
+        dst: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), PushError> {
+        if data.len() > self.slot {
+            return Err(PushError::TooLarge {
+                len: data.len(),
+                max: self.slot,
+            });
+        }
+        self.push_in_place(Some(src), dst, |slot| {
+            slot[..data.len()].copy_from_slice(data);
+            data.len()
+        })
+        .map(drop)
+    }
+
+    /// Queues a datagram to `dst`, from `src` if given (else the socket's own
+    /// address), written in place by `fill`: it gets the whole slot and returns how
+    /// many bytes it wrote, for a datagram whose length is only known once written.
+    /// Returns that length. `fill` is not called when the batch is full; a length
+    /// beyond the slot (which `fill` cannot have written) queues nothing and is
+    /// `TooLarge`.
+    pub fn push_in_place(
+        &mut self,
+        src: Option<IpAddr>,
+        dst: SocketAddr,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<usize, PushError> {
+        if self.is_full() {
+            return Err(PushError::Full);
+        }
+        let start = self.len * self.slot;
+        let len = fill(&mut self.bufs[start..start + self.slot]);
+        if len > self.slot {
+            return Err(PushError::TooLarge {
+                len,
+                max: self.slot,
+            });
+        }
+        self.queue(src, dst, len);
+        Ok(len)
+    }
+
     /// Queues a datagram of exactly `len` bytes written in place by `fill`, which
     /// gets the `len`-byte slot (e.g. an RTP header and an already-encoded payload
     /// copied in without an intermediate buffer). `fill` is not called on error.
@@ -128,13 +193,22 @@ impl SendBatch {
         if self.is_full() {
             return Err(PushError::Full);
         }
-        let i = self.len;
-        let start = i * self.slot;
+        let start = self.len * self.slot;
         fill(&mut self.bufs[start..start + len]);
+        self.queue(None, dst, len);
+        Ok(())
+    }
+
+    /// Records the next free slot, its first `len` bytes written, as queued.
+    fn queue(&mut self, src: Option<IpAddr>, dst: SocketAddr, len: usize) {
+        let i = self.len;
         self.lens[i] = len;
         self.namelens[i] = encode_addr(dst, &mut self.names[i]);
+        self.controllens[i] = match src {
+            Some(src) => cmsg::encode_source(src, &mut self.controls[i]),
+            None => 0,
+        };
         self.len += 1;
-        Ok(())
     }
 
     /// Sends the queued datagrams with as few `sendmmsg(MSG_DONTWAIT)` calls as the
@@ -154,7 +228,7 @@ impl SendBatch {
         let mut fatal = None;
         while pos < n {
             // SAFETY: `prepare` pointed headers `0..n` at this batch's own names,
-            // iovecs and slots with their true lengths; `pos < n`, so the pointer
+            // iovecs, slots and control buffers with their true lengths; `pos < n`, so the pointer
             // and count stay inside `hdrs`. Everything is borrowed through `&mut
             // self` for the duration of the call.
             let rc = unsafe {
@@ -223,20 +297,26 @@ impl SendBatch {
             self.lens[to] = self.lens[from];
             self.names[to] = self.names[from];
             self.namelens[to] = self.namelens[from];
+            self.controls[to] = self.controls[from];
+            self.controllens[to] = self.controllens[from];
         }
         self.len -= k;
     }
 
-    /// Points headers `0..len` at their names, iovecs and slots; returns `len`.
+    /// Points headers `0..len` at their names, iovecs, slots and source messages;
+    /// returns `len`.
     fn prepare(&mut self) -> usize {
         let n = self.len;
         let slots = self.bufs.chunks_exact_mut(self.slot);
         let parts = self.hdrs.iter_mut().zip(self.iovecs.iter_mut());
-        let meta = self.names.iter_mut().zip(self.namelens.iter());
-        for (((hdr, iov), (name, &namelen)), (buf, &len)) in
+        let names = self.names.iter_mut().zip(self.namelens.iter());
+        let controls = self.controls.iter_mut().zip(self.controllens.iter());
+        let meta = names.zip(controls);
+        for (((hdr, iov), ((name, &namelen), (control, &clen))), (buf, &len)) in
             parts.zip(meta).zip(slots.zip(self.lens.iter())).take(n)
         {
-            point_message(hdr, iov, name, namelen, buf, len);
+            let control = control.bytes_mut(clen);
+            point_message(hdr, iov, name, namelen, buf, len, control);
         }
         n
     }
@@ -247,6 +327,7 @@ impl Default for SendBatch {
         SendBatch::new(DEFAULT_BATCH, DEFAULT_SLOT_BYTES)
     }
 }
+
 /// Errors that mean the descriptor is not a usable socket at all.
 fn is_fatal_socket_error(err: &io::Error) -> bool {
     matches!(
@@ -303,6 +384,70 @@ mod tests {
         assert_eq!(batch.push(LOCAL, &[2]), Err(PushError::Full));
         batch.clear();
         assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn push_in_place_queues_the_length_fill_returns() {
+        let mut batch = SendBatch::new(2, 16);
+        let wrote = batch.push_in_place(None, LOCAL, |slot| {
+            assert_eq!(slot.len(), 16, "fill gets the whole slot");
+            slot[..3].copy_from_slice(b"abc");
+            3
+        });
+        assert_eq!(wrote, Ok(3));
+        let too_long = batch.push_in_place(None, LOCAL, |_| 17);
+        assert_eq!(too_long, Err(PushError::TooLarge { len: 17, max: 16 }));
+        let src = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert_eq!(
+            batch.push_from(src, LOCAL, &[0; 17]),
+            Err(PushError::TooLarge { len: 17, max: 16 })
+        );
+        assert_eq!(batch.len(), 1, "nothing too large was queued");
+        assert_eq!(batch.push_in_place(Some(src), LOCAL, |_| 0), Ok(0));
+        let full = batch.push_in_place(None, LOCAL, |_| panic!("fill on a full batch"));
+        assert_eq!(full, Err(PushError::Full));
+        assert_eq!(batch.push_from(src, LOCAL, &[1]), Err(PushError::Full));
+    }
+
+    #[test]
+    fn each_datagram_leaves_from_its_own_source_even_when_left_queued() {
+        // A wildcard-bound socket may send as any loopback host.
+        let tx = bind_udp(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), 0, 0).unwrap();
+        let port = tx.local_addr().unwrap().port();
+        let rx = bind_local();
+        let to = rx.local_addr().unwrap();
+        let hosts = [
+            Some(Ipv4Addr::new(127, 1, 0, 1)),
+            None,
+            Some(Ipv4Addr::new(127, 1, 0, 2)),
+            Some(Ipv4Addr::new(127, 200, 3, 4)),
+        ];
+        let mut batch = SendBatch::new(8, 64);
+        batch
+            .push_from(Ipv4Addr::new(127, 1, 0, 9).into(), to, &[99])
+            .unwrap();
+        for (tag, host) in hosts.iter().enumerate() {
+            match host {
+                Some(ip) => batch.push_from((*ip).into(), to, &[tag as u8]),
+                None => batch.push(to, &[tag as u8]),
+            }
+            .unwrap();
+        }
+        // As after EAGAIN on the first: the rest move to the front of the batch.
+        batch.drop_front(1);
+        let stats = batch.flush(&tx).unwrap();
+        assert_eq!((stats.sent, stats.failed), (hosts.len(), 0));
+        let got = recv_per_source(&rx, hosts.len());
+        let want: Vec<(SocketAddr, Vec<u8>)> = hosts
+            .iter()
+            .enumerate()
+            .map(|(tag, host)| {
+                // Without a source the kernel picks the route's: 127.0.0.1.
+                let ip = host.unwrap_or(Ipv4Addr::LOCALHOST);
+                (SocketAddr::from((ip, port)), vec![tag as u8])
+            })
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

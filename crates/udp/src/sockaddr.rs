@@ -1,5 +1,6 @@
-//! Conversions between `SocketAddr` and the kernel's `sockaddr_storage`, and the
-//! zeroed C structs the batches start from.
+//! Conversions between `SocketAddr` and the kernel's `sockaddr_storage`, the
+//! zeroed C structs the batches start from, and the one function that points a
+//! message header at its buffers.
 
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -91,9 +92,9 @@ pub(super) fn decode_addr(st: &libc::sockaddr_storage, len: libc::socklen_t) -> 
     }
 }
 
-/// Points one message header at its own address slot, its iovec and the first `len`
-/// bytes of `buf`, with no control data: the per-message setup recvmmsg and sendmmsg
-/// share.
+/// Points one message header at its own address slot, its iovec, the first `len`
+/// bytes of `buf` and `control` (none when empty): the per-message setup recvmmsg
+/// and sendmmsg share.
 pub(super) fn point_message(
     hdr: &mut libc::mmsghdr,
     iov: &mut libc::iovec,
@@ -101,6 +102,7 @@ pub(super) fn point_message(
     namelen: libc::socklen_t,
     buf: &mut [u8],
     len: usize,
+    control: &mut [u8],
 ) {
     iov.iov_base = buf.as_mut_ptr().cast();
     iov.iov_len = len.min(buf.len());
@@ -108,8 +110,12 @@ pub(super) fn point_message(
     hdr.msg_hdr.msg_namelen = namelen;
     hdr.msg_hdr.msg_iov = iov;
     hdr.msg_hdr.msg_iovlen = 1;
-    hdr.msg_hdr.msg_control = std::ptr::null_mut();
-    hdr.msg_hdr.msg_controllen = 0;
+    hdr.msg_hdr.msg_control = if control.is_empty() {
+        std::ptr::null_mut()
+    } else {
+        control.as_mut_ptr().cast()
+    };
+    hdr.msg_hdr.msg_controllen = control.len() as _;
     hdr.msg_hdr.msg_flags = 0;
     hdr.msg_len = 0;
 }
