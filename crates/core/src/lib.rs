@@ -22,11 +22,6 @@
 //! next input, whichever comes first.
 
 pub mod conf;
-// The tests of `control` and `session` (the control rework's) still anchor their
-// clocks on `Instant::now()` instead of `scnf_media::testclock::anchor`. Only their
-// test builds are exempt: their library code is held to clippy.toml like the rest.
-#[cfg_attr(test, allow(clippy::disallowed_methods))]
 pub mod control;
 pub mod engine;
-#[cfg_attr(test, allow(clippy::disallowed_methods))]
 pub mod session;

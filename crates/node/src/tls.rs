@@ -4,7 +4,7 @@
 //! rustls with the `ring` provider only (chosen explicitly, never the process default,
 //! so another crate enabling a second provider cannot change what this node negotiates).
 //! Protocol versions are rustls' safe defaults (TLS 1.3 and 1.2). No client certificates:
-//! the control peer authenticates with the login in [`super::auth`].
+//! the control peer authenticates with the login in [`scnf_core::control::auth`].
 //!
 //! The acceptor yields a stream that implements `AsyncRead + AsyncWrite`, so the
 //! WebSocket layer runs over it unchanged.

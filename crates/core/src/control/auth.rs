@@ -446,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_correct_login_succeeds_and_returns_a_proof_the_client_accepts() {
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         let mut c = issued(t0);
         let (challenge, digest) = login_digest(&c, SECRET);
         let proof = login(&mut c, t0, &digest);
@@ -458,7 +458,7 @@ mod tests {
 
     #[test]
     fn a_wrong_secret_fails_with_bad_digest() {
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         let mut c = issued(t0);
         let (_, digest) = login_digest(&c, b"not-the-secret");
         let r = login(&mut c, t0, &digest);
@@ -467,7 +467,7 @@ mod tests {
 
     #[test]
     fn changing_any_field_after_signing_fails() {
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         let cfg = LoginConfig::default();
         let cases: [(&str, &str, &str); 3] = [
             ("other-app", CNONCE, INFO),
@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn a_challenge_works_once_only() {
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         let mut c = issued(t0);
         let (_, digest) = login_digest(&c, SECRET);
         assert!(login(&mut c, t0, &digest).is_ok());
@@ -495,7 +495,7 @@ mod tests {
 
     #[test]
     fn a_failed_attempt_also_uses_up_the_challenge() {
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         let mut c = issued(t0);
         let (_, good) = login_digest(&c, SECRET);
         let wrong = "0".repeat(64);
@@ -505,7 +505,7 @@ mod tests {
 
     #[test]
     fn a_challenge_is_valid_until_just_before_its_ttl_and_expired_from_then_on() {
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         let cfg = LoginConfig::default();
         let mut c = issued(t0);
         let (_, digest) = login_digest(&c, SECRET);
@@ -521,13 +521,13 @@ mod tests {
     fn a_login_without_a_challenge_fails() {
         let mut c = Challenges::new();
         let digest = client_digest(SECRET, NAME, "", CNONCE, INFO);
-        let r = login(&mut c, Instant::now(), &digest);
+        let r = login(&mut c, scnf_media::testclock::anchor(), &digest);
         assert_eq!(r, Err(LoginError::NoChallenge));
     }
 
     #[test]
     fn issuing_again_replaces_the_earlier_challenge() {
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         let mut c = Challenges::new();
         let first = c.issue(t0, [1; 16]);
         let second = c.issue(t0, [2; 16]);
@@ -540,7 +540,7 @@ mod tests {
 
     #[test]
     fn an_uppercase_digest_is_accepted_and_the_proof_signs_the_lowercase_form() {
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         let mut c = issued(t0);
         let (challenge, digest) = login_digest(&c, SECRET);
         let upper = digest.to_uppercase();
@@ -553,7 +553,7 @@ mod tests {
 
     #[test]
     fn malformed_fields_are_rejected_with_a_reason() {
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         let cfg = LoginConfig::default();
         let long = "n".repeat(257);
         let long_info = "i".repeat(4097);

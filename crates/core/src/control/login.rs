@@ -351,7 +351,7 @@ mod tests {
     #[test]
     fn a_client_with_the_secret_logs_in_and_the_server_proves_it_back() {
         let mut server = LoginServer::new(Some(SECRET.to_vec()), LoginConfig::default(), [1; 32]);
-        let (verdict, admission) = exchange(&mut server, SECRET, Instant::now());
+        let (verdict, admission) = exchange(&mut server, SECRET, scnf_media::testclock::anchor());
         assert_eq!(verdict, Ok(ServerAuth::Proven));
         assert_eq!(admission, Admission::LoggedIn { name: "pbx".into() });
     }
@@ -359,7 +359,11 @@ mod tests {
     #[test]
     fn a_wrong_secret_is_refused_on_both_sides() {
         let mut server = LoginServer::new(Some(SECRET.to_vec()), LoginConfig::default(), [2; 32]);
-        let (verdict, admission) = exchange(&mut server, b"not-the-secret", Instant::now());
+        let (verdict, admission) = exchange(
+            &mut server,
+            b"not-the-secret",
+            scnf_media::testclock::anchor(),
+        );
         assert!(
             matches!(verdict, Err(ClientLoginError::Refused { .. })),
             "{verdict:?}"
@@ -370,7 +374,7 @@ mod tests {
     #[test]
     fn a_server_without_a_password_is_open_and_sends_no_proof() {
         let mut server = LoginServer::new(None, LoginConfig::default(), [3; 32]);
-        let (verdict, admission) = exchange(&mut server, SECRET, Instant::now());
+        let (verdict, admission) = exchange(&mut server, SECRET, scnf_media::testclock::anchor());
         assert_eq!(verdict, Ok(ServerAuth::Open));
         assert_eq!(admission, Admission::LoggedIn { name: "pbx".into() });
     }

@@ -186,7 +186,7 @@ mod tests {
     fn a_peer_is_locked_out_after_max_failures_and_let_in_after_the_lockout() {
         let cfg = LoginConfig::default();
         let mut rl = RateLimiter::new(&cfg);
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         fail(&mut rl, t0, v4(1), cfg.max_failures - 1);
         assert_eq!(
             rl.check(t0, v4(1)),
@@ -218,7 +218,7 @@ mod tests {
     fn failures_spread_wider_than_the_window_do_not_lock_out() {
         let cfg = LoginConfig::default();
         let mut rl = RateLimiter::new(&cfg);
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         fail(&mut rl, t0, v4(1), cfg.max_failures - 1);
         let later = t0 + cfg.failure_window;
         fail(&mut rl, later, v4(1), cfg.max_failures - 1);
@@ -234,7 +234,7 @@ mod tests {
     fn a_locked_out_peer_does_not_affect_other_peers() {
         let cfg = LoginConfig::default();
         let mut rl = RateLimiter::new(&cfg);
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         fail(&mut rl, t0, v4(1), cfg.max_failures);
         assert!(rl.check(t0, v4(1)).is_err());
         assert_eq!(rl.check(t0, v4(2)), Ok(()));
@@ -246,7 +246,7 @@ mod tests {
     fn success_clears_earlier_failures() {
         let cfg = LoginConfig::default();
         let mut rl = RateLimiter::new(&cfg);
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         fail(&mut rl, t0, v4(1), cfg.max_failures - 1);
         rl.record_success(v4(1));
         assert_eq!(rl.tracked_peers(), 0);
@@ -258,7 +258,7 @@ mod tests {
     fn ipv6_addresses_in_one_slash_64_share_a_counter_and_mapped_ipv4_counts_as_ipv4() {
         let cfg = LoginConfig::default();
         let mut rl = RateLimiter::new(&cfg);
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         for host in 0..cfg.max_failures {
             let addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 7, 0, 0, 0, host as u16 + 1);
             rl.record_failure(t0, IpAddr::V6(addr));
@@ -280,7 +280,7 @@ mod tests {
     fn memory_stays_bounded_under_100k_distinct_peers_and_the_newest_are_remembered() {
         let cfg = LoginConfig::default();
         let mut rl = RateLimiter::new(&cfg);
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         let peer = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
         for i in 0..100_000 {
             fail(&mut rl, t0, peer(i), 2);

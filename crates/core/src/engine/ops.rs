@@ -109,6 +109,8 @@ pub struct WorkerStats {
     pub late_ticks: u64,
     pub skipped_ticks: u64,
     pub encodes: u64,
+    /// Encoder calls that failed (the frame was not sent, or went out empty).
+    pub encode_failures: u64,
     pub shared_sends: u64,
     pub lateness_p50_us: u64,
     pub lateness_p99_us: u64,
@@ -167,6 +169,7 @@ impl Engine {
                 late_ticks: s.late_ticks,
                 skipped_ticks: s.skipped_ticks,
                 encodes: s.encodes,
+                encode_failures: s.encode_failures,
                 shared_sends: s.shared_sends,
                 lateness_p50_us: h.value_at_quantile(0.5),
                 lateness_p99_us: h.value_at_quantile(0.99),

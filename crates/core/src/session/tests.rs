@@ -37,7 +37,7 @@ fn workers() -> Vec<WorkerAddrs> {
 
 impl Node {
     fn new(secret: Option<&[u8]>) -> Node {
-        let now = Instant::now();
+        let now = scnf_media::testclock::anchor();
         let cfg = SessionConfig {
             secret: secret.map(<[u8]>::to_vec),
             login: LoginConfig::default(),

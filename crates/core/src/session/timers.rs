@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn due_timers_come_out_in_deadline_order_and_rearming_replaces() {
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         let s = Duration::from_secs(1);
         let mut t = Timers::default();
         t.set(Timer::Login(ConnId(2)), t0 + 2 * s);
@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn a_cleared_timer_never_fires() {
-        let t0 = Instant::now();
+        let t0 = scnf_media::testclock::anchor();
         let mut t = Timers::default();
         t.set(Timer::Login(ConnId(7)), t0);
         t.clear(Timer::Login(ConnId(7)));

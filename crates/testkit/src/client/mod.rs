@@ -120,7 +120,7 @@ impl Client {
 
     /// Opens a `wss://` session; `server_name` is what the node's certificate must
     /// name, `config` says whom to trust (e.g.
-    /// [`scnf::tls::client_config_trusting`]).
+    /// `scnf::tls::client_config_trusting`).
     pub async fn connect_tls(
         addr: SocketAddr,
         server_name: &str,

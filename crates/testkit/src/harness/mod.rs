@@ -4,7 +4,7 @@
 //! Each [`SimNode`] is a node's whole sans-IO core: a [`Session`] (call control) and
 //! one [`Engine`] per media worker, joined exactly as the node's shell joins them
 //! (media operations applied with [`Engine::apply`], results and engine events fed
-//! back). Phones ([`SimPhone`]) send and receive RTP through [`Path`]s (latency,
+//! back). Phones ([`SimPhone`]) send and receive RTP through [`Path`](scnf_media::netsim::Path)s (latency,
 //! jitter, loss, all seeded), and controllers ([`SimController`]) speak the JSON
 //! protocol to a node's root. Nothing reads the clock or touches a socket:
 //! [`Harness::run_for`] jumps from one wake-up to the next (a phone's frame, a packet's
