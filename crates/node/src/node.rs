@@ -14,7 +14,7 @@ use scnf_core::engine::{
 };
 use scnf_core::session::{ReqId, WorkerAddrs};
 use scnf_udp as udp;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -28,8 +28,13 @@ pub enum NodeError {
     NoSuchWorker(usize),
     #[error("worker {0} is not running")]
     WorkerGone(usize),
-    #[error("no free RTP/RTCP port pair in {min}-{max} for worker {worker}")]
-    NoPorts { min: u16, max: u16, worker: usize },
+    #[error("no RTP/RTCP port pair in {min}-{max} for worker {worker}: {source}")]
+    NoPorts {
+        min: u16,
+        max: u16,
+        worker: usize,
+        source: std::io::Error,
+    },
     #[error("socket: {0}")]
     Io(#[from] std::io::Error),
     #[error("configuration: {0}")]
@@ -65,38 +70,6 @@ pub struct NodeHandle {
     inner: Arc<Inner>,
 }
 
-/// Binds an RTP socket on an even port and RTCP on the next one, from `range`.
-fn bind_pair(
-    ip: IpAddr,
-    min: u16,
-    max: u16,
-    skip: &mut u16,
-    cfg: &Config,
-) -> Option<(UdpSocket, UdpSocket)> {
-    let mut port = (min + 1) & !1;
-    port = port.max(*skip);
-    while port < max {
-        let rtp = udp::bind_udp(
-            SocketAddr::new(ip, port),
-            cfg.rtp.recv_buffer,
-            cfg.rtp.send_buffer,
-        );
-        if let Ok(rtp) = rtp {
-            let rtcp = udp::bind_udp(
-                SocketAddr::new(ip, port + 1),
-                cfg.rtp.recv_buffer / 8,
-                cfg.rtp.send_buffer / 8,
-            );
-            if let Ok(rtcp) = rtcp {
-                *skip = port + 2;
-                return Some((rtp, rtcp));
-            }
-        }
-        port += 2;
-    }
-    None
-}
-
 impl NodeHandle {
     /// Starts the node's workers. Must be called inside a tokio runtime only for the
     /// returned handle's async methods; the workers run on their own threads.
@@ -117,20 +90,26 @@ impl NodeHandle {
             .unwrap_or_default();
         let anchor = Instant::now();
         let mut workers = Vec::with_capacity(n);
-        let mut skip = 0;
+        // RTCP carries a report per leg every few seconds: an eighth of the buffers.
+        let rtp_opts = udp::UdpOptions {
+            recv_buf: cfg.rtp.recv_buffer,
+            send_buf: cfg.rtp.send_buffer,
+            reuse_addr: false,
+        };
+        let rtcp_opts = udp::UdpOptions {
+            recv_buf: cfg.rtp.recv_buffer / 8,
+            send_buf: cfg.rtp.send_buffer / 8,
+            reuse_addr: false,
+        };
         for index in 0..n {
-            let (rtp, rtcp) = bind_pair(
-                cfg.rtp.bind,
-                cfg.rtp.port_min,
-                cfg.rtp.port_max,
-                &mut skip,
-                cfg,
-            )
-            .ok_or(NodeError::NoPorts {
-                min: cfg.rtp.port_min,
-                max: cfg.rtp.port_max,
-                worker: index,
-            })?;
+            let ports = cfg.rtp.port_min..=cfg.rtp.port_max;
+            let (rtp, rtcp) = udp::bind_rtp_pair(cfg.rtp.bind, ports, &rtp_opts, &rtcp_opts)
+                .map_err(|source| NodeError::NoPorts {
+                    min: cfg.rtp.port_min,
+                    max: cfg.rtp.port_max,
+                    worker: index,
+                    source,
+                })?;
             let port = rtp.local_addr()?.port();
             let engine = Engine::new(
                 EngineConfig {

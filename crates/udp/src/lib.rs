@@ -15,7 +15,7 @@
 //! arrays and calls them: [`RecvBatch`] and [`SendBatch`].
 //!
 //! # Contract
-//! - [`bind_udp`] / [`bind_udp_with`] / [`bind_udp_in_range`] make a nonblocking,
+//! - [`bind_udp`] / [`bind_udp_with`] / [`bind_rtp_pair`] make a nonblocking,
 //!   close-on-exec socket with the requested kernel buffers and report what the
 //!   kernel actually granted ([`BufferSizes`]; Linux doubles the request and caps it
 //!   at `net.core.rmem_max`/`wmem_max`). IPv6 sockets are `IPV6_V6ONLY`, so a
@@ -196,34 +196,41 @@ pub fn bind_udp_with_meta(
     Ok((sock, granted))
 }
 
-/// Binds the first free port of `ports` on `ip`, trying even ports first (the RTP
-/// convention leaves odd ports to RTCP), then odd ones, each in ascending order.
-/// Only `EADDRINUSE` moves on to the next port; any other error is returned at
-/// once, since it would repeat for every port.
-pub fn bind_udp_in_range(
+/// Binds an RTP/RTCP socket pair on `ip`: RTP on the lowest even port `p` of
+/// `ports` for which both `p` and `p + 1` are free and in the range, RTCP on `p + 1`
+/// (the RFC 3550 convention). A port some other socket holds is skipped, so calling
+/// this again while the first pair is open yields the next pair. Only `EADDRINUSE`
+/// moves on; any other error is returned at once, since it would repeat for every
+/// port.
+pub fn bind_rtp_pair(
     ip: IpAddr,
     ports: RangeInclusive<u16>,
-    opts: &UdpOptions,
-) -> io::Result<(UdpSocket, BufferSizes)> {
+    rtp: &UdpOptions,
+    rtcp: &UdpOptions,
+) -> io::Result<(UdpSocket, UdpSocket)> {
     if ports.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "empty port range",
         ));
     }
-    let evens = ports.clone().filter(|p| p % 2 == 0);
-    let odds = ports.clone().filter(|p| p % 2 == 1);
-    for port in evens.chain(odds) {
-        match bind_udp_with(SocketAddr::new(ip, port), opts) {
-            Ok(bound) => return Ok(bound),
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+    let first = ports.start().saturating_add(1) & !1;
+    let mut port = first;
+    while port < *ports.end() && port >= first {
+        let bound = bind_udp_with(SocketAddr::new(ip, port), rtp).and_then(|(a, _)| {
+            bind_udp_with(SocketAddr::new(ip, port + 1), rtcp).map(|(b, _)| (a, b))
+        });
+        match bound {
+            Ok(pair) => return Ok(pair),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
             Err(e) => return Err(e),
         }
+        port = port.wrapping_add(2);
     }
     Err(io::Error::new(
         io::ErrorKind::AddrInUse,
         format!(
-            "no free UDP port in {}..={} on {ip}",
+            "no free RTP/RTCP port pair in {}..={} on {ip}",
             ports.start(),
             ports.end()
         ),
@@ -294,48 +301,51 @@ mod tests {
     }
 
     #[test]
-    fn a_port_range_yields_the_first_free_even_port_then_odd_ones() {
-        // Find a free block of 4 ports by binding an ephemeral port and using its
-        // even-aligned neighbourhood; retry a few times in case of races.
+    fn pairs_take_the_first_free_even_port_and_the_next_one() {
+        // Find a free block of 6 ports around an ephemeral one; retry a few times in
+        // case another process takes one meanwhile.
         for _ in 0..20 {
             let probe = bind_local();
             let base = probe.local_addr().unwrap().port() & !3;
             drop(probe);
-            if !(1024..=u16::MAX - 4).contains(&base) {
+            if !(1024..=u16::MAX - 6).contains(&base) {
                 continue;
             }
             let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
             let opts = UdpOptions::default();
-            let Ok(hold) = bind_udp(SocketAddr::new(ip, base), 0, 0) else {
+            // Someone holds the first RTCP port: the first pair is not free.
+            let Ok(hold) = bind_udp(SocketAddr::new(ip, base + 1), 0, 0) else {
                 continue;
             };
-            let range = base..=base + 3;
-            let Ok((a, _)) = bind_udp_in_range(ip, range.clone(), &opts) else {
+            let range = base..=base + 5;
+            let Ok((a, a_rtcp)) = bind_rtp_pair(ip, range.clone(), &opts, &opts) else {
                 continue;
             };
-            let Ok((b, _)) = bind_udp_in_range(ip, range.clone(), &opts) else {
+            let Ok((b, b_rtcp)) = bind_rtp_pair(ip, range.clone(), &opts, &opts) else {
                 continue;
             };
-            let Ok((c, _)) = bind_udp_in_range(ip, range.clone(), &opts) else {
-                continue;
-            };
-            let ports = [&a, &b, &c].map(|s| s.local_addr().unwrap().port());
-            if ports != [base + 2, base + 1, base + 3] {
+            let ports = [&a, &a_rtcp, &b, &b_rtcp].map(|s| s.local_addr().unwrap().port());
+            if ports != [base + 2, base + 3, base + 4, base + 5] {
                 continue; // someone else took a port meanwhile
             }
-            let err = bind_udp_in_range(ip, range, &opts).unwrap_err();
+            let err = bind_rtp_pair(ip, range, &opts, &opts).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
             drop(hold);
             return;
         }
-        panic!("never found a free block of four ports");
+        panic!("never found a free block of six ports");
     }
 
     #[test]
     fn an_empty_port_range_is_invalid_input() {
         #[allow(clippy::reversed_empty_ranges)]
-        let err = bind_udp_in_range(Ipv4Addr::LOCALHOST.into(), 10..=9, &UdpOptions::default())
-            .unwrap_err();
+        let err = bind_rtp_pair(
+            Ipv4Addr::LOCALHOST.into(),
+            10..=9,
+            &UdpOptions::default(),
+            &UdpOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 
