@@ -23,15 +23,13 @@
 //! ([`CallAnswer::AwaitingDigits`]). Complete numbers need no such probe, which keeps
 //! the load generator's setups at one round trip.
 
-use scnf_core::control::auth;
 mod answer;
 
 pub use answer::{CallAnswer, Event, NodeAuth, NodeHealth, NodeStatus};
 
 use futures_util::{SinkExt, StreamExt};
-use scnf_core::control::msg::{
-    self, ClientMsg, Direction, MediaOffer, ServerMsg, PROTOCOL_VERSION,
-};
+use scnf_core::control::login::{ClientLoginError, ClientStep, LoginClient, ServerAuth};
+use scnf_core::control::msg::{self, ClientMsg, Direction, MediaOffer, ServerMsg};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -102,7 +100,6 @@ pub struct Client {
 /// What a wait does with one received message.
 enum Take<T> {
     Done(T),
-    Fail(ClientError),
     Skip,
 }
 
@@ -176,67 +173,45 @@ impl Client {
     }
 
     /// Logs in, accepting a node without a password (which sends no proof). A proof
-    /// that is sent must still verify.
+    /// that is sent must still verify. The exchange and the checks are the core's
+    /// [`LoginClient`]; this only carries its messages and supplies a fresh nonce.
     pub async fn login_optional(
         &mut self,
         name: &str,
         secret: &[u8],
     ) -> Result<NodeAuth, ClientError> {
-        let src = self
-            .send(ClientMsg::AppChallenge {
-                version: Some(PROTOCOL_VERSION),
-            })
-            .await?;
-        let challenge = self
-            .wait("AppChallengeResult", &src, |m| match m {
-                ServerMsg::AppChallengeResult { challenge, .. } => Take::Done(challenge),
-                // A locked-out peer is refused at the challenge already.
-                ServerMsg::AppLoginResult { error, .. } => Take::Fail(ClientError::LoginFailed {
-                    error: error.unwrap_or_else(|| "refused".into()),
-                }),
-                _ => Take::Skip,
-            })
-            .await?;
         let cnonce = fresh_cnonce()?;
-        let digest = auth::client_digest(secret, name, &challenge, &cnonce, CLIENT_INFO);
-        let src = self
-            .send(ClientMsg::AppLogin {
-                name: name.into(),
-                cnonce: cnonce.clone(),
-                info: CLIENT_INFO.into(),
-                digest: digest.clone(),
-            })
-            .await?;
-        let (ok, error, proof) = self
-            .wait("AppLoginResult", &src, |m| match m {
-                ServerMsg::AppLoginResult {
-                    ok, error, proof, ..
-                } => Take::Done((ok, error, proof)),
-                _ => Take::Skip,
-            })
-            .await?;
-        if !ok {
-            let error = error.unwrap_or_else(|| "refused".into());
-            return Err(ClientError::LoginFailed { error });
-        }
-        match proof {
-            None => Ok(NodeAuth::Open),
-            Some(proof) => {
-                let valid = auth::verify_proof(
-                    secret,
-                    name,
-                    &challenge,
-                    &cnonce,
-                    CLIENT_INFO,
-                    &digest,
-                    &proof,
-                );
-                if valid {
-                    Ok(NodeAuth::Proven)
-                } else {
-                    Err(ClientError::BadProof)
+        let mut login = LoginClient::new(name, secret, CLIENT_INFO);
+        let mut request = login.start();
+        loop {
+            let what = format!("{}Result", request.mt());
+            let src = self.send(request).await?;
+            // A locked-out peer is refused at the challenge already: either result
+            // may answer either request, and the login machine sorts them out.
+            let answer = self
+                .wait(&what, &src, |m| match m {
+                    ServerMsg::AppChallengeResult { .. } | ServerMsg::AppLoginResult { .. } => {
+                        Take::Done(m)
+                    }
+                    _ => Take::Skip,
+                })
+                .await?;
+            request = match login.handle(&answer, &cnonce) {
+                ClientStep::Send(next) => next,
+                ClientStep::Done(verdict) => {
+                    return match verdict {
+                        Ok(ServerAuth::Proven) => Ok(NodeAuth::Proven),
+                        Ok(ServerAuth::Open) => Ok(NodeAuth::Open),
+                        Err(ClientLoginError::Refused { error }) => {
+                            Err(ClientError::LoginFailed { error })
+                        }
+                        Err(ClientLoginError::BadProof) => Err(ClientError::BadProof),
+                        Err(e @ ClientLoginError::Unexpected { .. }) => {
+                            Err(ClientError::Protocol(e.to_string()))
+                        }
+                    }
                 }
-            }
+            };
         }
     }
 
@@ -559,7 +534,6 @@ impl Client {
             let kept = m.clone();
             match take(m, from) {
                 Take::Done(v) => return Ok(Some(v)),
-                Take::Fail(e) => return Err(e),
                 Take::Skip => {
                     if let Some(e) = Event::from_msg(kept, true) {
                         self.events.push_back(e);
