@@ -109,8 +109,22 @@ pub enum Event {
 }
 
 impl Event {
+    /// Whether an unsolicited message is worth keeping: everything but a late
+    /// acknowledgement of a request given up on, which says nothing new.
+    pub(super) fn is_kept(m: &ServerMsg, had_src: bool) -> bool {
+        !had_src
+            || m.is_event()
+            || matches!(
+                m,
+                ServerMsg::Connect { .. } | ServerMsg::Alerting { .. } | ServerMsg::Release { .. }
+            )
+    }
+
     /// Sorts an unsolicited message: events by type, call outcomes as outcomes.
     pub(super) fn from_msg(m: ServerMsg, had_src: bool) -> Option<Event> {
+        if !Event::is_kept(&m, had_src) {
+            return None;
+        }
         Some(match m {
             m if m.is_event() => Event::Room(m),
             ServerMsg::Release {
@@ -128,8 +142,6 @@ impl Event {
                 let (call, answer) = CallAnswer::from_msg(m)?;
                 Event::Outcome { call, answer }
             }
-            // A late acknowledgement of a request given up on says nothing new.
-            _ if had_src => return None,
             other => Event::Other(other),
         })
     }

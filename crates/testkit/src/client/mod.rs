@@ -22,6 +22,22 @@
 //! `StatusResult` arriving first means the node is waiting for digits
 //! ([`CallAnswer::AwaitingDigits`]). Complete numbers need no such probe, which keeps
 //! the load generator's setups at one round trip.
+//!
+//! The same client is the raw controller of the protocol's own tests (malformed
+//! frames, unknown ids, login abuse), so there is one WebSocket controller, not a
+//! typed one and a test one that drift apart:
+//! - [`Client::send_text`], [`Client::send_json`] and [`Client::send_binary`] send
+//!   exactly what they are given, without a `src`: whatever the node answers is
+//!   unasked;
+//! - [`Client::wait_for`] takes the first unasked message matching a predicate,
+//!   [`Client::arrives`] only tells whether one comes within a time;
+//! - [`Client::set_keep_seen`] keeps every message read, in order, for
+//!   [`Client::seen`] (off by default: a load generator's session would grow without
+//!   bound);
+//! - [`Client::closed_within`] tells whether the node ends the session.
+//!
+//! Typed and raw use share one queue of unasked messages: what [`Client::wait_for`]
+//! takes, [`Client::next_event`] never returns, and the other way round.
 
 mod answer;
 
@@ -91,10 +107,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// One control session with a node.
 pub struct Client {
     ws: WebSocketStream<Box<dyn Io>>,
-    events: VecDeque<Event>,
+    /// Messages nobody waited for, in arrival order: events for [`Client::next_event`],
+    /// anything for [`Client::wait_for`].
+    unasked: VecDeque<Unasked>,
     next_src: u64,
     timeout: Duration,
     ignored: u64,
+    keep_seen: bool,
+    seen: Vec<ServerMsg>,
+}
+
+/// A message read while no wait took it.
+struct Unasked {
+    msg: ServerMsg,
+    /// Whether it carried a `src` (a late answer to one of this client's requests).
+    had_src: bool,
 }
 
 /// What a wait does with one received message.
@@ -142,10 +169,12 @@ impl Client {
         let (ws, _) = tokio_tungstenite::client_async(url, io).await?;
         Ok(Client {
             ws,
-            events: VecDeque::new(),
+            unasked: VecDeque::new(),
             next_src: 1,
             timeout: DEFAULT_TIMEOUT,
             ignored: 0,
+            keep_seen: false,
+            seen: Vec::new(),
         })
     }
 
@@ -161,6 +190,17 @@ impl Client {
     /// Frames from the node that were not protocol messages, so far.
     pub fn ignored(&self) -> u64 {
         self.ignored
+    }
+
+    /// Whether to keep, from now on, every message read (answers, events, anything)
+    /// for [`Client::seen`].
+    pub fn set_keep_seen(&mut self, keep: bool) {
+        self.keep_seen = keep;
+    }
+
+    /// The messages read while [`Client::set_keep_seen`] was on, in arrival order.
+    pub fn seen(&self) -> &[ServerMsg] {
+        &self.seen
     }
 
     /// Logs in and requires the node to prove that it knows `secret` too: a node
@@ -368,7 +408,7 @@ impl Client {
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
         let deadline = Instant::now() + self.timeout;
         loop {
-            if let Some(e) = self.events.pop_front() {
+            if let Some(e) = self.poll_event() {
                 return Ok(e);
             }
             self.read_one(deadline, "event", &[], |_, _| Take::<()>::Skip)
@@ -378,13 +418,96 @@ impl Client {
 
     /// The next queued event, without waiting or reading.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let u = self.unasked.pop_front()?;
+        Event::from_msg(u.msg, u.had_src)
+    }
+
+    /// Sends a text frame exactly as given (no `src` is added).
+    pub async fn send_text(&mut self, text: &str) -> Result<(), ClientError> {
+        self.ws.send(Message::Text(text.into())).await?;
+        Ok(())
+    }
+
+    /// Sends any JSON value as given (no `src` is added): the node's answers are
+    /// unasked messages, for [`Client::wait_for`].
+    pub async fn send_json(&mut self, value: &serde_json::Value) -> Result<(), ClientError> {
+        self.send_text(&value.to_string()).await
+    }
+
+    /// Sends a binary frame (which the protocol does not use).
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) -> Result<(), ClientError> {
+        self.ws.send(Message::Binary(bytes.into())).await?;
+        Ok(())
+    }
+
+    /// Takes the first unasked message matching `pred`: a queued one, or the next to
+    /// arrive within the timeout. Unasked messages that do not match stay queued.
+    pub async fn wait_for(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&ServerMsg) -> bool,
+    ) -> Result<ServerMsg, ClientError> {
+        let deadline = Instant::now() + self.timeout;
+        let i = self.find_unasked(deadline, what, pred).await?;
+        Ok(self.unasked.remove(i).expect("an index just found").msg)
+    }
+
+    /// Whether an unasked message matching `pred` is queued or arrives within
+    /// `within` (it stays queued). A session that ends first is `false`.
+    pub async fn arrives(&mut self, within: Duration, pred: impl Fn(&ServerMsg) -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        self.find_unasked(deadline, "a matching message", pred)
+            .await
+            .is_ok()
+    }
+
+    /// Whether the node ends the session within `within`. What arrives before the
+    /// end is read and queued as usual.
+    pub async fn closed_within(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let read = self
+                .read_one(deadline, "the close", &[], |_, _| Take::<()>::Skip)
+                .await;
+            match read {
+                Ok(_) => continue,
+                Err(ClientError::Timeout { .. }) => return false,
+                Err(_) => return true,
+            }
+        }
     }
 
     /// Closes the session (the node releases its calls).
     pub async fn close(mut self) -> Result<(), ClientError> {
         self.ws.close(None).await?;
         Ok(())
+    }
+
+    /// The queue index of the first unasked message matching `pred`, reading until
+    /// `deadline` when none is queued yet.
+    async fn find_unasked(
+        &mut self,
+        deadline: Instant,
+        what: &str,
+        pred: impl Fn(&ServerMsg) -> bool,
+    ) -> Result<usize, ClientError> {
+        let mut looked = 0;
+        loop {
+            if let Some(i) = self.unasked.iter().skip(looked).position(|u| pred(&u.msg)) {
+                return Ok(looked + i);
+            }
+            looked = self.unasked.len();
+            self.read_one(deadline, what, &[], |_, _| Take::<()>::Skip)
+                .await?;
+        }
+    }
+
+    /// Queues a message no wait took, unless it says nothing new (see
+    /// [`Event::from_msg`]).
+    fn queue(&mut self, msg: ServerMsg, had_src: bool) {
+        if Event::is_kept(&msg, had_src) {
+            self.unasked.push_back(Unasked { msg, had_src });
+        }
     }
 
     /// Sends `request` with a fresh `src`; returns the `src`.
@@ -523,6 +646,9 @@ impl Client {
                 return Ok(None);
             }
         };
+        if self.keep_seen {
+            self.seen.push(m.clone());
+        }
         let awaited = msg_src
             .as_deref()
             .and_then(|s| srcs.iter().copied().find(|&a| a == s));
@@ -534,14 +660,10 @@ impl Client {
             let kept = m.clone();
             match take(m, from) {
                 Take::Done(v) => return Ok(Some(v)),
-                Take::Skip => {
-                    if let Some(e) = Event::from_msg(kept, true) {
-                        self.events.push_back(e);
-                    }
-                }
+                Take::Skip => self.queue(kept, true),
             }
-        } else if let Some(e) = Event::from_msg(m, msg_src.is_some()) {
-            self.events.push_back(e);
+        } else {
+            self.queue(m, msg_src.is_some());
         }
         Ok(None)
     }
