@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "client-test-secret";
 
-/// Each test node gets its own slice of 36000-36099.
+/// Each test node gets its own slice of 36000-36199.
 static NEXT_PORT: AtomicU16 = AtomicU16::new(36_000);
 
 struct TestNode {
@@ -209,6 +209,91 @@ async fn an_incomplete_number_awaits_digits_and_info_completes_it() {
         matches!(&joined, CallAnswer::Connect { room, .. } if room == "10"),
         "{joined:?}"
     );
+}
+
+/// Calls `c1` into a new room 10; returns its media socket (keep it open).
+async fn connect_c1_in_a_new_room(c: &mut Client) -> UdpSocket {
+    let (sock, offer) = offer().await;
+    let answer = c.setup("c1", "*210#", false, &offer).await;
+    assert!(
+        matches!(answer, Ok(CallAnswer::Connect { .. })),
+        "{answer:?}"
+    );
+    sock
+}
+
+#[tokio::test]
+async fn raw_frames_are_answered_as_unasked_messages_shared_with_the_event_queue() {
+    let n = node(Some(SECRET)).await;
+    let mut c = logged_in(&n).await;
+    c.set_keep_seen(true);
+    c.send_json(&serde_json::json!({"mt": "Status"}))
+        .await
+        .expect("sent");
+    let status = c
+        .wait_for("StatusResult", |m| {
+            matches!(m, ServerMsg::StatusResult { .. })
+        })
+        .await
+        .expect("answered");
+    assert!(matches!(status, ServerMsg::StatusResult { rooms, .. } if rooms.is_empty()));
+    c.send_text("{{{").await.expect("sent");
+    let error = c
+        .wait_for("Error", |m| matches!(m, ServerMsg::Error { .. }))
+        .await
+        .expect("answered");
+    assert!(
+        matches!(&error, ServerMsg::Error { error, .. } if error.contains("malformed JSON")),
+        "{error:?}"
+    );
+    let _sock = connect_c1_in_a_new_room(&mut c).await;
+    // Taken by the raw wait, so the event queue goes on with the next event.
+    let created = c
+        .wait_for("RoomCreated", |m| {
+            matches!(m, ServerMsg::RoomCreated { .. })
+        })
+        .await
+        .expect("the room's creation");
+    assert!(
+        c.arrives(Duration::from_secs(2), |m| matches!(
+            m,
+            ServerMsg::ParticipantJoined { .. }
+        ))
+        .await
+    );
+    let next = c.next_event().await.expect("an event");
+    assert!(
+        matches!(&next, Event::Room(ServerMsg::ParticipantJoined { call, .. }) if call == "c1"),
+        "{next:?}"
+    );
+    assert!(
+        !c.arrives(Duration::from_millis(200), |m| m.is_event())
+            .await
+    );
+    assert!(!c.closed_within(Duration::from_millis(100)).await);
+    // Everything read since keeping began, answers to typed requests included, in
+    // arrival order (the call's answer and its room's events in the node's order).
+    let kinds: Vec<&str> = c
+        .seen()
+        .iter()
+        .map(|m| match m {
+            ServerMsg::StatusResult { .. } => "StatusResult",
+            ServerMsg::Error { .. } => "Error",
+            ServerMsg::Connect { .. } => "Connect",
+            ServerMsg::RoomCreated { .. } => "RoomCreated",
+            ServerMsg::ParticipantJoined { .. } => "ParticipantJoined",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds[..2], ["StatusResult", "Error"], "{kinds:?}");
+    let mut call = kinds[2..].to_vec();
+    call.sort_unstable();
+    assert_eq!(
+        call,
+        ["Connect", "ParticipantJoined", "RoomCreated"],
+        "{kinds:?}"
+    );
+    assert!(c.seen().contains(&created));
 }
 
 /// A fake node on loopback: answers the login with `proof` after a frame that is
