@@ -1,13 +1,13 @@
 //! Call control through the real WebSocket endpoint, with real RTP on 127.0.0.1:
 //! the conference interface's behaviour as a PBX-side controller sees it.
 
-use crate::support::{control_node, exclusive};
-use scnf_core::control::msg::ServerMsg;
+use crate::support::{control_node, controller, exclusive, wait};
+use scnf_core::control::msg::{MediaOffer, ServerMsg};
 use scnf_media::codec::CodecKind;
 use scnf_media::probe::tone::TONES;
-use scnf_testkit::ctl::{answer_addr, Ctl};
+use scnf_testkit::client::{CallAnswer, Client};
 use scnf_testkit::phone::{dtmf_samples, speechlike, Phone, Play};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,9 +28,40 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("never: {what}");
 }
 
+/// A `Setup` as the raw protocol has it, without a `src`: its answers are unasked.
+fn raw_setup(call: &str, called: &str, complete: bool, offer: &MediaOffer) -> Value {
+    json!({"mt": "Setup", "call": call, "called": called, "complete": complete, "media": offer})
+}
+
+/// Waits for the decision about a call set up raw: Connect, Alerting, Release or
+/// Error.
+async fn call_outcome(c: &mut Client, call: &str) -> ServerMsg {
+    wait(c, "call outcome", |m| match m {
+        ServerMsg::Connect { call: id, .. }
+        | ServerMsg::Alerting { call: id, .. }
+        | ServerMsg::Release { call: id, .. } => id == call,
+        ServerMsg::Error { call: Some(id), .. } => id == call,
+        _ => false,
+    })
+    .await
+}
+
+/// Places a call through the typed client; the node must answer it.
+async fn dial(
+    c: &mut Client,
+    call: &str,
+    called: &str,
+    complete: bool,
+    offer: &MediaOffer,
+) -> CallAnswer {
+    c.setup(call, called, complete, offer)
+        .await
+        .unwrap_or_else(|e| panic!("{call} dialling {called:?}: {e}"))
+}
+
 /// The media offer of a new silent phone, kept in `keep` for the test (every call
 /// needs its own media address).
-async fn fresh(keep: &mut Vec<Phone>) -> scnf_core::control::msg::MediaOffer {
+async fn fresh(keep: &mut Vec<Phone>) -> MediaOffer {
     let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
     let offer = phone.offer(true);
     keep.push(phone);
@@ -45,22 +76,22 @@ fn misses(p: &Phone, freq: f64) -> bool {
     p.level(freq, WINDOW) < ABSENT_DBFS
 }
 
-/// Phones on tones TONES[0..n] joined to one room `*3<room>#` over `ctl`; returns
+/// Phones on tones TONES[0..n] joined to one room `*3<room>#` over `c`; returns
 /// them with their call ids `p0`, `p1`, ...
-async fn room_of(ctl: &mut Ctl, room: &str, n: usize, rfc4733: bool) -> Vec<Phone> {
+async fn room_of(c: &mut Client, room: &str, n: usize, rfc4733: bool) -> Vec<Phone> {
     let mut phones = Vec::new();
     for (i, &tone) in TONES.iter().enumerate().take(n) {
         let phone = Phone::new(CodecKind::Pcmu, Play::Tone(tone)).await;
-        let out = ctl
-            .dial(
-                &format!("p{i}"),
-                &format!("*3{room}#"),
-                false,
-                &phone.offer(rfc4733),
-            )
-            .await;
-        assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
-        phone.connect(answer_addr(&out));
+        let out = dial(
+            c,
+            &format!("p{i}"),
+            &format!("*3{room}#"),
+            false,
+            &phone.offer(rfc4733),
+        )
+        .await;
+        assert!(matches!(out, CallAnswer::Connect { .. }), "{out:?}");
+        phone.connect(out.media_addr().expect("a connected call has media"));
         phones.push(phone);
     }
     phones
@@ -85,29 +116,29 @@ async fn expect_hearing(phones: &[Phone], i: usize, heard: &[usize]) {
 async fn everyone_hears_everyone_but_themselves_and_the_connected_number_is_the_room() {
     let _machine = exclusive().await;
     let (node, control) = control_node(|_| {}).await;
-    let mut ctl = Ctl::connect(control.local).await;
-    let phones = room_of(&mut ctl, "4711", 3, true).await;
+    let mut c = controller(control.local).await;
+    let phones = room_of(&mut c, "4711", 3, true).await;
     for i in 0..3 {
         let others: Vec<usize> = (0..3).filter(|&j| j != i).collect();
         expect_hearing(&phones, i, &others).await;
         assert!(misses(&phones[i], TONES[i]), "phone {i} hears itself");
     }
-    let connects = ctl
-        .seen
+    let connects = c
+        .seen()
         .iter()
         .filter(|m| matches!(m, ServerMsg::Connect { room, .. } if room == "4711"))
         .count();
     assert_eq!(connects, 3);
     // Everyone talks: each participant's talking event reached the controller.
     for p in 1..=3u64 {
-        ctl.wait("Talking", |m| {
+        wait(&mut c, "Talking", |m| {
             matches!(m, ServerMsg::Talking { participant, talking: true, .. } if *participant == p)
         })
         .await;
     }
     // A phone that stops sending stops talking.
     phones[2].play(Play::Silence);
-    ctl.wait("Talking stopped", |m| {
+    wait(&mut c, "Talking stopped", |m| {
         matches!(
             m,
             ServerMsg::Talking {
@@ -125,30 +156,32 @@ async fn everyone_hears_everyone_but_themselves_and_the_connected_number_is_the_
 async fn overlap_dialing_waits_for_more_digits_then_joins() {
     let _machine = exclusive().await;
     let (node, control) = control_node(|_| {}).await;
-    let mut ctl = Ctl::connect(control.local).await;
+    let mut c = controller(control.local).await;
     let mut keep = Vec::new();
     let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
-    let out = ctl.dial("a", "*21234#", false, &phone.offer(true)).await;
-    assert!(matches!(&out, ServerMsg::Connect { room, .. } if room == "1234"));
+    let out = dial(&mut c, "a", "*21234#", false, &phone.offer(true)).await;
+    assert!(matches!(&out, CallAnswer::Connect { room, .. } if room == "1234"));
     // "12" is only the head of room 1234: the node waits.
-    ctl.setup("b", "12", false, &fresh(&mut keep).await).await;
-    let early = ctl
+    let setup = raw_setup("b", "12", false, &fresh(&mut keep).await);
+    c.send_json(&setup).await.expect("sent");
+    let early = c
         .arrives(Duration::from_millis(400), |m| {
             matches!(m, ServerMsg::Connect { call, .. } | ServerMsg::Release { call, .. } if call == "b")
         })
         .await;
     assert!(!early, "the node decided before the number was complete");
-    ctl.send(json!({"mt": "Info", "call": "b", "digits": "34"}))
-        .await;
-    let out = ctl.outcome("b").await;
+    c.send_json(&json!({"mt": "Info", "call": "b", "digits": "34"}))
+        .await
+        .expect("sent");
+    let out = call_outcome(&mut c, "b").await;
     assert!(
         matches!(&out, ServerMsg::Connect { room, .. } if room == "1234"),
         "{out:?}"
     );
     // Head of an id with sending-complete: refused at once.
-    let out = ctl.dial("c", "12", true, &fresh(&mut keep).await).await;
+    let out = dial(&mut c, "c", "12", true, &fresh(&mut keep).await).await;
     assert!(
-        matches!(out, ServerMsg::Release { cause: 34, .. }),
+        matches!(out, CallAnswer::Release { cause: 34, .. }),
         "{out:?}"
     );
     node.shutdown();
@@ -158,40 +191,33 @@ async fn overlap_dialing_waits_for_more_digits_then_joins() {
 async fn a_full_node_refuses_with_cause_34_and_frees_the_channel_on_release() {
     let _machine = exclusive().await;
     let (node, control) = control_node(|c| c.control.channels = 3).await;
-    let mut ctl = Ctl::connect(control.local).await;
+    let mut c = controller(control.local).await;
     let mut keep = Vec::new();
     for call in ["a", "b", "c"] {
-        let out = ctl
-            .dial(call, "*377#", false, &fresh(&mut keep).await)
-            .await;
-        assert!(matches!(out, ServerMsg::Connect { .. }), "{call}: {out:?}");
+        let out = dial(&mut c, call, "*377#", false, &fresh(&mut keep).await).await;
+        assert!(matches!(out, CallAnswer::Connect { .. }), "{call}: {out:?}");
     }
-    let out = ctl.dial("d", "77", true, &fresh(&mut keep).await).await;
+    let out = dial(&mut c, "d", "77", true, &fresh(&mut keep).await).await;
     assert!(
-        matches!(out, ServerMsg::Release { cause: 34, .. }),
+        matches!(out, CallAnswer::Release { cause: 34, .. }),
         "{out:?}"
     );
-    let out = ctl.dial("e", "*1#", false, &fresh(&mut keep).await).await;
+    let out = dial(&mut c, "e", "*1#", false, &fresh(&mut keep).await).await;
     assert!(
-        matches!(out, ServerMsg::Release { cause: 34, .. }),
+        matches!(out, CallAnswer::Release { cause: 34, .. }),
         "{out:?}"
     );
-    let ServerMsg::StatusResult { channels, .. } = ctl.status().await else {
-        unreachable!()
-    };
+    let channels = c.status().await.expect("status").channels;
     assert_eq!((channels.capacity, channels.used, channels.free), (3, 3, 0));
-    ctl.send(json!({"mt": "Release", "call": "a"})).await;
-    ctl.wait("ReleaseResult", |m| {
-        matches!(m, ServerMsg::ReleaseResult { .. })
-    })
-    .await;
-    ctl.wait(
+    c.release("a", None).await.expect("ReleaseResult");
+    wait(
+        &mut c,
         "ParticipantLeft",
         |m| matches!(m, ServerMsg::ParticipantLeft { call, cause: 16, .. } if call == "a"),
     )
     .await;
-    let out = ctl.dial("f", "77", true, &fresh(&mut keep).await).await;
-    assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
+    let out = dial(&mut c, "f", "77", true, &fresh(&mut keep).await).await;
+    assert!(matches!(out, CallAnswer::Connect { .. }), "{out:?}");
     node.shutdown();
 }
 
@@ -199,26 +225,27 @@ async fn a_full_node_refuses_with_cause_34_and_frees_the_channel_on_release() {
 async fn with_disconnect_control_the_creator_leaving_releases_everyone() {
     let _machine = exclusive().await;
     let (node, control) = control_node(|_| {}).await;
-    let mut ctl = Ctl::connect(control.local).await;
+    let mut c = controller(control.local).await;
     let mut keep = Vec::new();
     let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
-    let out = ctl
-        .dial("boss", "*250*81#", false, &phone.offer(true))
-        .await;
-    assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
+    let out = dial(&mut c, "boss", "*250*81#", false, &phone.offer(true)).await;
+    assert!(matches!(out, CallAnswer::Connect { .. }), "{out:?}");
     for call in ["x", "y"] {
-        let out = ctl.dial(call, "50", true, &fresh(&mut keep).await).await;
-        assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
+        let out = dial(&mut c, call, "50", true, &fresh(&mut keep).await).await;
+        assert!(matches!(out, CallAnswer::Connect { .. }), "{out:?}");
     }
-    ctl.send(json!({"mt": "Release", "call": "boss"})).await;
+    c.send_json(&json!({"mt": "Release", "call": "boss"}))
+        .await
+        .expect("sent");
     for call in ["x", "y"] {
-        let out = ctl.outcome(call).await;
+        let out = call_outcome(&mut c, call).await;
         assert!(
             matches!(out, ServerMsg::Release { cause: 16, .. }),
             "{out:?}"
         );
     }
-    ctl.wait(
+    wait(
+        &mut c,
         "RoomClosed",
         |m| matches!(m, ServerMsg::RoomClosed { room } if room == "50"),
     )
@@ -230,34 +257,32 @@ async fn with_disconnect_control_the_creator_leaving_releases_everyone() {
 async fn multi_video_off_is_reported_with_the_room() {
     let _machine = exclusive().await;
     let (node, control) = control_node(|_| {}).await;
-    let mut ctl = Ctl::connect(control.local).await;
+    let mut c = controller(control.local).await;
     let mut keep = Vec::new();
     let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
-    let out = ctl.dial("a", "*270*83#", false, &phone.offer(true)).await;
+    let out = dial(&mut c, "a", "*270*83#", false, &phone.offer(true)).await;
     assert!(
         matches!(
             out,
-            ServerMsg::Connect {
+            CallAnswer::Connect {
                 multivideo: false,
                 ..
             }
         ),
         "{out:?}"
     );
-    let out = ctl.dial("b", "*271#", false, &fresh(&mut keep).await).await;
+    let out = dial(&mut c, "b", "*271#", false, &fresh(&mut keep).await).await;
     assert!(
         matches!(
             out,
-            ServerMsg::Connect {
+            CallAnswer::Connect {
                 multivideo: true,
                 ..
             }
         ),
         "{out:?}"
     );
-    let ServerMsg::StatusResult { rooms, .. } = ctl.status().await else {
-        unreachable!()
-    };
+    let rooms = c.status().await.expect("status").rooms;
     let mv: Vec<(String, bool)> = rooms
         .iter()
         .map(|r| (r.room.clone(), r.options.multivideo))
@@ -270,8 +295,8 @@ async fn multi_video_off_is_reported_with_the_room() {
 async fn listen_modes_by_dtmf(rfc4733: bool) {
     let _machine = exclusive().await;
     let (node, control) = control_node(|_| {}).await;
-    let mut ctl = Ctl::connect(control.local).await;
-    let phones = room_of(&mut ctl, "80", 3, rfc4733).await;
+    let mut c = controller(control.local).await;
+    let phones = room_of(&mut c, "80", 3, rfc4733).await;
     expect_hearing(&phones, 1, &[0, 2]).await;
     let send = |p: &Phone, digits: &str| {
         if rfc4733 {
@@ -281,17 +306,16 @@ async fn listen_modes_by_dtmf(rfc4733: bool) {
         }
     };
     send(&phones[0], "*21#");
-    let m = ctl
-        .wait("ListenMode", |m| {
-            matches!(
-                m,
-                ServerMsg::ListenMode {
-                    exclusive: Some(_),
-                    ..
-                }
-            )
-        })
-        .await;
+    let m = wait(&mut c, "ListenMode", |m| {
+        matches!(
+            m,
+            ServerMsg::ListenMode {
+                exclusive: Some(_),
+                ..
+            }
+        )
+    })
+    .await;
     assert!(
         matches!(
             m,
@@ -310,7 +334,7 @@ async fn listen_modes_by_dtmf(rfc4733: bool) {
         eventually("the digits have been played", || phones[0].done_playing()).await;
     }
     send(&phones[0], "*6#");
-    ctl.wait("ListenMode normal", |m| {
+    wait(&mut c, "ListenMode normal", |m| {
         matches!(
             m,
             ServerMsg::ListenMode {
@@ -342,18 +366,18 @@ async fn star_21_hash_and_star_6_hash_switch_listen_modes_by_in_band_tones() {
 async fn speech_on_legs_without_telephone_events_never_switches_listen_modes() {
     let _machine = exclusive().await;
     let (node, control) = control_node(|_| {}).await;
-    let mut ctl = Ctl::connect(control.local).await;
-    let phones = room_of(&mut ctl, "81", 3, false).await;
+    let mut c = controller(control.local).await;
+    let phones = room_of(&mut c, "81", 3, false).await;
     for (k, p) in phones.iter().enumerate() {
         p.play(Play::Samples(Arc::new(speechlike(3.0, 11 + k as u64))));
     }
     eventually("speech played", || phones.iter().all(|p| p.done_playing())).await;
-    let switched = ctl
+    let switched = c
         .arrives(Duration::from_millis(300), |m| {
             matches!(m, ServerMsg::ListenMode { .. } | ServerMsg::Muted { .. })
         })
         .await;
-    assert!(!switched, "speech was taken for DTMF: {:?}", ctl.seen);
+    assert!(!switched, "speech was taken for DTMF: {:?}", c.seen());
     node.shutdown();
 }
 
@@ -384,7 +408,7 @@ async fn run_row(row: &scnf_core::conf::table::Row) -> Result<(), String> {
     use scnf_core::conf::table::{Outcome, RoomOptions};
     use scnf_core::conf::Cause;
     let (node, control) = control_node(|c| c.control.channels = row.capacity).await;
-    let mut ctl = Ctl::connect(control.local).await;
+    let mut c = controller(control.local).await;
     let mut keep = Vec::new();
     let mut n = 0;
     for room in &row.present {
@@ -395,31 +419,32 @@ async fn run_row(row: &scnf_core::conf::table::Row) -> Result<(), String> {
                 room.join_dial()
             };
             n += 1;
-            let out = ctl
-                .dial(&format!("setup{n}"), &dial, false, &quiet_offer(&mut keep))
+            let out = c
+                .setup(&format!("setup{n}"), &dial, false, &quiet_offer(&mut keep))
                 .await;
-            if !matches!(out, ServerMsg::Connect { .. }) {
+            if !matches!(out, Ok(CallAnswer::Connect { .. })) {
                 return Err(format!("line {}: setting up {dial}: {out:?}", row.line));
             }
         }
     }
-    let before = ctl.seen.len();
-    ctl.setup("t", &row.dial, row.complete, &quiet_offer(&mut keep))
-        .await;
+    let before = c.seen().len();
+    let setup = raw_setup("t", &row.dial, row.complete, &quiet_offer(&mut keep));
+    c.send_json(&setup).await.expect("sent");
     let decided = |m: &ServerMsg| {
         matches!(m, ServerMsg::Connect { call, .. } | ServerMsg::Alerting { call, .. }
             | ServerMsg::Release { call, .. } if call == "t")
     };
     for digits in &row.info {
-        ctl.send(json!({"mt": "Info", "call": "t", "digits": digits}))
-            .await;
+        c.send_json(&json!({"mt": "Info", "call": "t", "digits": digits}))
+            .await
+            .expect("sent");
     }
-    let outcome = if ctl.arrives(Duration::from_millis(300), decided).await {
-        let m = ctl.outcome("t").await;
+    let outcome = if c.arrives(Duration::from_millis(300), decided).await {
+        let m = call_outcome(&mut c, "t").await;
         match m {
             ServerMsg::Release { cause, .. } => Outcome::Released(Cause(cause)),
             ServerMsg::Connect { room, .. } | ServerMsg::Alerting { room, .. } => {
-                let created = ctl.seen[before..].iter().find_map(|m| match m {
+                let created = c.seen()[before..].iter().find_map(|m| match m {
                     ServerMsg::RoomCreated { room: r, options } if *r == room => {
                         Some(RoomOptions {
                             reserve: options.reserve,

@@ -1,16 +1,16 @@
 //! The control listener under bad input, login and TLS: errors name the problem,
 //! nothing panics, and established calls keep their audio.
 
-use crate::support::{control_node, exclusive};
+use crate::support::{control_node, controller, exclusive, wait};
 use scnf_core::control::msg::ServerMsg;
 use scnf_media::codec::CodecKind;
 use scnf_media::probe::tone::TONES;
-use scnf_testkit::ctl::{answer_addr, Ctl};
+use scnf_testkit::client::{CallAnswer, Client, ClientError};
 use scnf_testkit::phone::{Phone, Play};
 use serde_json::json;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &[u8] = b"correct horse battery staple";
 
@@ -18,14 +18,27 @@ fn with_password(c: &mut scnf::config::Config) {
     c.control.password = Some(String::from_utf8(SECRET.to_vec()).unwrap());
 }
 
+/// A `wss://` controller session trusting `cert`, keeping every message it reads.
+async fn controller_tls(addr: SocketAddr, cert: &[u8]) -> Client {
+    let config = scnf::tls::client_config_trusting(cert).unwrap();
+    let mut c = Client::connect_tls(addr, "localhost", config)
+        .await
+        .expect("connect to control over TLS");
+    c.set_keep_seen(true);
+    c
+}
+
 /// Two phones talking in room 55 through a logged-in controller.
-async fn established(ctl: &mut Ctl) -> (Phone, Phone) {
+async fn established(c: &mut Client) -> (Phone, Phone) {
     let a = Phone::new(CodecKind::Pcma, Play::Tone(TONES[0])).await;
     let b = Phone::new(CodecKind::G722, Play::Tone(TONES[1])).await;
     for (call, phone) in [("a", &a), ("b", &b)] {
-        let out = ctl.dial(call, "*355#", false, &phone.offer(true)).await;
-        assert!(matches!(out, ServerMsg::Connect { .. }), "{out:?}");
-        phone.connect(answer_addr(&out));
+        let out = c
+            .setup(call, "*355#", false, &phone.offer(true))
+            .await
+            .expect("answered");
+        assert!(matches!(out, CallAnswer::Connect { .. }), "{out:?}");
+        phone.connect(out.media_addr().expect("a connected call has media"));
     }
     (a, b)
 }
@@ -41,11 +54,9 @@ async fn talking(a: &Phone, b: &Phone) {
     panic!("the established call lost its audio");
 }
 
-async fn expect_error(ctl: &mut Ctl, text: &str, needle: &str) {
-    ctl.send_raw(text).await;
-    let e = ctl
-        .wait("Error", |m| matches!(m, ServerMsg::Error { .. }))
-        .await;
+async fn expect_error(c: &mut Client, text: &str, needle: &str) {
+    c.send_text(text).await.expect("sent");
+    let e = wait(c, "Error", |m| matches!(m, ServerMsg::Error { .. })).await;
     let ServerMsg::Error { error, .. } = &e else {
         unreachable!()
     };
@@ -56,20 +67,10 @@ async fn expect_error(ctl: &mut Ctl, text: &str, needle: &str) {
 async fn garbage_huge_frames_wrong_auth_and_unknown_ids_leave_established_calls_talking() {
     let _machine = exclusive().await;
     let (node, control) = control_node(with_password).await;
-    let mut ctl = Ctl::connect(control.local).await;
-    let login = ctl.login("pbx", SECRET).await;
-    assert!(
-        matches!(
-            login,
-            ServerMsg::AppLoginResult {
-                ok: true,
-                proof: Some(_),
-                ..
-            }
-        ),
-        "{login:?}"
-    );
-    let (a, b) = established(&mut ctl).await;
+    let mut c = controller(control.local).await;
+    // Ok only with a proof from the node, and one that verifies.
+    c.login("pbx", SECRET).await.expect("logs in");
+    let (a, b) = established(&mut c).await;
     talking(&a, &b).await;
 
     // The logged-in controller sends nonsense: each gets an error naming it.
@@ -98,37 +99,41 @@ async fn garbage_huge_frames_wrong_auth_and_unknown_ids_leave_established_calls_
     ];
     for (text, needle) in cases {
         if needle.is_empty() {
-            ctl.send_raw(text).await;
+            c.send_text(text).await.expect("sent");
             continue;
         }
-        expect_error(&mut ctl, text, needle).await;
+        expect_error(&mut c, text, needle).await;
     }
     let dup = json!({"mt": "Setup", "call": "a", "called": "55", "complete": true,
                      "media": a.offer(true)});
-    expect_error(&mut ctl, &dup.to_string(), "exists").await;
-    ctl.send_message(Message::Binary(vec![1, 2, 3].into()))
-        .await
-        .unwrap();
-    ctl.wait(
+    expect_error(&mut c, &dup.to_string(), "exists").await;
+    c.send_binary(vec![1, 2, 3]).await.unwrap();
+    wait(
+        &mut c,
         "binary refused",
         |m| matches!(m, ServerMsg::Error { error, .. } if error.contains("binary")),
     )
     .await;
 
     // A stranger without the secret: refused, rate-limited, never in.
-    let mut stranger = Ctl::connect(control.local).await;
+    let mut stranger = controller(control.local).await;
     expect_error(&mut stranger, r#"{"mt":"Status"}"#, "not logged in").await;
     let mut refusals = Vec::new();
     for _ in 0..7 {
-        let r = stranger.login("pbx", b"wrong").await;
-        let ServerMsg::AppLoginResult {
+        let before = stranger.seen().len();
+        let e = stranger.login("pbx", b"wrong").await.unwrap_err();
+        assert!(matches!(e, ClientError::LoginFailed { .. }), "{e:?}");
+        // The refusal itself, as the node sent it.
+        let Some(ServerMsg::AppLoginResult {
             ok, error, proof, ..
-        } = r
+        }) = stranger.seen()[before..]
+            .iter()
+            .find(|m| matches!(m, ServerMsg::AppLoginResult { .. }))
         else {
             unreachable!()
         };
         assert!(!ok && proof.is_none());
-        refusals.push(error.unwrap_or_default());
+        refusals.push(error.clone().unwrap_or_default());
     }
     assert!(refusals[0].contains("digest"), "{refusals:?}");
     assert!(refusals[6].contains("too many"), "{refusals:?}");
@@ -140,9 +145,9 @@ async fn garbage_huge_frames_wrong_auth_and_unknown_ids_leave_established_calls_
     .await;
 
     // A frame over the limit closes only that connection.
-    let mut big = Ctl::connect(control.local).await;
+    let mut big = controller(control.local).await;
     let huge = format!(r#"{{"mt":"Status","pad":"{}"}}"#, "x".repeat(200_000));
-    let _ = big.send_message(Message::Text(huge.into())).await;
+    let _ = big.send_text(&huge).await;
     assert!(
         !big.arrives(Duration::from_secs(2), |_| true).await,
         "a huge frame was answered"
@@ -155,12 +160,8 @@ async fn garbage_huge_frames_wrong_auth_and_unknown_ids_leave_established_calls_
 
     // After all that, the call is intact and the controller still works.
     talking(&a, &b).await;
-    let ServerMsg::StatusResult {
-        rooms, channels, ..
-    } = ctl.status().await
-    else {
-        unreachable!()
-    };
+    let status = c.status().await.expect("status");
+    let (rooms, channels) = (status.rooms, status.channels);
     assert_eq!(channels.used, 2);
     assert_eq!(rooms.len(), 1);
     assert!(
@@ -186,30 +187,19 @@ async fn login_over_wss_proves_the_node_knows_the_secret() {
     })
     .await;
     assert!(control.tls);
-    let client = scnf::tls::client_config_trusting(key.cert.der()).unwrap();
-    let mut ctl = Ctl::connect_tls(control.local, client).await;
-    let login = ctl.login("pbx", SECRET).await;
-    assert!(
-        matches!(login, ServerMsg::AppLoginResult { ok: true, .. }),
-        "{login:?}"
-    );
-    let (a, b) = established(&mut ctl).await;
+    let mut c = controller_tls(control.local, key.cert.der()).await;
+    c.login("pbx", SECRET).await.expect("logs in");
+    let (a, b) = established(&mut c).await;
     talking(&a, &b).await;
     // Closing the session releases its calls.
-    drop(ctl);
-    let mut watcher = Ctl::connect_tls(
-        control.local,
-        scnf::tls::client_config_trusting(key.cert.der()).unwrap(),
-    )
-    .await;
-    watcher.login("ops", SECRET).await;
+    drop(c);
+    let mut watcher = controller_tls(control.local, key.cert.der()).await;
+    watcher.login("ops", SECRET).await.expect("logs in");
     let mut freed = false;
     for _ in 0..40 {
-        if let ServerMsg::StatusResult { channels, .. } = watcher.status().await {
-            if channels.used == 0 {
-                freed = true;
-                break;
-            }
+        if watcher.status().await.expect("status").channels.used == 0 {
+            freed = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -226,19 +216,15 @@ async fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
         c.control.login_timeout_ms = 300;
     })
     .await;
-    let mut idle = Ctl::connect(control.local).await;
-    let mut quick = Ctl::connect(control.local).await;
-    let login = quick.login("pbx", SECRET).await;
-    assert!(matches!(login, ServerMsg::AppLoginResult { ok: true, .. }));
+    let mut idle = controller(control.local).await;
+    let mut quick = controller(control.local).await;
+    quick.login("pbx", SECRET).await.expect("logs in");
     assert!(
         idle.closed_within(Duration::from_secs(3)).await,
         "still open"
     );
     // The logged-in session is still served (the exact deadlines are the harness's
     // `control_paths` tests: this is the real transport's close).
-    assert!(matches!(
-        quick.status().await,
-        ServerMsg::StatusResult { .. }
-    ));
+    assert!(quick.status().await.is_ok());
     node.shutdown();
 }

@@ -1,9 +1,12 @@
-//! Test support for the real-UDP system tests: an impaired relay to put between a
-//! participant and the node, and a node fixture. Participants, tones and level
-//! measurement come from the library (`scnf_media::probe`), shared with `scnf demo`.
+//! Test support for the real-UDP system tests: node fixtures and the controller
+//! sessions of the protocol tests. Participants, controllers, tones and level
+//! measurement come from the libraries (`scnf_testkit`, `scnf_media::probe`), shared
+//! with `scnf demo`.
 
 use scnf::config::Config;
 use scnf::NodeHandle;
+use scnf_core::control::msg::ServerMsg;
+use scnf_testkit::client::Client;
 use std::sync::atomic::{AtomicU16, Ordering};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -53,4 +56,20 @@ pub async fn control_node(
         .await
         .expect("the control listener starts");
     (node, control)
+}
+
+/// A controller session for the protocol tests, keeping every message it reads.
+pub async fn controller(addr: std::net::SocketAddr) -> Client {
+    let mut c = Client::connect(addr).await.expect("connect to control");
+    c.set_keep_seen(true);
+    c
+}
+
+/// Takes the first unasked message matching `pred`; panics after the client's
+/// timeout with everything the session has read.
+pub async fn wait(c: &mut Client, what: &str, pred: impl Fn(&ServerMsg) -> bool) -> ServerMsg {
+    match c.wait_for(what, pred).await {
+        Ok(m) => m,
+        Err(e) => panic!("{e}; seen: {:#?}", c.seen()),
+    }
 }

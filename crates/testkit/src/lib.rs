@@ -1,9 +1,9 @@
 //! scnf-testkit — what tests, the demo and the load tools use to play the other side.
 //!
 //! - [`client`]: the controller side of the call-control protocol over WebSocket (the
-//!   library side of a PBX front end; `scnf demo`, rtpgen and tools use it).
+//!   library side of a PBX front end; `scnf demo`, rtpgen and tools use it), which
+//!   also sends raw frames for the protocol-robustness tests.
 //! - [`harness`]: session roots, engines, phones and controllers on one virtual clock.
-//! - [`ctl`]: a raw test controller that sends any JSON, for protocol-robustness tests.
 //! - [`participant`]: a synthetic participant over real UDP (demo, system tests).
 //! - [`phone`]: a test phone that plays tones, DTMF and speech-like sound.
 //! - [`swarm`]: thousands of cheap G.711 participants on one socket, for load.
@@ -12,7 +12,6 @@
 
 pub mod client;
 pub mod cpu;
-pub mod ctl;
 pub mod harness;
 pub mod impair;
 pub mod participant;
