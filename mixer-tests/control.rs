@@ -1,12 +1,12 @@
 //! Call control through the real WebSocket endpoint, with real RTP on 127.0.0.1:
 //! the conference interface's behaviour as a PBX-side controller sees it.
 
-use crate::support::{control_node, controller, exclusive, wait};
+use crate::support::{control_node, controller, exclusive, new_phone, wait};
 use scnf_core::control::msg::{MediaOffer, ServerMsg};
 use scnf_media::codec::CodecKind;
 use scnf_media::probe::tone::TONES;
 use scnf_testkit::client::{CallAnswer, Client};
-use scnf_testkit::phone::{dtmf_samples, speechlike, Phone, Play};
+use scnf_testkit::participant::{dtmf_samples, speechlike, Participant, Source};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,27 +61,27 @@ async fn dial(
 
 /// The media offer of a new silent phone, kept in `keep` for the test (every call
 /// needs its own media address).
-async fn fresh(keep: &mut Vec<Phone>) -> MediaOffer {
-    let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
+async fn fresh(keep: &mut Vec<Participant>) -> MediaOffer {
+    let phone = new_phone(CodecKind::Pcmu, Source::Silence).await;
     let offer = phone.offer(true);
     keep.push(phone);
     offer
 }
 
-fn hears(p: &Phone, freq: f64) -> bool {
+fn hears(p: &Participant, freq: f64) -> bool {
     p.level(freq, WINDOW) > HEARD_DBFS
 }
 
-fn misses(p: &Phone, freq: f64) -> bool {
+fn misses(p: &Participant, freq: f64) -> bool {
     p.level(freq, WINDOW) < ABSENT_DBFS
 }
 
 /// Phones on tones TONES[0..n] joined to one room `*3<room>#` over `c`; returns
 /// them with their call ids `p0`, `p1`, ...
-async fn room_of(c: &mut Client, room: &str, n: usize, rfc4733: bool) -> Vec<Phone> {
+async fn room_of(c: &mut Client, room: &str, n: usize, rfc4733: bool) -> Vec<Participant> {
     let mut phones = Vec::new();
     for (i, &tone) in TONES.iter().enumerate().take(n) {
-        let phone = Phone::new(CodecKind::Pcmu, Play::Tone(tone)).await;
+        let phone = new_phone(CodecKind::Pcmu, Source::tone(tone)).await;
         let out = dial(
             c,
             &format!("p{i}"),
@@ -98,7 +98,7 @@ async fn room_of(c: &mut Client, room: &str, n: usize, rfc4733: bool) -> Vec<Pho
 }
 
 /// Waits until phone `i` hears exactly the tones of `heard` among the room's.
-async fn expect_hearing(phones: &[Phone], i: usize, heard: &[usize]) {
+async fn expect_hearing(phones: &[Participant], i: usize, heard: &[usize]) {
     let what = format!("phone {i} hears exactly {heard:?}");
     eventually(&what, || {
         (0..phones.len()).filter(|&j| j != i).all(|j| {
@@ -137,7 +137,7 @@ async fn everyone_hears_everyone_but_themselves_and_the_connected_number_is_the_
         .await;
     }
     // A phone that stops sending stops talking.
-    phones[2].play(Play::Silence);
+    phones[2].play(Source::Silence);
     wait(&mut c, "Talking stopped", |m| {
         matches!(
             m,
@@ -158,7 +158,7 @@ async fn overlap_dialing_waits_for_more_digits_then_joins() {
     let (node, control) = control_node(|_| {}).await;
     let mut c = controller(control.local).await;
     let mut keep = Vec::new();
-    let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
+    let phone = new_phone(CodecKind::Pcmu, Source::Silence).await;
     let out = dial(&mut c, "a", "*21234#", false, &phone.offer(true)).await;
     assert!(matches!(&out, CallAnswer::Connect { room, .. } if room == "1234"));
     // "12" is only the head of room 1234: the node waits.
@@ -227,7 +227,7 @@ async fn with_disconnect_control_the_creator_leaving_releases_everyone() {
     let (node, control) = control_node(|_| {}).await;
     let mut c = controller(control.local).await;
     let mut keep = Vec::new();
-    let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
+    let phone = new_phone(CodecKind::Pcmu, Source::Silence).await;
     let out = dial(&mut c, "boss", "*250*81#", false, &phone.offer(true)).await;
     assert!(matches!(out, CallAnswer::Connect { .. }), "{out:?}");
     for call in ["x", "y"] {
@@ -259,7 +259,7 @@ async fn multi_video_off_is_reported_with_the_room() {
     let (node, control) = control_node(|_| {}).await;
     let mut c = controller(control.local).await;
     let mut keep = Vec::new();
-    let phone = Phone::new(CodecKind::Pcmu, Play::Silence).await;
+    let phone = new_phone(CodecKind::Pcmu, Source::Silence).await;
     let out = dial(&mut c, "a", "*270*83#", false, &phone.offer(true)).await;
     assert!(
         matches!(
@@ -298,11 +298,11 @@ async fn listen_modes_by_dtmf(rfc4733: bool) {
     let mut c = controller(control.local).await;
     let phones = room_of(&mut c, "80", 3, rfc4733).await;
     expect_hearing(&phones, 1, &[0, 2]).await;
-    let send = |p: &Phone, digits: &str| {
+    let send = |p: &Participant, digits: &str| {
         if rfc4733 {
             p.send_rfc4733(digits);
         } else {
-            p.play(Play::Samples(Arc::new(dtmf_samples(digits, 80, 80))));
+            p.play(Source::Samples(Arc::new(dtmf_samples(digits, 80, 80))));
         }
     };
     send(&phones[0], "*21#");
@@ -326,7 +326,7 @@ async fn listen_modes_by_dtmf(rfc4733: bool) {
         ),
         "{m:?}"
     );
-    phones[0].play(Play::Tone(TONES[0]));
+    phones[0].play(Source::tone(TONES[0]));
     expect_hearing(&phones, 1, &[0]).await;
     expect_hearing(&phones, 2, &[0]).await;
     expect_hearing(&phones, 0, &[]).await;
@@ -344,7 +344,7 @@ async fn listen_modes_by_dtmf(rfc4733: bool) {
         )
     })
     .await;
-    phones[0].play(Play::Tone(TONES[0]));
+    phones[0].play(Source::tone(TONES[0]));
     for i in 0..3 {
         let others: Vec<usize> = (0..3).filter(|&j| j != i).collect();
         expect_hearing(&phones, i, &others).await;
@@ -369,7 +369,7 @@ async fn speech_on_legs_without_telephone_events_never_switches_listen_modes() {
     let mut c = controller(control.local).await;
     let phones = room_of(&mut c, "81", 3, false).await;
     for (k, p) in phones.iter().enumerate() {
-        p.play(Play::Samples(Arc::new(speechlike(3.0, 11 + k as u64))));
+        p.play(Source::Samples(Arc::new(speechlike(3.0, 11 + k as u64))));
     }
     eventually("speech played", || phones.iter().all(|p| p.done_playing())).await;
     let switched = c

@@ -1,12 +1,12 @@
 //! The control listener under bad input, login and TLS: errors name the problem,
 //! nothing panics, and established calls keep their audio.
 
-use crate::support::{control_node, controller, exclusive, wait};
+use crate::support::{control_node, controller, exclusive, new_phone, wait};
 use scnf_core::control::msg::ServerMsg;
 use scnf_media::codec::CodecKind;
 use scnf_media::probe::tone::TONES;
 use scnf_testkit::client::{CallAnswer, Client, ClientError};
-use scnf_testkit::phone::{Phone, Play};
+use scnf_testkit::participant::{Participant, Source};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,9 +29,9 @@ async fn controller_tls(addr: SocketAddr, cert: &[u8]) -> Client {
 }
 
 /// Two phones talking in room 55 through a logged-in controller.
-async fn established(c: &mut Client) -> (Phone, Phone) {
-    let a = Phone::new(CodecKind::Pcma, Play::Tone(TONES[0])).await;
-    let b = Phone::new(CodecKind::G722, Play::Tone(TONES[1])).await;
+async fn established(c: &mut Client) -> (Participant, Participant) {
+    let a = new_phone(CodecKind::Pcma, Source::tone(TONES[0])).await;
+    let b = new_phone(CodecKind::G722, Source::tone(TONES[1])).await;
     for (call, phone) in [("a", &a), ("b", &b)] {
         let out = c
             .setup(call, "*355#", false, &phone.offer(true))
@@ -43,7 +43,7 @@ async fn established(c: &mut Client) -> (Phone, Phone) {
     (a, b)
 }
 
-async fn talking(a: &Phone, b: &Phone) {
+async fn talking(a: &Participant, b: &Participant) {
     for _ in 0..80 {
         let w = Duration::from_millis(300);
         if a.level(TONES[1], w) > -32.0 && b.level(TONES[0], w) > -32.0 {

@@ -6,7 +6,9 @@
 use scnf::config::Config;
 use scnf::NodeHandle;
 use scnf_core::control::msg::ServerMsg;
+use scnf_media::codec::CodecKind;
 use scnf_testkit::client::Client;
+use scnf_testkit::participant::{Participant, Source};
 use std::sync::atomic::{AtomicU16, Ordering};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -72,4 +74,11 @@ pub async fn wait(c: &mut Client, what: &str, pred: impl Fn(&ServerMsg) -> bool)
         Ok(m) => m,
         Err(e) => panic!("{e}; seen: {:#?}", c.seen()),
     }
+}
+
+/// A live phone on 127.0.0.1 playing `source`, silent until it is connected.
+pub async fn new_phone(codec: CodecKind, source: Source) -> Participant {
+    Participant::bind([127, 0, 0, 1].into(), codec, source)
+        .await
+        .expect("bind a phone")
 }

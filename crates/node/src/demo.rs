@@ -15,7 +15,7 @@
 
 use crate::config::Config;
 use crate::NodeHandle;
-use scnf_core::control::msg::{CodecDesc, Direction, MediaOffer, MemberInfo, ServerMsg};
+use scnf_core::control::msg::{MemberInfo, ServerMsg};
 use scnf_core::engine::{LegId, LegSpec, MixId};
 use scnf_media::codec::CodecKind;
 use scnf_media::probe::{level_dbfs, Tone, TONES, TONE_DBFS};
@@ -118,7 +118,7 @@ pub async fn conference(
         let tone = Tone::at_dbfs(TONES[i % TONES.len()], TONE_DBFS);
         let mut p = Participant::bind(ip, codec, Source::Tone(tone)).await?;
         let mut spec = LegSpec::new(p.local_addr(), codec);
-        spec.payload_type = p.payload_type;
+        spec.payload_type = p.payload_type();
         let leg = node.add_leg(0, room, LegId(i as u64 + 1), spec).await?;
         legs.push(leg.id);
         tasks.push(tokio::spawn(async move {
@@ -161,25 +161,6 @@ const CONTROLLER: &str = "scnf-demo";
 /// The first participant's command: a new room (`*1`) with a 4-digit random id (`*54`).
 const CREATE: &str = "*1*54#";
 
-/// A media offer of one codec towards `p`.
-fn offer_of(p: &Participant) -> MediaOffer {
-    let local = p.local_addr();
-    MediaOffer {
-        address: local.ip(),
-        port: local.port(),
-        codecs: vec![CodecDesc {
-            name: p.codec.name().into(),
-            pt: p.payload_type,
-            rate: p.codec.rtp_clock_rate(),
-        }],
-        ptime: 20,
-        telephone_event: None,
-        direction: Direction::Sendrecv,
-        rtcp_mux: false,
-        latching: false,
-    }
-}
-
 /// Places the participants' calls through `client`, lets them talk for `talk`, and
 /// measures what everyone heard. Prints the transcript as it goes.
 async fn conference_over_protocol(
@@ -199,7 +180,7 @@ async fn conference_over_protocol(
             None => CREATE.to_string(),
             Some(id) => format!("{id}#"),
         };
-        let answer = client.setup(&call, &called, false, &offer_of(&p)).await?;
+        let answer = client.setup(&call, &called, false, &p.offer(false)).await?;
         let CallAnswer::Connect {
             room: connected,
             participant,

@@ -4,8 +4,9 @@
 //!   library side of a PBX front end; `scnf demo`, rtpgen and tools use it), which
 //!   also sends raw frames for the protocol-robustness tests.
 //! - [`harness`]: session roots, engines, phones and controllers on one virtual clock.
-//! - [`participant`]: a synthetic participant over real UDP (demo, system tests).
-//! - [`phone`]: a test phone that plays tones, DTMF and speech-like sound.
+//! - [`participant`]: a synthetic participant over real UDP: measured calls (demo,
+//!   system tests) and live phones that play tones, DTMF and speech-like sound
+//!   (call-control tests).
 //! - [`swarm`]: thousands of cheap G.711 participants on one socket, for load.
 //! - [`cpu`]: CPU time of a process from `/proc`, for load figures.
 //! - [`impair`]: a seeded impaired UDP relay between a participant and a node.
@@ -15,5 +16,4 @@ pub mod cpu;
 pub mod harness;
 pub mod impair;
 pub mod participant;
-pub mod phone;
 pub mod swarm;
