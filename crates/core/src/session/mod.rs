@@ -37,7 +37,7 @@ pub mod timers;
 
 use crate::conf::{CallRef, Cause, ConfConfig, ConfError, Conference, MemberState};
 use crate::control::auth::{Challenges, LoginConfig};
-use crate::control::login::{Admission, LoginServer};
+use crate::control::login::{derive_key, Admission, LoginServer};
 use crate::control::msg::{self, ClientMsg, CodecDesc, Incoming, MediaOffer, ServerMsg};
 use crate::engine::{EngineEvent, LegSpec, MediaOp, MediaResult, WorkerSnapshot};
 use scnf_media::codec::CodecKind;
@@ -149,12 +149,17 @@ impl Session {
     /// A root for a node with `cfg.workers`; `seed` (32 bytes from the OS in a node,
     /// fixed in a test) feeds room ids and login challenges.
     pub fn new(cfg: SessionConfig, seed: [u8; 32]) -> Session {
-        let conf_seed = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
-        let mut login_seed = seed;
-        login_seed[0] ^= 0x5a; // a different key than the room-id stream's bytes
+        // Independent streams: room ids are guessable from a few of them (the core's
+        // PRNG is not a cipher), which must tell nothing about the challenge key.
+        let rooms = derive_key(&seed, "rooms");
+        let conf_seed = u64::from_le_bytes(rooms[..8].try_into().expect("8 bytes"));
         Session {
             conf: Conference::new(cfg.conf.clone(), conf_seed),
-            login: LoginServer::new(cfg.secret.clone(), cfg.login.clone(), login_seed),
+            login: LoginServer::new(
+                cfg.secret.clone(),
+                cfg.login.clone(),
+                derive_key(&seed, "login"),
+            ),
             table: RoomTable::new(cfg.workers.clone()),
             cfg,
             conns: HashMap::new(),
