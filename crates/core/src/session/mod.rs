@@ -55,8 +55,9 @@ pub struct ConnId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReqId(pub u64);
 
-/// Settings of the session root (typed, already validated).
-#[derive(Clone, Debug)]
+/// Settings of the session root (typed, already validated). Its `Debug` never
+/// prints the secret.
+#[derive(Clone)]
 pub struct SessionConfig {
     /// Shared login secret; `None`: sessions need no login (the shell allows that on
     /// loopback only).
@@ -68,6 +69,18 @@ pub struct SessionConfig {
     pub login_timeout: Duration,
     /// The node's media workers, in index order.
     pub workers: Vec<WorkerAddrs>,
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("login", &self.login)
+            .field("conf", &self.conf)
+            .field("login_timeout", &self.login_timeout)
+            .field("workers", &self.workers)
+            .finish()
+    }
 }
 
 /// What the root asks its shell to do, in order.

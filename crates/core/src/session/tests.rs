@@ -396,3 +396,20 @@ fn a_dtmf_event_from_a_worker_reaches_the_conference_core() {
         n.sent
     );
 }
+
+#[test]
+fn the_configs_debug_never_shows_the_secret() {
+    let cfg = SessionConfig {
+        secret: Some(b"hunter2-very-secret".to_vec()),
+        login: LoginConfig::default(),
+        conf: ConfConfig::new(1),
+        login_timeout: Duration::from_secs(1),
+        workers: workers(),
+    };
+    let shown = format!("{cfg:?}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("104, 117"),
+        "{shown}"
+    );
+    assert!(shown.contains("<set>"));
+}
