@@ -1,5 +1,5 @@
 //! Call-control throughput: how fast one controller connection sets up and releases
-//! calls through the WebSocket listener, switchboard, conference core and media
+//! calls through the WebSocket listener, session root, conference core and media
 //! workers of a loopback node.
 //!
 //! Calls are placed one at a time (Setup, wait for Connect), so the figure is the

@@ -7,8 +7,9 @@
 //! - [`hex`]: the lowercase hex of the login fields.
 //!
 //! The conference behaviour itself (dial language, rooms, channels, listen modes)
-//! lives in the sans-IO [`crate::conf`] core; the shell that runs a session (the
-//! WebSocket listener and the switchboard task) is [`crate::control`].
+//! lives in the sans-IO [`crate::conf`] core; the session root that runs a node's
+//! sessions is [`crate::session`]; the WebSocket shell around it is in the `scnf`
+//! crate.
 //! `docs/control-protocol.md` documents the protocol with a full example session,
 //! `docs/login.md` the login's wire construction.
 

@@ -1,6 +1,6 @@
 //! Measuring what participants hear: test tones and level analysis (pure
 //! functions). The synthetic participants that send and receive them over real UDP
-//! live in the I/O shell (`scnf_testkit::participant`, `scnf_testkit::swarm`).
+//! live in the test kit (`scnf_testkit::participant`, `scnf_testkit::swarm`).
 
 pub mod tone;
 

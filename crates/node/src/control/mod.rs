@@ -45,7 +45,7 @@ pub struct ControlHandle {
 }
 
 impl ControlHandle {
-    /// Stops accepting connections. The switchboard ends when the last connection
+    /// Stops accepting connections. The session driver ends when the last connection
     /// task has gone.
     pub fn stop(&self) {
         self.server.abort();
