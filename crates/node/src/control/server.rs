@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -127,11 +127,14 @@ async fn session<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
-    if inbound
-        .send(Inbound::Opened { conn, peer, tx })
-        .await
-        .is_err()
-    {
+    let (kill, mut killed) = oneshot::channel();
+    let opened = Inbound::Opened {
+        conn,
+        peer,
+        tx,
+        kill,
+    };
+    if inbound.send(opened).await.is_err() {
         return;
     }
     tracing::debug!(%peer, ?conn, "control session opened");
@@ -162,15 +165,26 @@ async fn session<S>(
                     break;
                 }
             }
+            reason = &mut killed => {
+                close(&mut sink, reason.unwrap_or_else(|_| "node stopping".into())).await;
+                break;
+            }
             out = rx.recv() => match out {
                 Some(Outbound::Text(text)) => {
-                    if sink.send(Message::Text(text.into())).await.is_err() {
-                        break;
+                    // A write blocks while the peer does not read: the driver's kill
+                    // must still get through.
+                    tokio::select! {
+                        sent = sink.send(Message::Text(text.into())) => if sent.is_err() {
+                            break;
+                        },
+                        reason = &mut killed => {
+                            close(&mut sink, reason.unwrap_or_else(|_| "node stopping".into())).await;
+                            break;
+                        }
                     }
                 }
                 Some(Outbound::Close(reason)) => {
-                    let close = CloseFrame { code: CloseCode::Policy, reason: reason.into() };
-                    let _ = sink.send(Message::Close(Some(close))).await;
+                    close(&mut sink, reason).await;
                     break;
                 }
                 None => break,
@@ -179,4 +193,20 @@ async fn session<S>(
     }
     let _ = inbound.send(Inbound::Closed { conn }).await;
     tracing::debug!(%peer, ?conn, "control session closed");
+}
+
+/// How long a close frame may take to leave: a peer that does not read gets its
+/// connection dropped without it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Sends a policy close frame, within [`CLOSE_TIMEOUT`].
+async fn close<S>(sink: &mut S, reason: String)
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let frame = CloseFrame {
+        code: CloseCode::Policy,
+        reason: reason.into(),
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
 }
