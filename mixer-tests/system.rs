@@ -21,7 +21,9 @@ const FIVE: [CodecKind; 5] = [
     CodecKind::Pcmu,
 ];
 
-fn check_n_minus_one(reports: &[HeardReport], level_tolerance_db: f64) {
+/// Everyone hears the others within `level_tolerance_db` of their sending level and
+/// its own tone at least `own_rejection_db` below them.
+fn check_n_minus_one(reports: &[HeardReport], level_tolerance_db: f64, own_rejection_db: f64) {
     for r in reports {
         let i = r.own;
         for (j, &l) in r.levels.iter().enumerate() {
@@ -37,7 +39,7 @@ fn check_n_minus_one(reports: &[HeardReport], level_tolerance_db: f64) {
             }
         }
         assert!(
-            r.own_rejection_db() >= 60.0,
+            r.own_rejection_db() >= own_rejection_db,
             "P{} ({:?}) hears itself only {:.1} dB below the others: {:?}",
             i + 1,
             r.codec,
@@ -54,7 +56,7 @@ async fn five_legs_in_mixed_codecs_hear_the_other_four_and_not_themselves() {
     let reports = conference(&node, &FIVE, Duration::from_secs(4))
         .await
         .unwrap();
-    check_n_minus_one(&reports, 1.0);
+    check_n_minus_one(&reports, 1.0, 60.0);
     // The mix ran throughout. (How punctually is a benchmark question: on this shared
     // machine the OS may delay one tick by a few ms; `node_load` measures lateness.)
     let stats = node.stats().await.unwrap();
@@ -142,8 +144,13 @@ async fn five_legs_through_loss_reordering_and_jitter_still_hear_right() {
             report.leg
         );
         // Concealment replaces a lost frame with a close continuation: the levels
-        // hold within 2 dB, and the own tone still stays 60 dB down.
-        check_n_minus_one(std::slice::from_ref(&report), 2.0);
+        // hold within 2 dB, and the own tone stays far down. Not 60 dB as on a clean
+        // path: what is left at the own tone's frequency is the concealment's spread
+        // of the others' tones (and G.722's quantisation of it), measured at 59.7 to
+        // 63.9 dB over 12 runs (6 on the code before the workspace, 6 after), so a
+        // 60 dB bar failed one run in six on noise alone. A leak of the own voice
+        // would show at 0-20 dB.
+        check_n_minus_one(std::slice::from_ref(&report), 2.0, 55.0);
     }
     assert!(concealed > 20, "losses were concealed ({concealed} frames)");
     node.shutdown();
@@ -288,7 +295,7 @@ async fn garbage_and_strangers_do_not_hurt_an_established_call() {
         .await
         .unwrap();
     flood.join().unwrap();
-    check_n_minus_one(&reports, 1.0);
+    check_n_minus_one(&reports, 1.0, 60.0);
     let stats = node.stats().await.unwrap();
     assert!(stats[0].foreign >= 20_000, "{stats:?}");
     node.shutdown();
