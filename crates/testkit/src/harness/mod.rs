@@ -26,6 +26,7 @@ use scnf_core::control::msg::ServerMsg;
 use scnf_core::engine::{Engine, EngineConfig, Via};
 use scnf_core::session::{ConnId, Output, Session, SessionConfig, WorkerAddrs};
 use scnf_media::netsim::PathConfig;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,10 @@ pub struct Harness {
     pub nodes: Vec<SimNode>,
     pub phones: Vec<SimPhone>,
     pub controllers: Vec<SimController>,
+    /// Who receives at an address: a phone, or a node's worker. Datagrams are routed
+    /// by these, once per datagram.
+    phone_at: HashMap<SocketAddr, usize>,
+    worker_at: HashMap<SocketAddr, (usize, usize)>,
     next_conn: u64,
     /// Connections closed by a node: (node, conn, reason).
     pub closed: Vec<(usize, ConnId, String)>,
@@ -79,6 +84,8 @@ impl Harness {
             nodes: Vec::new(),
             phones: Vec::new(),
             controllers: Vec::new(),
+            phone_at: HashMap::new(),
+            worker_at: HashMap::new(),
             next_conn: 1,
             closed: Vec::new(),
         }
@@ -114,6 +121,9 @@ impl Harness {
         };
         let mut seed = [0u8; 32];
         seed[0] = n as u8;
+        for (w, a) in addrs.iter().enumerate() {
+            self.worker_at.insert(a.rtp, (n, w));
+        }
         self.nodes.push(SimNode {
             session: Session::new(cfg, seed),
             engines,
@@ -128,6 +138,7 @@ impl Harness {
         let ip = Ipv4Addr::new(10, 1, (i / 250) as u8, (i % 250) as u8 + 1);
         let addr = SocketAddr::new(IpAddr::V4(ip), 4000);
         let phone = SimPhone::new(addr, tone, path, 1000 + i as u64, self.now);
+        self.phone_at.insert(addr, i);
         self.phones.push(phone);
         i
     }
@@ -240,22 +251,16 @@ impl Harness {
     /// Everything that is due at `now`, then whatever it causes.
     fn step(&mut self) {
         let now = self.now;
-        for i in 0..self.phones.len() {
-            self.phones[i].send_due(now);
-            let src = self.phones[i].addr;
-            while let Some((_, data)) = self.phones[i].up.poll(now) {
-                let data = data.to_vec();
-                let Some(dst) = self.phones[i].remote else {
-                    continue;
-                };
-                if let Some((n, w)) = self.worker_at(dst) {
-                    self.nodes[n].engines[w].handle_datagram(now, src, Via::Rtp, &data);
+        for phone in &mut self.phones {
+            phone.send_due(now);
+            let (src, dst) = (phone.addr, phone.remote);
+            let worker = dst.and_then(|d| self.worker_at.get(&d));
+            while let Some((_, data)) = phone.up.poll(now) {
+                if let Some(&(n, w)) = worker {
+                    self.nodes[n].engines[w].handle_datagram(now, src, Via::Rtp, data);
                 }
             }
-            while let Some((_, data)) = self.phones[i].down.poll(now) {
-                let data = data.to_vec();
-                self.phones[i].receive(&data);
-            }
+            phone.receive_due(now);
         }
         for node in &mut self.nodes {
             for e in &mut node.engines {
@@ -268,15 +273,6 @@ impl Harness {
             }
         }
         self.pump();
-    }
-
-    fn worker_at(&self, addr: SocketAddr) -> Option<(usize, usize)> {
-        self.nodes.iter().enumerate().find_map(|(n, node)| {
-            node.addrs
-                .iter()
-                .position(|a| a.rtp == addr)
-                .map(|w| (n, w))
-        })
     }
 
     /// Moves every output until nothing is left: engine transmits into the phones'
@@ -292,8 +288,8 @@ impl Harness {
                         if t.via != Via::Rtp {
                             continue;
                         }
-                        if let Some(p) = self.phones.iter_mut().find(|p| p.addr == t.dst) {
-                            p.down.send(now, t.data);
+                        if let Some(&p) = self.phone_at.get(&t.dst) {
+                            self.phones[p].down.send(now, t.data);
                         }
                     }
                     while let Some(event) = self.nodes[n].engines[w].poll_event() {

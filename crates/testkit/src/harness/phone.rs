@@ -123,17 +123,19 @@ impl SimPhone {
         }
     }
 
-    /// Takes one datagram from the node.
-    pub(super) fn receive(&mut self, data: &[u8]) {
-        let Ok(p) = RtpPacket::parse(data) else {
-            return;
-        };
-        if p.payload_type != 0 {
-            return;
+    /// Takes the node's datagrams that have arrived by `now`.
+    pub(super) fn receive_due(&mut self, now: Instant) {
+        while let Some((_, data)) = self.down.poll(now) {
+            let Ok(p) = RtpPacket::parse(data) else {
+                continue;
+            };
+            if p.payload_type != 0 {
+                continue;
+            }
+            self.received += 1;
+            self.heard
+                .extend(p.payload.iter().map(|&b| g711::ulaw_decode(b)));
         }
-        self.received += 1;
-        self.heard
-            .extend(p.payload.iter().map(|&b| g711::ulaw_decode(b)));
         if self.heard.len() > KEEP {
             self.heard.drain(..self.heard.len() - KEEP / 2);
         }
