@@ -20,6 +20,6 @@ pub mod node;
 pub mod tls;
 pub mod worker;
 
-pub use node::{LegInfo, NodeError, NodeHandle};
+pub use node::{NodeError, NodeHandle};
 pub use scnf_core::engine::WorkerStats;
 pub use worker::NodeEvent;

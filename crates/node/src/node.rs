@@ -12,7 +12,7 @@ use crate::worker::{self, Command, NodeEvent, Reply, WorkerIo};
 use scnf_core::engine::{
     Engine, EngineConfig, LegId, LegSpec, LegStats, MediaOp, MediaResult, MixId, WorkerStats,
 };
-use scnf_core::session::{ReqId, WorkerAddrs};
+use scnf_core::session::{LegPlace, ReqId, WorkerAddrs};
 use scnf_udp as udp;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -39,17 +39,6 @@ pub enum NodeError {
     Io(#[from] std::io::Error),
     #[error("configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
-}
-
-/// Where a new leg's peer should send.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct LegInfo {
-    pub id: LegId,
-    pub room: MixId,
-    /// Local RTP address (advertised IP, worker port).
-    pub local: SocketAddr,
-    /// Local RTCP address (port + 1), unless the leg multiplexes RTCP.
-    pub local_rtcp: SocketAddr,
 }
 
 struct WorkerLink {
@@ -238,7 +227,7 @@ impl NodeHandle {
         mix: MixId,
         leg: LegId,
         spec: LegSpec,
-    ) -> Result<LegInfo, NodeError> {
+    ) -> Result<LegPlace, NodeError> {
         let rtcp_mux = spec.rtcp_mux;
         let addrs = self
             .inner
@@ -248,12 +237,7 @@ impl NodeHandle {
             .addrs;
         self.request(worker, MediaOp::AddLeg { mix, leg, spec })
             .await?;
-        Ok(LegInfo {
-            id: leg,
-            room: mix,
-            local: addrs.rtp,
-            local_rtcp: if rtcp_mux { addrs.rtp } else { addrs.rtcp },
-        })
+        Ok(LegPlace::new(leg, mix, worker, addrs, rtcp_mux))
     }
 
     /// A leg's current statistics.

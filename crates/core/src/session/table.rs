@@ -48,6 +48,21 @@ pub struct LegPlace {
     pub local_rtcp: SocketAddr,
 }
 
+impl LegPlace {
+    /// Leg `id` of mix `mix` on worker `worker`, which receives at `addrs`: the peer
+    /// sends RTP to the worker's socket, and RTCP to the next port unless it
+    /// multiplexes RTCP (RFC 5761).
+    pub fn new(id: LegId, mix: MixId, worker: usize, addrs: WorkerAddrs, rtcp_mux: bool) -> Self {
+        LegPlace {
+            id,
+            mix,
+            worker,
+            local: addrs.rtp,
+            local_rtcp: if rtcp_mux { addrs.rtp } else { addrs.rtcp },
+        }
+    }
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub struct RoomTable {
@@ -108,14 +123,8 @@ impl RoomTable {
         self.next_leg += 1;
         self.legs.insert(id, call);
         self.worker_legs[place.worker] += 1;
-        let w = self.workers[place.worker];
-        LegPlace {
-            id,
-            mix: place.mix,
-            worker: place.worker,
-            local: w.rtp,
-            local_rtcp: if rtcp_mux { w.rtp } else { w.rtcp },
-        }
+        let addrs = self.workers[place.worker];
+        LegPlace::new(id, place.mix, place.worker, addrs, rtcp_mux)
     }
 
     /// Forgets a leg (removed, refused, or its room closed).
