@@ -14,7 +14,10 @@
 //!
 //! Digits may arrive in pieces (overlap dialing), so [`parse`] is given the whole
 //! number dialed so far and answers [`Dial::Incomplete`] when it cannot decide yet. A
-//! `*` command is complete at `#`, at sending-complete, or right after `*2dd`.
+//! `*` command is complete at `#`, at sending-complete, or right after `*2dd`. The
+//! conference feeds the number to [`parse`] one character at a time and acts at the
+//! first prefix that decides, so characters after the end of a command are never part
+//! of it, however the number was cut into Setup and Info pieces.
 //!
 //! Any syntax error is a [`DialError`]; the conference releases such calls with cause 28
 //! (invalid number format). The reference names only cause 34, which it keeps for

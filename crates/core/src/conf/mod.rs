@@ -33,6 +33,8 @@ pub mod table;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_chunking;
 
 use dial::{Command, CommandKind, Dial};
 use directory::{Directory, Room};
@@ -172,12 +174,12 @@ impl Conference {
         self.calls.insert(
             call,
             Call::Dialing {
-                dialed: called.to_string(),
-                complete: sending_complete,
+                dialed: String::with_capacity(called.len()),
+                complete: false,
                 deadline: now + self.cfg.overlap_timeout,
             },
         );
-        self.evaluate(call);
+        self.dial(call, called, sending_complete);
         Ok(())
     }
 
@@ -192,16 +194,39 @@ impl Conference {
         match self.calls.get_mut(&call) {
             None => Err(ConfError::NoSuchCall(call)),
             Some(Call::InRoom { .. }) => Err(ConfError::NotDialing(call)),
-            Some(Call::Dialing {
-                dialed,
-                complete,
-                deadline,
-            }) => {
-                dialed.push_str(digits);
-                *complete |= sending_complete;
+            Some(Call::Dialing { deadline, .. }) => {
                 *deadline = now + self.cfg.overlap_timeout;
-                self.evaluate(call);
+                self.dial(call, digits, sending_complete);
                 Ok(())
+            }
+        }
+    }
+
+    /// Feeds dialed characters one at a time, deciding after each, so that how the
+    /// number was cut into Setup and Info pieces never matters: a command is decided
+    /// at the first character that decides it (`#`, the second digit of `*2`, a
+    /// directory match, a syntax error), exactly as if the digits had come one by
+    /// one. Characters after the decision are not part of the command and are
+    /// ignored, as an Info after it would be refused. Sending-complete applies after
+    /// the last character.
+    fn dial(&mut self, call: CallRef, digits: &str, sending_complete: bool) {
+        let mut chars = digits.chars().peekable();
+        loop {
+            let c = chars.next();
+            let last = chars.peek().is_none();
+            let Some(Call::Dialing {
+                dialed, complete, ..
+            }) = self.calls.get_mut(&call)
+            else {
+                return; // decided
+            };
+            if let Some(c) = c {
+                dialed.push(c);
+            }
+            *complete |= last && sending_complete;
+            self.evaluate(call);
+            if last {
+                return;
             }
         }
     }
