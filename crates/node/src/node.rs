@@ -12,6 +12,7 @@ use crate::worker::{self, Command, NodeEvent, Reply, WorkerIo};
 use scnf_core::engine::{
     Engine, EngineConfig, LegId, LegSpec, LegStats, MediaOp, MediaResult, MixId, WorkerStats,
 };
+use scnf_core::session::media_addr::OwnMedia;
 use scnf_core::session::{LegPlace, ReqId, WorkerAddrs};
 use scnf_udp as udp;
 use std::net::{IpAddr, SocketAddr};
@@ -50,6 +51,7 @@ struct WorkerLink {
 struct Inner {
     workers: Vec<WorkerLink>,
     events: broadcast::Sender<NodeEvent>,
+    own_media: OwnMedia,
 }
 
 /// A running node (cheap to clone: all clones drive the same workers). Dropping it
@@ -139,8 +141,13 @@ impl NodeHandle {
             });
         }
         tracing::info!(workers = n, first = %workers[0].addrs.rtp, "media workers running");
+        let own_media = own_media(cfg.rtp.bind, advertise);
         Ok(NodeHandle {
-            inner: Arc::new(Inner { workers, events }),
+            inner: Arc::new(Inner {
+                workers,
+                events,
+                own_media,
+            }),
         })
     }
 
@@ -154,6 +161,11 @@ impl NodeHandle {
     /// with).
     pub fn workers(&self) -> Vec<WorkerAddrs> {
         self.inner.workers.iter().map(|w| w.addrs).collect()
+    }
+
+    /// The IPs the node's media sockets answer on (what a Setup may not name).
+    pub fn own_media(&self) -> OwnMedia {
+        self.inner.own_media.clone()
     }
 
     /// The local RTP addresses of the workers.
@@ -292,4 +304,22 @@ fn legs_of(result: MediaResult) -> Vec<(LegId, LegStats)> {
 /// Locks a mutex, recovering from poisoning (the only one guards a thread handle).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The IPs that reach sockets bound to `bind`: that address and the advertised one, or
+/// with a wildcard bind every interface address of the host (when the host cannot
+/// list them, loopback and the advertised address still count).
+fn own_media(bind: IpAddr, advertise: IpAddr) -> OwnMedia {
+    let mut ips = if bind.is_unspecified() {
+        udp::local_ips().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot list the host's addresses");
+            Vec::new()
+        })
+    } else {
+        vec![bind]
+    };
+    ips.push(advertise);
+    ips.sort_unstable();
+    ips.dedup();
+    OwnMedia { ips }
 }

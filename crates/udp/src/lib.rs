@@ -67,10 +67,12 @@
 
 mod cmsg;
 pub mod fleet;
+mod ifaddrs;
 mod recv;
 mod send;
 mod sockaddr;
 
+pub use ifaddrs::local_ips;
 pub use recv::{Datagram, RecvBatch};
 pub use send::{FlushStats, PushError, SendBatch};
 

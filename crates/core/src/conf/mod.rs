@@ -60,6 +60,8 @@ impl Cause {
     pub const TEMPORARY_FAILURE: Cause = Cause(41);
     pub const RESOURCE_UNAVAILABLE: Cause = Cause(47);
     pub const INCOMPATIBLE: Cause = Cause(88);
+    /// The offer names a media address that cannot be a member's.
+    pub const INVALID_CONTENTS: Cause = Cause(100);
     pub const TIMER_EXPIRY: Cause = Cause(102);
 
     /// The Q.850 name of the cause ("unknown cause" for values not used here).
@@ -71,6 +73,7 @@ impl Cause {
             41 => "temporary failure",
             47 => "resource unavailable, unspecified",
             88 => "incompatible destination",
+            100 => "invalid information element contents",
             102 => "recovery on timer expiry",
             _ => "unknown cause",
         }
@@ -101,17 +104,21 @@ impl ConfConfig {
 }
 
 /// Why an input was refused. A refused input never changes state.
+///
+/// The texts do not name the call: a [`CallRef`] is the shell's internal handle, and
+/// the shell that reports the error to a controller names the call by the
+/// controller's own id.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfError {
-    #[error("call {0:?} does not exist")]
+    #[error("no such call")]
     NoSuchCall(CallRef),
-    #[error("call {0:?} already exists")]
+    #[error("the call already exists")]
     CallExists(CallRef),
-    #[error("call {0:?} is not collecting digits")]
+    #[error("the call is not collecting digits")]
     NotDialing(CallRef),
-    #[error("call {0:?} is not alerting")]
+    #[error("the call is not alerting")]
     NotAlerting(CallRef),
-    #[error("call {0:?} is not in a room")]
+    #[error("the call is not in a room")]
     NotInRoom(CallRef),
     #[error("unknown remote control {0}")]
     UnknownRemoteControl(u32),

@@ -30,6 +30,7 @@
 //! released.
 
 mod execute;
+pub mod media_addr;
 mod report;
 pub mod table;
 #[cfg(test)]
@@ -70,6 +71,8 @@ pub struct SessionConfig {
     pub login_timeout: Duration,
     /// The node's media workers, in index order.
     pub workers: Vec<WorkerAddrs>,
+    /// The node's own media endpoints: a Setup that names one is refused.
+    pub own_media: media_addr::OwnMedia,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -80,6 +83,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("conf", &self.conf)
             .field("login_timeout", &self.login_timeout)
             .field("workers", &self.workers)
+            .field("own_media", &self.own_media)
             .finish()
     }
 }
@@ -533,6 +537,21 @@ impl Session {
         if self.by_id.contains_key(&(conn, id.clone())) {
             return Some(call_error("Setup", &id, "a call with this id exists"));
         }
+        if let Err(bad) = media_addr::check(
+            offer.address,
+            offer.port,
+            offer.rtcp_mux,
+            &self.cfg.own_media,
+            &self.cfg.workers,
+        ) {
+            tracing::info!(call = %id, %bad, "setup refused");
+            let cause = Cause::INVALID_CONTENTS;
+            return Some(ServerMsg::Release {
+                call: id,
+                cause: cause.0,
+                reason: format!("{}: {bad}", cause.text()),
+            });
+        }
         let Some(codec) = msg::choose_codec(&offer) else {
             let cause = Cause::INCOMPATIBLE;
             return Some(ServerMsg::Release {
@@ -558,7 +577,7 @@ impl Session {
         self.by_id.insert((conn, id.clone()), call);
         if let Err(e) = self.conf.handle_setup(now, call, called, complete) {
             self.forget(call);
-            return Some(call_error("Setup", &id, &e.to_string()));
+            return Some(call_error("Setup", &id, &format!("call {id:?}: {e}")));
         }
         // A call offered on hold joins held: its hold is queued behind the setup's
         // outputs, so it runs after the leg exists whatever the wait.
@@ -581,6 +600,7 @@ impl Session {
         let Some(&call) = self.by_id.get(&(conn, id.clone())) else {
             return Some(error(&msg, &format!("unknown call {id:?}")));
         };
+        let named = format!("call {id:?}");
         let (result, ack) = match &msg {
             ClientMsg::Info {
                 digits, complete, ..
@@ -639,7 +659,7 @@ impl Session {
                 self.forget(call);
                 Some(ack)
             }
-            Err(e) => Some(error(&msg, &e.to_string())),
+            Err(e) => Some(error(&msg, &format!("{named}: {e}"))),
         }
     }
 

@@ -44,6 +44,7 @@ impl Node {
             conf: ConfConfig::new(100),
             login_timeout: Duration::from_secs(30),
             workers: workers(),
+            own_media: Default::default(),
         };
         let engines = (0..2)
             .map(|i| Engine::new(EngineConfig::new("t", (now, Duration::ZERO)), i))
@@ -405,6 +406,7 @@ fn the_configs_debug_never_shows_the_secret() {
         conf: ConfConfig::new(1),
         login_timeout: Duration::from_secs(1),
         workers: workers(),
+        own_media: Default::default(),
     };
     let shown = format!("{cfg:?}");
     assert!(
@@ -412,4 +414,67 @@ fn the_configs_debug_never_shows_the_secret() {
         "{shown}"
     );
     assert!(shown.contains("<set>"));
+}
+
+#[test]
+fn a_setup_naming_the_nodes_own_media_socket_or_an_impossible_address_is_refused() {
+    let mut n = Node::new(None);
+    let c = n.open(1);
+    // Worker 1's RTP socket, as advertised; then its RTCP port through loopback (the
+    // node's RTCP for a non-muxed leg at port - 1 would land on it too); then
+    // addresses that are nobody's phone.
+    let cases = [
+        ("192.0.2.10", 20_002, false),
+        ("127.0.0.1", 20_000, false),
+        ("192.0.2.10", 20_000, true),
+        ("0.0.0.0", 4000, false),
+        ("239.1.1.1", 4000, false),
+        ("198.51.100.1", 0, false),
+    ];
+    for (i, (address, port, mux)) in cases.into_iter().enumerate() {
+        let call = format!("c{i}");
+        let v = json!({"mt": "Setup", "call": call, "called": "*210#",
+            "media": {"address": address, "port": port, "rtcp_mux": mux,
+                      "codecs": [{"name": "PCMU", "pt": 0, "rate": 8000}]}});
+        n.text(c, v);
+        let sent = n.take_sent();
+        assert!(
+            matches!(&sent[..], [ServerMsg::Release { call: id, cause: 100, reason }]
+                if *id == call && reason.contains(address)),
+            "{address}:{port}: {sent:?}"
+        );
+    }
+    assert!(n.applied.is_empty(), "nothing was set up: {:?}", n.applied);
+    // A phone elsewhere on the same port numbers is fine.
+    n.setup(c, "ok", "*210#", 20_000);
+    n.run_media();
+    assert_eq!(n.engines[0].leg_count(), 1);
+}
+
+#[test]
+fn errors_name_the_controllers_call_id_never_an_internal_reference() {
+    let mut n = Node::new(None);
+    let c = n.open(1);
+    n.setup(c, "pbx-call-7", "*210#", 4000);
+    n.run_media();
+    n.take_sent();
+    // Info on a connected call, accept of a call that is not alerting.
+    n.text(
+        c,
+        json!({"mt": "Info", "call": "pbx-call-7", "digits": "1", "src": "i"}),
+    );
+    n.text(
+        c,
+        json!({"mt": "RemoteControl", "call": "pbx-call-7", "code": 99}),
+    );
+    let sent = n.take_sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for m in sent {
+        let ServerMsg::Error { error, call, .. } = m else {
+            panic!("an error: {m:?}");
+        };
+        assert_eq!(call.as_deref(), Some("pbx-call-7"));
+        assert!(error.contains("\"pbx-call-7\""), "{error}");
+        assert!(!error.contains("CallRef"), "{error}");
+    }
 }

@@ -92,6 +92,7 @@ pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, Cont
         },
         login_timeout: Duration::from_millis(c.login_timeout_ms),
         workers: node.workers(),
+        own_media: node.own_media(),
     };
     let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
     let driver = tokio::spawn(driver::run(Session::new(session, seed), node, rx));
