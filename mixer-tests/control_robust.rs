@@ -228,3 +228,33 @@ async fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
     assert!(quick.status().await.is_ok());
     node.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setup_naming_the_nodes_own_rtp_socket_is_refused_and_the_room_never_hears_itself() {
+    let _machine = exclusive().await;
+    let (node, control) = control_node(|_| {}).await;
+    let mut c = controller(control.local).await;
+    let (a, b) = established(&mut c).await;
+    talking(&a, &b).await;
+    let own = node.workers()[0].rtp;
+    let mut offer = a.offer(true);
+    // The node's RTP socket as advertised, and the same port through loopback.
+    for (i, ip) in [own.ip(), "127.0.0.1".parse().unwrap()].into_iter().enumerate() {
+        offer.address = ip;
+        offer.port = own.port();
+        let out = c
+            .setup(&format!("loop{i}"), "*355#", false, &offer)
+            .await
+            .expect("answered");
+        assert!(
+            matches!(&out, CallAnswer::Release { cause: 100, reason } if reason.contains("own media")),
+            "{ip}: {out:?}"
+        );
+    }
+    // Had the node accepted it, the room's mix would come back in as a member and a
+    // talker would hear itself.
+    talking(&a, &b).await;
+    let w = Duration::from_millis(500);
+    assert!(a.level(TONES[0], w) < -45.0, "a hears itself");
+    node.shutdown();
+}
