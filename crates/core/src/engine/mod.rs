@@ -227,6 +227,8 @@ pub struct Engine {
     tx: TxQueue,
     events: VecDeque<EngineEvent>,
     stats: EngineStats,
+    /// The input counters of legs that have gone (see [`WorkerStats`]).
+    retired: ops::LegTotals,
 }
 
 impl Engine {
@@ -244,6 +246,7 @@ impl Engine {
             tx: TxQueue::default(),
             events: VecDeque::new(),
             stats: EngineStats::default(),
+            retired: ops::LegTotals::default(),
         }
     }
 
@@ -344,7 +347,9 @@ impl Engine {
         if let Some(room) = self.rooms.get_mut(&leg.room) {
             room.legs.retain(|&i| i != idx);
         }
-        Ok(leg.snapshot())
+        let stats = leg.snapshot();
+        self.retired.add(&stats);
+        Ok(stats)
     }
 
     /// Mutes or unmutes a leg's contribution to the mix (hold, remote control).

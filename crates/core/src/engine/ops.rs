@@ -12,7 +12,7 @@
 //! is always seen in that order.
 
 use super::{Engine, EngineError, LegId, LegSpec, LegStats, MixId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// One media operation for one worker.
@@ -91,11 +91,18 @@ impl From<Result<(), EngineError>> for MediaResult {
     }
 }
 
-/// A worker's counters, as reported in `Status` and `Health`.
+/// A worker's counters, as reported in `Status` and `Health` (serialised whole as
+/// the `workers` entries, so a counter added here reaches controllers without more
+/// plumbing; `docs/control-protocol.md` documents each one).
 ///
-/// `truncated` and `send_errors` are the shell's (its socket layer's); the engine
-/// reports them as 0 and the shell fills them in.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// All counters are cumulative since the worker started: the leg counters
+/// (`late` .. `decode_errors`) are summed over the worker's legs, those that have
+/// gone included, so an exporter can rate them without seeing them drop when a
+/// call ends. `truncated` and `send_errors` are the shell's (its socket layer's);
+/// the engine reports them as 0 and the shell fills them in. Missing fields parse
+/// as 0, so a controller reads older nodes' reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WorkerStats {
     pub index: usize,
     pub rooms: usize,
@@ -105,6 +112,16 @@ pub struct WorkerStats {
     pub malformed: u64,
     pub truncated: u64,
     pub send_errors: u64,
+    /// Packets that arrived after their playout time, over all legs.
+    pub late: u64,
+    /// Packets received twice, over all legs.
+    pub duplicates: u64,
+    /// Packets with a payload type their leg did not negotiate, over all legs.
+    pub unknown_payload_type: u64,
+    /// Peer SSRC changes, over all legs.
+    pub ssrc_changes: u64,
+    /// Payloads a decoder refused, over all legs.
+    pub decode_errors: u64,
     pub ticks: u64,
     pub late_ticks: u64,
     pub skipped_ticks: u64,
@@ -115,6 +132,28 @@ pub struct WorkerStats {
     pub lateness_p50_us: u64,
     pub lateness_p99_us: u64,
     pub lateness_max_us: u64,
+}
+
+/// The per-leg input counters a worker also reports summed ([`WorkerStats`]). The
+/// engine keeps the sum of the legs that have gone; the live ones are added at
+/// each snapshot (a few additions per leg, once per report — nothing per packet).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LegTotals {
+    pub late: u64,
+    pub duplicates: u64,
+    pub unknown_payload_type: u64,
+    pub ssrc_changes: u64,
+    pub decode_errors: u64,
+}
+
+impl LegTotals {
+    pub fn add(&mut self, s: &LegStats) {
+        self.late += s.late;
+        self.duplicates += s.duplicates;
+        self.unknown_payload_type += s.unknown_payload_type;
+        self.ssrc_changes += s.ssrc_changes;
+        self.decode_errors += s.decode_errors;
+    }
 }
 
 /// What [`MediaOp::Snapshot`] returns.
@@ -151,10 +190,20 @@ impl Engine {
         }
     }
 
-    /// The worker's counters and, with `legs`, every leg's statistics.
+    /// The worker's counters and, with `legs`, every leg's statistics. Visits every
+    /// leg either way (to sum its counters), but copies them out only with `legs`.
     pub fn snapshot(&self, index: usize, legs: bool) -> WorkerSnapshot {
         let s = self.stats();
         let h = &s.lateness_us;
+        let mut totals = self.retired;
+        let mut out = Vec::with_capacity(if legs { self.leg_count() } else { 0 });
+        for (_, l) in self.legs.iter() {
+            let stats = l.snapshot();
+            totals.add(&stats);
+            if legs {
+                out.push((l.id, stats));
+            }
+        }
         WorkerSnapshot {
             stats: WorkerStats {
                 index,
@@ -165,6 +214,11 @@ impl Engine {
                 malformed: s.malformed,
                 truncated: 0,
                 send_errors: 0,
+                late: totals.late,
+                duplicates: totals.duplicates,
+                unknown_payload_type: totals.unknown_payload_type,
+                ssrc_changes: totals.ssrc_changes,
+                decode_errors: totals.decode_errors,
                 ticks: s.ticks,
                 late_ticks: s.late_ticks,
                 skipped_ticks: s.skipped_ticks,
@@ -175,14 +229,7 @@ impl Engine {
                 lateness_p99_us: h.value_at_quantile(0.99),
                 lateness_max_us: h.max(),
             },
-            legs: if legs {
-                self.legs
-                    .iter()
-                    .map(|(_, l)| (l.id, l.snapshot()))
-                    .collect()
-            } else {
-                Vec::new()
-            },
+            legs: out,
         }
     }
 }

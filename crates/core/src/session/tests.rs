@@ -3,8 +3,9 @@
 
 use super::*;
 use crate::control::auth::client_digest;
+use crate::control::msg::WorkerInfo;
 use crate::control::msg::{Direction, ServerMsg};
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{Engine, EngineConfig, Via};
 use serde_json::json;
 
 const SECRET: &[u8] = b"session-test-secret";
@@ -412,4 +413,73 @@ fn the_configs_debug_never_shows_the_secret() {
         "{shown}"
     );
     assert!(shown.contains("<set>"));
+}
+
+/// An RTP packet with payload type `pt` (G.711 sized).
+fn rtp(pt: u8, seq: u16, ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&[0xff; 160]);
+    p
+}
+
+/// Sends a `Status` or `Health` request and returns the one answer, after the workers answered.
+fn report(n: &mut Node, conn: ConnId, mt: &str) -> ServerMsg {
+    n.sent.clear();
+    n.text(conn, json!({ "mt": mt }));
+    assert_eq!(n.sent.len(), 1, "{:?}", n.sent);
+    n.sent.pop().unwrap().1
+}
+
+#[test]
+fn foreign_malformed_and_unknown_payload_input_is_counted_in_status_and_health() {
+    let mut n = Node::new(None);
+    let c = n.open(1);
+    n.setup(c, "c1", "*210#", 4000);
+    n.run_media();
+    let member: SocketAddr = "198.51.100.1:4000".parse().unwrap();
+    let stranger: SocketAddr = "203.0.113.9:4000".parse().unwrap();
+    let w = n.engines.iter().position(|e| e.leg_count() == 1).unwrap();
+    let e = &mut n.engines[w];
+    e.handle_datagram(n.now, stranger, Via::Rtp, &rtp(0, 1, 7));
+    e.handle_datagram(n.now, member, Via::Rtp, &[0x80, 0x00, 0x01]);
+    e.handle_datagram(n.now, member, Via::Rtp, &rtp(99, 2, 7));
+    e.handle_datagram(n.now, member, Via::Rtp, &rtp(99, 3, 7));
+    let ServerMsg::StatusResult { rooms, workers, .. } = report(&mut n, c, "Status") else {
+        panic!("a StatusResult");
+    };
+    assert_eq!(workers.len(), 2);
+    assert_eq!(
+        (workers[w].foreign, workers[w].malformed),
+        (1, 1),
+        "{workers:?}"
+    );
+    let sum = |f: fn(&WorkerInfo) -> u64| workers.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|w| w.foreign), 1);
+    assert_eq!(sum(|w| w.malformed), 1);
+    assert_eq!(sum(|w| w.unknown_payload_type), 2);
+    let m = &rooms[0].members[0];
+    assert_eq!(m.counters.unknown_payload_type, 2);
+    assert_eq!(m.counters.packets_received, 0, "no audio was accepted");
+    let ServerMsg::HealthResult { workers, .. } = report(&mut n, c, "Health") else {
+        panic!("a HealthResult");
+    };
+    assert_eq!(workers.iter().map(|w| w.foreign).sum::<u64>(), 1);
+    assert_eq!(workers.iter().map(|w| w.malformed).sum::<u64>(), 1);
+    assert_eq!(
+        workers.iter().map(|w| w.unknown_payload_type).sum::<u64>(),
+        2
+    );
+    // The worker's counters outlive the leg: they only ever grow.
+    n.text(c, json!({"mt": "Release", "call": "c1"}));
+    let ServerMsg::HealthResult { workers, legs, .. } = report(&mut n, c, "Health") else {
+        panic!("a HealthResult");
+    };
+    assert_eq!(legs, 0);
+    assert_eq!(
+        workers.iter().map(|w| w.unknown_payload_type).sum::<u64>(),
+        2
+    );
 }
