@@ -28,7 +28,7 @@ pub mod slab;
 pub mod tx;
 
 pub use leg::{LegId, LegSpec, LegStats, MixId};
-pub use ops::{MediaOp, MediaResult, WorkerSnapshot, WorkerStats};
+pub use ops::{Drops, FloodWatch, MediaOp, MediaResult, WorkerSnapshot, WorkerStats};
 pub use tx::{Transmit, Via};
 
 use hdrhistogram::Histogram;
