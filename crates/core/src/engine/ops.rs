@@ -285,6 +285,7 @@ impl Engine {
     /// Applies one media operation. Never panics: a refused operation is
     /// [`MediaResult::Failed`] and changes nothing.
     pub fn apply(&mut self, now: Instant, index: usize, op: MediaOp) -> MediaResult {
+        self.clock = self.clock.max(now);
         match op {
             MediaOp::OpenRoom { mix } => self.open_room(now, mix).into(),
             MediaOp::CloseRoom { mix } => match self.close_room(mix) {
