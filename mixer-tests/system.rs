@@ -401,3 +401,72 @@ async fn telephone_events_reach_the_control_side_as_digits() {
     assert_eq!(digits, "21*#");
     node.shutdown();
 }
+
+/// What a member's address and a stranger send that the node cannot use reaches the
+/// operator: `Health` counts it per worker, `Status` per member, through the real
+/// node and its control listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_malformed_and_unknown_payload_input_shows_in_health_and_status() {
+    use crate::support::{control_node, controller};
+    use scnf_core::control::msg::{CodecDesc, Direction, MediaOffer};
+    let _machine = exclusive().await;
+    let (node, control) = control_node(|_| {}).await;
+    let mut c = controller(control.local).await;
+    let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = phone.local_addr().unwrap();
+    let offer = MediaOffer {
+        address: local.ip(),
+        port: local.port(),
+        codecs: vec![CodecDesc {
+            name: "PCMU".into(),
+            pt: 0,
+            rate: 8000,
+        }],
+        ptime: 20,
+        telephone_event: None,
+        direction: Direction::Sendrecv,
+        rtcp_mux: false,
+        latching: false,
+    };
+    let answer = c.setup("g1", "*210#", true, &offer).await.unwrap();
+    let media = answer.media_addr().expect("connected with media");
+    let rtp = |pt: u8, seq: u16| {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&0x5eed_u32.to_be_bytes());
+        p.extend_from_slice(&[0xff; 160]);
+        p
+    };
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..10u16 {
+        phone.send_to(&[0x80, 0x00, 0x01], media).unwrap();
+        phone.send_to(&rtp(99, i), media).unwrap();
+        stranger.send_to(&rtp(0, i), media).unwrap();
+    }
+    // Each Health is a round trip through the worker: ask until all 30 are in.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let w = loop {
+        let w = c.health().await.unwrap().workers.remove(0);
+        if w.foreign + w.malformed + w.unknown_payload_type >= 30 {
+            break w;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "counted in 5 s: {w:?}"
+        );
+    };
+    assert_eq!(
+        (w.foreign, w.malformed, w.unknown_payload_type),
+        (10, 10, 10),
+        "{w:?}"
+    );
+    let status = c.status().await.unwrap();
+    let m = &status.rooms[0].members[0];
+    assert_eq!(m.call, "g1");
+    assert_eq!(m.counters.unknown_payload_type, 10, "{m:?}");
+    assert_eq!(m.counters.packets_received, 0, "nothing of it was audio");
+    assert_eq!(status.workers[0].foreign, 10);
+    control.stop();
+    node.shutdown();
+}

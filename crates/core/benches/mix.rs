@@ -7,6 +7,10 @@
 //! packets are encoded once before measuring (a second of frames per talker), so the
 //! figure is the node's work alone. Criterion reports time per iteration; divide by
 //! the leg count for ns per participant (the README quotes both).
+//!
+//! `worker_snapshot` is what a `Health` (no legs) or `Status` (every leg) costs one
+//! worker holding that room: the leg counters are summed at each snapshot, so
+//! `Health` visits every leg too, and this says what that costs.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use scnf_core::engine::{Engine, EngineConfig, LegId, LegSpec, MixId, Via};
@@ -133,5 +137,23 @@ fn bench_mix(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_mix);
+fn bench_snapshot(c: &mut Criterion) {
+    let mut g = c.benchmark_group("worker_snapshot");
+    g.sample_size(20);
+    for &legs in &[100usize, 1000] {
+        let mut r = room(legs, true);
+        for _ in 0..20 {
+            period(&mut r);
+        }
+        g.throughput(Throughput::Elements(legs as u64));
+        for (name, with_legs) in [("health", false), ("status", true)] {
+            g.bench_function(BenchmarkId::new(name, legs), |b| {
+                b.iter(|| black_box(r.engine.snapshot(0, with_legs)));
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_mix, bench_snapshot);
 criterion_main!(benches);

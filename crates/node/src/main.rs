@@ -11,6 +11,10 @@ use scnf::NodeHandle;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// How long a stopping node waits for its calls to be released and its sessions
+/// closed before it exits anyway.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(2);
+
 #[derive(Parser)]
 #[command(name = "scnf", version, about = "Software conference mixer node")]
 struct Cli {
@@ -95,8 +99,19 @@ async fn run_node(o: Overrides) -> Result<ExitCode, Box<dyn std::error::Error>> 
             }
         }
     }
-    tracing::info!("stopping");
+    // Calls end cleanly: controllers get a Release with a cause, peers a BYE. A
+    // controller that does not read or a stuck worker cannot hold the exit up for
+    // longer than the bound.
+    tracing::info!("stopping: releasing calls");
+    if !control.shutdown(SHUTDOWN_BOUND).await {
+        tracing::warn!(
+            bound_ms = SHUTDOWN_BOUND.as_millis() as u64,
+            "calls not all released in time"
+        );
+    }
     control.stop();
+    // The workers apply what is queued (the BYEs go out) before they stop.
     node.shutdown();
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,7 @@
 //! a control command or a readable socket; feed the engine; drain its transmits into
 //! sendmmsg batches and its events into the node's event channel; repeat.
 
-use scnf_core::engine::{Engine, EngineEvent, MediaOp, MediaResult, Via};
+use scnf_core::engine::{Engine, EngineEvent, FloodWatch, MediaOp, MediaResult, Via};
 use scnf_core::session::ReqId;
 use scnf_udp::{RecvBatch, SendBatch};
 use std::net::UdpSocket;
@@ -19,6 +19,8 @@ const MAX_BATCHES_PER_WAKE: usize = 8;
 /// Largest datagram handled: bigger ones are truncated and dropped (counted). Audio
 /// RTP is far smaller; 1500 bytes is the Ethernet MTU.
 const SLOT_BYTES: usize = 1500;
+/// At most one flood summary line per worker this often (see [`FloodWatch`]).
+const FLOOD_SUMMARY: Duration = Duration::from_secs(10);
 
 /// Where a media operation's result goes.
 pub enum Reply {
@@ -102,6 +104,7 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
     // The worker's one timer, re-armed to the engine's next deadline each turn.
     let timer = tokio::time::sleep(idle);
     tokio::pin!(timer);
+    let mut flood = FloodWatch::new(Instant::now(), FLOOD_SUMMARY);
     loop {
         let deadline = engine
             .poll_timeout()
@@ -151,6 +154,7 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
             // No subscriber is fine: events are advisory.
             let _ = events.send(e);
         }
+        flood_summary(index, &engine, &counters, &mut flood);
     }
     tracing::debug!(worker = index, "worker stopped");
     Ok(())
@@ -202,6 +206,25 @@ fn flush(batch: &mut SendBatch, sock: &tokio::net::UdpSocket, counters: &mut Cou
             batch.clear();
             tracing::warn!(error = %e, "sendmmsg failed");
         }
+    }
+}
+
+/// Logs what the worker dropped in the last period, at most once per
+/// [`FLOOD_SUMMARY`] and only when a drop counter moved.
+fn flood_summary(index: usize, engine: &Engine, counters: &Counters, flood: &mut FloodWatch) {
+    let now = Instant::now();
+    if !flood.due(now) {
+        return;
+    }
+    let mut s = engine.snapshot(index, false).stats;
+    s.truncated = counters.truncated;
+    if let Some(drops) = flood.observe(now, &s) {
+        tracing::warn!(
+            worker = index,
+            period_s = FLOOD_SUMMARY.as_secs(),
+            %drops,
+            "media input dropped or damaged"
+        );
     }
 }
 

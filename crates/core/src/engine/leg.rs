@@ -63,8 +63,10 @@ impl LegSpec {
     }
 }
 
-/// Counters and gauges of one leg, as reported to the control side.
+/// Counters and gauges of one leg, as reported to the control side (`Status`
+/// carries it whole; missing fields parse as 0, so older nodes' reports read).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LegStats {
     pub packets_received: u64,
     pub packets_sent: u64,

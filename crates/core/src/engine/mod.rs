@@ -28,7 +28,7 @@ pub mod slab;
 pub mod tx;
 
 pub use leg::{LegId, LegSpec, LegStats, MixId};
-pub use ops::{MediaOp, MediaResult, WorkerSnapshot, WorkerStats};
+pub use ops::{Drops, FloodWatch, MediaOp, MediaResult, WorkerSnapshot, WorkerStats};
 pub use tx::{Transmit, Via};
 
 use hdrhistogram::Histogram;
@@ -227,12 +227,15 @@ pub struct Engine {
     tx: TxQueue,
     events: VecDeque<EngineEvent>,
     stats: EngineStats,
+    /// The input counters of legs that have gone (see [`WorkerStats`]).
+    retired: ops::LegTotals,
+    /// The latest time any input carried (for what control calls without one do).
+    clock: Instant,
 }
 
 impl Engine {
     pub fn new(cfg: EngineConfig, seed: u64) -> Engine {
         Engine {
-            cfg,
             rng: Rng::new(seed),
             rooms: HashMap::new(),
             legs: Slab::default(),
@@ -244,6 +247,9 @@ impl Engine {
             tx: TxQueue::default(),
             events: VecDeque::new(),
             stats: EngineStats::default(),
+            retired: ops::LegTotals::default(),
+            clock: cfg.wallclock.0,
+            cfg,
         }
     }
 
@@ -251,6 +257,7 @@ impl Engine {
 
     /// Opens an empty room. The mix tick starts with the first room.
     pub fn open_room(&mut self, now: Instant, id: MixId) -> Result<(), EngineError> {
+        self.clock = self.clock.max(now);
         if self.rooms.contains_key(&id) {
             return Err(EngineError::RoomExists(id));
         }
@@ -286,6 +293,7 @@ impl Engine {
         id: LegId,
         spec: LegSpec,
     ) -> Result<(), EngineError> {
+        self.clock = self.clock.max(now);
         if !self.rooms.contains_key(&room) {
             return Err(EngineError::NoSuchRoom(room));
         }
@@ -329,22 +337,29 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes a leg and returns its final statistics.
+    /// Removes a leg and returns its final statistics. The leg's RTCP BYE (with its
+    /// last report) is queued: the peer learns at once that our stream ended.
     pub fn remove_leg(&mut self, id: LegId) -> Result<LegStats, EngineError> {
         let idx = self
             .leg_index
             .remove(&id)
             .ok_or(EngineError::NoSuchLeg(id))?;
-        let leg = self
+        let mut leg = self
             .legs
             .remove(idx)
             .expect("leg_index points at live legs");
+        // Control calls carry no time: the latest the engine was told will do for
+        // the report's delay since the peer's last SR (within one tick).
+        let (now, wall) = (self.clock, self.ntp(self.clock));
+        rtcp_io::send_bye(&mut leg, now, wall, &self.cfg.cname, &mut self.tx);
         self.addresses.unmap(idx, leg.remote, leg.rtcp_remote);
         self.latching.retain(|&i| i != idx);
         if let Some(room) = self.rooms.get_mut(&leg.room) {
             room.legs.retain(|&i| i != idx);
         }
-        Ok(leg.snapshot())
+        let stats = leg.snapshot();
+        self.retired.add(&stats);
+        Ok(stats)
     }
 
     /// Mutes or unmutes a leg's contribution to the mix (hold, remote control).
@@ -415,6 +430,7 @@ impl Engine {
     /// A datagram arrived on the worker's RTP (`via = Rtp`) or RTCP socket.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, via: Via, data: &[u8]) {
         self.stats.datagrams += 1;
+        self.clock = self.clock.max(now);
         let is_rtcp = via == Via::Rtcp || rtp::is_rtcp(data);
         let known = if via == Via::Rtcp {
             self.addresses
@@ -552,6 +568,7 @@ impl Engine {
 
     /// Runs due mix ticks, RTCP reports and media-timeout checks.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         let Some(mut due) = self.next_tick else {
             return;
         };

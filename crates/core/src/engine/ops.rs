@@ -12,8 +12,8 @@
 //! is always seen in that order.
 
 use super::{Engine, EngineError, LegId, LegSpec, LegStats, MixId};
-use serde::Serialize;
-use std::time::Instant;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
 
 /// One media operation for one worker.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,11 +91,18 @@ impl From<Result<(), EngineError>> for MediaResult {
     }
 }
 
-/// A worker's counters, as reported in `Status` and `Health`.
+/// A worker's counters, as reported in `Status` and `Health` (serialised whole as
+/// the `workers` entries, so a counter added here reaches controllers without more
+/// plumbing; `docs/control-protocol.md` documents each one).
 ///
-/// `truncated` and `send_errors` are the shell's (its socket layer's); the engine
-/// reports them as 0 and the shell fills them in.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// All counters are cumulative since the worker started: the leg counters
+/// (`late` .. `decode_errors`) are summed over the worker's legs, those that have
+/// gone included, so an exporter can rate them without seeing them drop when a
+/// call ends. `truncated` and `send_errors` are the shell's (its socket layer's);
+/// the engine reports them as 0 and the shell fills them in. Missing fields parse
+/// as 0, so a controller reads older nodes' reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WorkerStats {
     pub index: usize,
     pub rooms: usize,
@@ -105,6 +112,16 @@ pub struct WorkerStats {
     pub malformed: u64,
     pub truncated: u64,
     pub send_errors: u64,
+    /// Packets that arrived after their playout time, over all legs.
+    pub late: u64,
+    /// Packets received twice, over all legs.
+    pub duplicates: u64,
+    /// Packets with a payload type their leg did not negotiate, over all legs.
+    pub unknown_payload_type: u64,
+    /// Peer SSRC changes, over all legs.
+    pub ssrc_changes: u64,
+    /// Payloads a decoder refused, over all legs.
+    pub decode_errors: u64,
     pub ticks: u64,
     pub late_ticks: u64,
     pub skipped_ticks: u64,
@@ -115,6 +132,145 @@ pub struct WorkerStats {
     pub lateness_p50_us: u64,
     pub lateness_p99_us: u64,
     pub lateness_max_us: u64,
+}
+
+/// The per-leg input counters a worker also reports summed ([`WorkerStats`]). The
+/// engine keeps the sum of the legs that have gone; the live ones are added at
+/// each snapshot (a few additions per leg, once per report — nothing per packet).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LegTotals {
+    pub late: u64,
+    pub duplicates: u64,
+    pub unknown_payload_type: u64,
+    pub ssrc_changes: u64,
+    pub decode_errors: u64,
+}
+
+impl LegTotals {
+    pub fn add(&mut self, s: &LegStats) {
+        self.late += s.late;
+        self.duplicates += s.duplicates;
+        self.unknown_payload_type += s.unknown_payload_type;
+        self.ssrc_changes += s.ssrc_changes;
+        self.decode_errors += s.decode_errors;
+    }
+}
+
+/// The drop counters of a worker that a flood moves, for its summary log line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drops {
+    pub foreign: u64,
+    pub malformed: u64,
+    pub truncated: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    pub unknown_payload_type: u64,
+    pub ssrc_changes: u64,
+    pub decode_errors: u64,
+}
+
+impl Drops {
+    pub fn of(s: &WorkerStats) -> Drops {
+        Drops {
+            foreign: s.foreign,
+            malformed: s.malformed,
+            truncated: s.truncated,
+            late: s.late,
+            duplicates: s.duplicates,
+            unknown_payload_type: s.unknown_payload_type,
+            ssrc_changes: s.ssrc_changes,
+            decode_errors: s.decode_errors,
+        }
+    }
+
+    fn fields(&self) -> [(&'static str, u64); 8] {
+        [
+            ("foreign", self.foreign),
+            ("malformed", self.malformed),
+            ("truncated", self.truncated),
+            ("late", self.late),
+            ("duplicates", self.duplicates),
+            ("unknown_payload_type", self.unknown_payload_type),
+            ("ssrc_changes", self.ssrc_changes),
+            ("decode_errors", self.decode_errors),
+        ]
+    }
+
+    /// What grew since `earlier` (counters only grow; a smaller value reads as 0).
+    fn since(&self, earlier: &Drops) -> Drops {
+        Drops {
+            foreign: self.foreign.saturating_sub(earlier.foreign),
+            malformed: self.malformed.saturating_sub(earlier.malformed),
+            truncated: self.truncated.saturating_sub(earlier.truncated),
+            late: self.late.saturating_sub(earlier.late),
+            duplicates: self.duplicates.saturating_sub(earlier.duplicates),
+            unknown_payload_type: self
+                .unknown_payload_type
+                .saturating_sub(earlier.unknown_payload_type),
+            ssrc_changes: self.ssrc_changes.saturating_sub(earlier.ssrc_changes),
+            decode_errors: self.decode_errors.saturating_sub(earlier.decode_errors),
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.fields().iter().all(|(_, v)| *v == 0)
+    }
+}
+
+/// `foreign=+12 malformed=+3`: the counters that moved, and only those.
+impl std::fmt::Display for Drops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        for (name, v) in self.fields().into_iter().filter(|(_, v)| *v > 0) {
+            if !first {
+                f.write_str(" ")?;
+            }
+            first = false;
+            write!(f, "{name}=+{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Rate-limits a worker's flood summary: at most one line per `period`, and only
+/// when a drop counter moved, naming the deltas. A flood of bad datagrams must be
+/// seen by an operator, yet never cost a log line per packet; the shell asks
+/// [`FloodWatch::due`] (one comparison) each turn and takes a snapshot only then.
+#[derive(Clone, Debug)]
+pub struct FloodWatch {
+    period: Duration,
+    next: Instant,
+    seen: Drops,
+}
+
+impl FloodWatch {
+    /// The first summary may come one `period` after `now`.
+    pub fn new(now: Instant, period: Duration) -> FloodWatch {
+        FloodWatch {
+            period,
+            next: now + period,
+            seen: Drops::default(),
+        }
+    }
+
+    /// Whether a summary may be due: the shell then passes a snapshot to
+    /// [`FloodWatch::observe`].
+    pub fn due(&self, now: Instant) -> bool {
+        now >= self.next
+    }
+
+    /// What moved since the last observation, when something did and a period has
+    /// passed since the last one; `None` otherwise.
+    pub fn observe(&mut self, now: Instant, stats: &WorkerStats) -> Option<Drops> {
+        if !self.due(now) {
+            return None;
+        }
+        self.next = now + self.period;
+        let current = Drops::of(stats);
+        let moved = current.since(&self.seen);
+        self.seen = current;
+        (!moved.is_zero()).then_some(moved)
+    }
 }
 
 /// What [`MediaOp::Snapshot`] returns.
@@ -129,6 +285,7 @@ impl Engine {
     /// Applies one media operation. Never panics: a refused operation is
     /// [`MediaResult::Failed`] and changes nothing.
     pub fn apply(&mut self, now: Instant, index: usize, op: MediaOp) -> MediaResult {
+        self.clock = self.clock.max(now);
         match op {
             MediaOp::OpenRoom { mix } => self.open_room(now, mix).into(),
             MediaOp::CloseRoom { mix } => match self.close_room(mix) {
@@ -151,10 +308,20 @@ impl Engine {
         }
     }
 
-    /// The worker's counters and, with `legs`, every leg's statistics.
+    /// The worker's counters and, with `legs`, every leg's statistics. Visits every
+    /// leg either way (to sum its counters), but copies them out only with `legs`.
     pub fn snapshot(&self, index: usize, legs: bool) -> WorkerSnapshot {
         let s = self.stats();
         let h = &s.lateness_us;
+        let mut totals = self.retired;
+        let mut out = Vec::with_capacity(if legs { self.leg_count() } else { 0 });
+        for (_, l) in self.legs.iter() {
+            let stats = l.snapshot();
+            totals.add(&stats);
+            if legs {
+                out.push((l.id, stats));
+            }
+        }
         WorkerSnapshot {
             stats: WorkerStats {
                 index,
@@ -165,6 +332,11 @@ impl Engine {
                 malformed: s.malformed,
                 truncated: 0,
                 send_errors: 0,
+                late: totals.late,
+                duplicates: totals.duplicates,
+                unknown_payload_type: totals.unknown_payload_type,
+                ssrc_changes: totals.ssrc_changes,
+                decode_errors: totals.decode_errors,
                 ticks: s.ticks,
                 late_ticks: s.late_ticks,
                 skipped_ticks: s.skipped_ticks,
@@ -175,14 +347,7 @@ impl Engine {
                 lateness_p99_us: h.value_at_quantile(0.99),
                 lateness_max_us: h.max(),
             },
-            legs: if legs {
-                self.legs
-                    .iter()
-                    .map(|(_, l)| (l.id, l.snapshot()))
-                    .collect()
-            } else {
-                Vec::new()
-            },
+            legs: out,
         }
     }
 }
@@ -192,7 +357,6 @@ mod tests {
     use super::*;
     use crate::engine::EngineConfig;
     use scnf_media::codec::CodecKind;
-    use std::time::Duration;
 
     fn engine() -> (Engine, Instant) {
         let now = scnf_media::testclock::anchor();
@@ -278,5 +442,38 @@ mod tests {
         assert_eq!(legs.len(), 1);
         assert_eq!(legs[0].0, LegId(8));
         assert_eq!(e.room_count(), 0);
+    }
+
+    #[test]
+    fn a_flood_is_summed_up_once_per_period_and_only_when_counters_moved() {
+        let t0 = scnf_media::testclock::anchor();
+        let period = Duration::from_secs(10);
+        let mut watch = FloodWatch::new(t0, period);
+        let mut stats = WorkerStats {
+            foreign: 500,
+            ..WorkerStats::default()
+        };
+        assert!(!watch.due(t0 + Duration::from_secs(9)));
+        assert_eq!(watch.observe(t0 + Duration::from_secs(9), &stats), None);
+        let first = watch
+            .observe(t0 + period, &stats)
+            .expect("the flood is told");
+        assert_eq!((first.foreign, first.malformed), (500, 0));
+        assert_eq!(first.to_string(), "foreign=+500");
+        // More flood right after: held back until the next period, then the delta.
+        stats.foreign = 800;
+        stats.malformed = 3;
+        stats.unknown_payload_type = 2;
+        assert!(!watch.due(t0 + Duration::from_secs(15)));
+        let second = watch
+            .observe(t0 + Duration::from_secs(20), &stats)
+            .expect("the flood goes on");
+        assert_eq!(
+            second.to_string(),
+            "foreign=+300 malformed=+3 unknown_payload_type=+2"
+        );
+        // Nothing moved: no line, however much time passes.
+        assert_eq!(watch.observe(t0 + Duration::from_secs(30), &stats), None);
+        assert_eq!(watch.observe(t0 + Duration::from_secs(90), &stats), None);
     }
 }

@@ -8,7 +8,8 @@
 //!   [`Session::handle_message`], [`Session::handle_bad_frame`],
 //!   [`Session::handle_close`] (from the transport), [`Session::handle_engine_event`]
 //!   (from the media workers), [`Session::handle_media_result`] (the answer to a media
-//!   operation it asked for) and [`Session::handle_timeout`];
+//!   operation it asked for), [`Session::handle_timeout`] and
+//!   [`Session::handle_shutdown`] (the node is stopping);
 //! - outputs, drained with [`Session::poll_output`] after every input: a message for a
 //!   connection, a connection to close, or a [`MediaOp`] for a worker with a request id
 //!   whose [`MediaResult`] must come back through `handle_media_result`;
@@ -130,6 +131,7 @@ enum Deferred {
     Close { conn: ConnId },
     Engine(EngineEvent),
     Timeout,
+    Shutdown(Cause),
 }
 
 /// A `Status` or `Health` request waiting for its worker snapshots.
@@ -161,7 +163,18 @@ pub struct Session {
     pending_queries: HashMap<u64, Query>,
     next_query: u64,
     out: VecDeque<Output>,
+    /// Set by [`Session::handle_shutdown`]: the cause new calls are refused with.
+    stopping: Option<Cause>,
 }
+
+/// The cause calls are released with when their node stops (Q.850 41, temporary
+/// failure): the call did nothing wrong and the controller may set it up again at
+/// once, on another node or this one once it is back. 38 (network out of order)
+/// would say the outage is long, and 16 (normal clearing) that someone hung up.
+pub const SHUTDOWN_CAUSE: Cause = Cause::TEMPORARY_FAILURE;
+
+/// The close reason of every control session when the node stops.
+pub const SHUTDOWN_REASON: &str = "node shutting down";
 
 impl Session {
     /// A root for a node with `cfg.workers`; `seed` (32 bytes from the OS in a node,
@@ -193,6 +206,7 @@ impl Session {
             pending_queries: HashMap::new(),
             next_query: 1,
             out: VecDeque::new(),
+            stopping: None,
         }
     }
 
@@ -202,6 +216,10 @@ impl Session {
     pub fn handle_open(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
         if self.waiting.is_some() {
             return self.deferred.push_back(Deferred::Open { conn, peer });
+        }
+        if self.stopping.is_some() {
+            let reason = SHUTDOWN_REASON.into();
+            return self.out.push_back(Output::Close { conn, reason });
         }
         let logged_in = !self.login.required();
         self.conns.insert(
@@ -286,6 +304,49 @@ impl Session {
             }
         }
         self.drain(None);
+    }
+
+    /// The node is stopping (SIGTERM): every call is released towards its controller
+    /// with `cause` (the node uses [`SHUTDOWN_CAUSE`]), its leg removed (so its peer
+    /// gets an RTCP BYE) and its room closed, then every control session is closed.
+    /// A connection opened later is closed at once, a setup still arriving is
+    /// refused with `cause`. The shell executes the outputs as usual and may exit
+    /// once the media results are in and the connections are gone.
+    pub fn handle_shutdown(&mut self, cause: Cause) {
+        if self.waiting.is_some() {
+            return self.deferred.push_back(Deferred::Shutdown(cause));
+        }
+        self.stopping = Some(cause);
+        let creators: Vec<CallRef> = self.conf.rooms().iter().filter_map(|r| r.creator).collect();
+        let mut calls: Vec<CallRef> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| !c.ended)
+            .map(|(r, _)| *r)
+            .collect();
+        // Members before creators: a `*81` creator leaving first would release the
+        // others with cause 16, hiding why their calls ended.
+        calls.sort_unstable_by_key(|c| (creators.contains(c), *c));
+        for call in calls {
+            if self.conf.handle_media_failed(call, cause).is_err() {
+                self.forget(call);
+            } else if let Some(c) = self.calls.get_mut(&call) {
+                c.ended = true;
+            }
+        }
+        self.drain(None);
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort_unstable();
+        for conn in conns {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            if !c.closing {
+                c.closing = true;
+                let reason = SHUTDOWN_REASON.into();
+                self.out.push_back(Output::Close { conn, reason });
+            }
+        }
     }
 
     /// An event of a media worker (DTMF, talking, media timeout, latching).
@@ -445,6 +506,7 @@ impl Session {
                 Deferred::Close { conn } => self.handle_close(conn),
                 Deferred::Engine(event) => self.handle_engine_event(now, event),
                 Deferred::Timeout => self.handle_timeout(now),
+                Deferred::Shutdown(cause) => self.handle_shutdown(cause),
             }
         }
     }
@@ -533,6 +595,13 @@ impl Session {
     ) -> Option<ServerMsg> {
         if id.is_empty() {
             return Some(call_error("Setup", &id, "the call id is empty"));
+        }
+        if let Some(cause) = self.stopping {
+            return Some(ServerMsg::Release {
+                call: id,
+                cause: cause.0,
+                reason: format!("{}: {SHUTDOWN_REASON}", cause.text()),
+            });
         }
         if self.by_id.contains_key(&(conn, id.clone())) {
             return Some(call_error("Setup", &id, "a call with this id exists"));

@@ -207,6 +207,7 @@ impl Session {
                             packets_lost: stats.packets_lost,
                             jitter_ms: stats.jitter_ms,
                             talking: stats.talking,
+                            counters: stats,
                         }
                     })
                     .collect(),
@@ -240,18 +241,14 @@ impl Session {
     }
 }
 
+/// The workers' blocks, in index order: each worker's counters whole.
 fn worker_infos(snapshots: &[WorkerSnapshot]) -> Vec<WorkerInfo> {
     snapshots
         .iter()
         .enumerate()
         .map(|(index, s)| WorkerInfo {
             index,
-            legs: s.stats.legs,
-            ticks: s.stats.ticks,
-            late_ticks: s.stats.late_ticks,
-            skipped_ticks: s.stats.skipped_ticks,
-            lateness_p50_us: s.stats.lateness_p50_us,
-            lateness_p99_us: s.stats.lateness_p99_us,
+            ..s.stats.clone()
         })
         .collect()
 }

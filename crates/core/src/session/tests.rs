@@ -3,8 +3,9 @@
 
 use super::*;
 use crate::control::auth::client_digest;
+use crate::control::msg::WorkerInfo;
 use crate::control::msg::{Direction, ServerMsg};
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{Engine, EngineConfig, Via};
 use serde_json::json;
 
 const SECRET: &[u8] = b"session-test-secret";
@@ -477,4 +478,169 @@ fn errors_name_the_controllers_call_id_never_an_internal_reference() {
         assert!(error.contains("\"pbx-call-7\""), "{error}");
         assert!(!error.contains("CallRef"), "{error}");
     }
+}
+
+/// An RTP packet with payload type `pt` (G.711 sized).
+fn rtp(pt: u8, seq: u16, ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&[0xff; 160]);
+    p
+}
+
+/// Sends a `Status` or `Health` request and returns the one answer, after the workers answered.
+fn report(n: &mut Node, conn: ConnId, mt: &str) -> ServerMsg {
+    n.sent.clear();
+    n.text(conn, json!({ "mt": mt }));
+    assert_eq!(n.sent.len(), 1, "{:?}", n.sent);
+    n.sent.pop().unwrap().1
+}
+
+#[test]
+fn foreign_malformed_and_unknown_payload_input_is_counted_in_status_and_health() {
+    let mut n = Node::new(None);
+    let c = n.open(1);
+    n.setup(c, "c1", "*210#", 4000);
+    n.run_media();
+    let member: SocketAddr = "198.51.100.1:4000".parse().unwrap();
+    let stranger: SocketAddr = "203.0.113.9:4000".parse().unwrap();
+    let w = n.engines.iter().position(|e| e.leg_count() == 1).unwrap();
+    let e = &mut n.engines[w];
+    e.handle_datagram(n.now, stranger, Via::Rtp, &rtp(0, 1, 7));
+    e.handle_datagram(n.now, member, Via::Rtp, &[0x80, 0x00, 0x01]);
+    e.handle_datagram(n.now, member, Via::Rtp, &rtp(99, 2, 7));
+    e.handle_datagram(n.now, member, Via::Rtp, &rtp(99, 3, 7));
+    let ServerMsg::StatusResult { rooms, workers, .. } = report(&mut n, c, "Status") else {
+        panic!("a StatusResult");
+    };
+    assert_eq!(workers.len(), 2);
+    assert_eq!(
+        (workers[w].foreign, workers[w].malformed),
+        (1, 1),
+        "{workers:?}"
+    );
+    let sum = |f: fn(&WorkerInfo) -> u64| workers.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|w| w.foreign), 1);
+    assert_eq!(sum(|w| w.malformed), 1);
+    assert_eq!(sum(|w| w.unknown_payload_type), 2);
+    let m = &rooms[0].members[0];
+    assert_eq!(m.counters.unknown_payload_type, 2);
+    assert_eq!(m.counters.packets_received, 0, "no audio was accepted");
+    let ServerMsg::HealthResult { workers, .. } = report(&mut n, c, "Health") else {
+        panic!("a HealthResult");
+    };
+    assert_eq!(workers.iter().map(|w| w.foreign).sum::<u64>(), 1);
+    assert_eq!(workers.iter().map(|w| w.malformed).sum::<u64>(), 1);
+    assert_eq!(
+        workers.iter().map(|w| w.unknown_payload_type).sum::<u64>(),
+        2
+    );
+    // The worker's counters outlive the leg: they only ever grow.
+    n.text(c, json!({"mt": "Release", "call": "c1"}));
+    let ServerMsg::HealthResult { workers, legs, .. } = report(&mut n, c, "Health") else {
+        panic!("a HealthResult");
+    };
+    assert_eq!(legs, 0);
+    assert_eq!(
+        workers.iter().map(|w| w.unknown_payload_type).sum::<u64>(),
+        2
+    );
+}
+
+#[test]
+fn a_shutdown_releases_every_call_with_its_cause_says_bye_and_closes_the_sessions() {
+    let mut n = Node::new(None);
+    let (c1, c2) = (n.open(1), n.open(2));
+    n.setup(c1, "a", "*210*81#", 4000);
+    n.run_media();
+    n.setup(c1, "b", "10#", 4002);
+    n.run_media();
+    n.setup(c2, "c", "*220#", 4004);
+    n.run_media();
+    n.setup(c2, "d", "*2", 4006);
+    n.run_media();
+    n.sent.clear();
+    n.session.handle_shutdown(SHUTDOWN_CAUSE);
+    n.run_media();
+    let mut released: Vec<(ConnId, String, u8)> = n
+        .sent
+        .iter()
+        .filter_map(|(conn, m, _)| match m {
+            ServerMsg::Release { call, cause, .. } => Some((*conn, call.clone(), *cause)),
+            _ => None,
+        })
+        .collect();
+    released.sort();
+    let expected = [(c1, "a", 41), (c1, "b", 41), (c2, "c", 41), (c2, "d", 41)];
+    let expected: Vec<(ConnId, String, u8)> = expected
+        .iter()
+        .map(|(c, id, cause)| (*c, id.to_string(), *cause))
+        .collect();
+    assert_eq!(
+        released, expected,
+        "the *81 creator's member too: {:?}",
+        n.sent
+    );
+    assert_eq!(
+        n.closed,
+        [
+            (c1, SHUTDOWN_REASON.to_string()),
+            (c2, SHUTDOWN_REASON.to_string())
+        ]
+    );
+    let removed = n
+        .applied
+        .iter()
+        .filter(|op| matches!(op, MediaOp::RemoveLeg { .. }))
+        .count();
+    assert_eq!(removed, 3, "every leg removed");
+    let mut byes = 0;
+    for e in &mut n.engines {
+        assert_eq!((e.leg_count(), e.room_count()), (0, 0));
+        while let Some(t) = e.poll_transmit() {
+            let bye = scnf_media::rtp::parse_compound(t.data)
+                .any(|p| matches!(p, Ok(scnf_media::rtp::RtcpPacket::Bye(_))));
+            byes += usize::from(bye);
+        }
+    }
+    assert_eq!(byes, 3, "one BYE per leg");
+    assert_eq!(n.session.conference().channels_used(), 0);
+    // Whatever still arrives is turned away.
+    n.sent.clear();
+    n.setup(c1, "late", "10#", 4008);
+    n.run_media();
+    assert!(
+        matches!(&n.sent[..], [(_, ServerMsg::Release { cause: 41, .. }, _)]),
+        "{:?}",
+        n.sent
+    );
+    let c3 = n.open(3);
+    n.collect();
+    assert_eq!(n.closed.last(), Some(&(c3, SHUTDOWN_REASON.to_string())));
+    assert!(n.held.is_empty());
+}
+
+#[test]
+fn a_shutdown_while_a_leg_is_being_added_waits_for_it_then_releases_the_call() {
+    let mut n = Node::new(None);
+    let c = n.open(1);
+    n.setup(c, "a", "*210#", 4000);
+    assert!(n.session.is_waiting());
+    n.session.handle_shutdown(SHUTDOWN_CAUSE);
+    n.collect();
+    assert!(n.closed.is_empty(), "deferred behind the outstanding add");
+    n.run_media();
+    let kinds: Vec<(String, u8)> = n
+        .take_sent()
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMsg::Release { call, cause, .. } => Some((call, cause)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, [("a".to_string(), 41)]);
+    assert_eq!(n.closed, [(c, SHUTDOWN_REASON.to_string())]);
+    assert_eq!(n.engines.iter().map(Engine::leg_count).sum::<usize>(), 0);
 }

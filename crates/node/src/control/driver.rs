@@ -15,7 +15,7 @@
 
 use crate::NodeHandle;
 use scnf_core::engine::MediaResult;
-use scnf_core::session::{ConnId, Output, ReqId, Session};
+use scnf_core::session::{ConnId, Output, ReqId, Session, SHUTDOWN_CAUSE};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -40,6 +40,10 @@ pub enum Inbound {
     Bad { conn: ConnId, problem: String },
     /// The session ended.
     Closed { conn: ConnId },
+    /// The node is stopping ([`Session::handle_shutdown`]): `done` fires once the
+    /// releases, the leg removals and the closes are through (every media result in,
+    /// every session gone), and the driver then ends.
+    Shutdown { done: oneshot::Sender<()> },
 }
 
 /// What the driver tells a transport.
@@ -70,8 +74,18 @@ pub async fn run(mut session: Session, node: NodeHandle, mut inbound: mpsc::Rece
     let mut events = node.subscribe();
     let (results_tx, mut results) = mpsc::unbounded_channel::<(ReqId, MediaResult)>();
     let mut conns: HashMap<ConnId, Conn> = HashMap::new();
+    // Media operations submitted and not answered yet, and the stopping node's
+    // waiter: a shutdown is through when both the media and the sessions are done.
+    let mut in_flight = 0usize;
+    let mut stopping: Option<oneshot::Sender<()>> = None;
     loop {
-        flush(&mut session, &node, &results_tx, &mut conns);
+        in_flight += flush(&mut session, &node, &results_tx, &mut conns);
+        if stopping.is_some() && in_flight == 0 && conns.is_empty() {
+            if let Some(done) = stopping.take() {
+                let _ = done.send(());
+            }
+            break;
+        }
         let waiting = session.is_waiting();
         let deadline = session.poll_timeout();
         let sleep = async {
@@ -82,6 +96,7 @@ pub async fn run(mut session: Session, node: NodeHandle, mut inbound: mpsc::Rece
         };
         tokio::select! {
             Some((req, result)) = results.recv() => {
+                in_flight = in_flight.saturating_sub(1);
                 session.handle_media_result(Instant::now(), req, result);
             }
             item = inbound.recv(), if !waiting => match item {
@@ -94,6 +109,10 @@ pub async fn run(mut session: Session, node: NodeHandle, mut inbound: mpsc::Rece
                 Some(Inbound::Closed { conn }) => {
                     conns.remove(&conn);
                     session.handle_close(conn);
+                }
+                Some(Inbound::Shutdown { done }) => {
+                    stopping = Some(done);
+                    session.handle_shutdown(SHUTDOWN_CAUSE);
                 }
                 None => break,
             },
@@ -109,13 +128,15 @@ pub async fn run(mut session: Session, node: NodeHandle, mut inbound: mpsc::Rece
     }
 }
 
-/// Executes the root's outputs.
+/// Executes the root's outputs; returns how many media operations it submitted
+/// (each one's result comes back, a failed submission's included).
 fn flush(
     session: &mut Session,
     node: &NodeHandle,
     results: &mpsc::UnboundedSender<(ReqId, MediaResult)>,
     conns: &mut HashMap<ConnId, Conn>,
-) {
+) -> usize {
+    let mut media = 0;
     while let Some(out) = session.poll_output() {
         match out {
             Output::Send { conn, text } => {
@@ -139,6 +160,7 @@ fn flush(
                 }
             }
             Output::Media { req, worker, op } => {
+                media += 1;
                 if let Err(e) = node.submit(worker, req, op, results) {
                     // The result still comes back, so the root never waits forever.
                     let _ = results.send((req, MediaResult::Failed(e.to_string())));
@@ -146,6 +168,7 @@ fn flush(
             }
         }
     }
+    media
 }
 
 #[cfg(test)]

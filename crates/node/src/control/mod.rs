@@ -42,6 +42,9 @@ pub struct ControlHandle {
     /// Whether connections must use wss.
     pub tls: bool,
     server: tokio::task::JoinHandle<()>,
+    /// The driver's way in, for [`ControlHandle::shutdown`]; weak, so the driver
+    /// still ends when the last transport goes.
+    inbound: mpsc::WeakSender<driver::Inbound>,
 }
 
 impl ControlHandle {
@@ -49,6 +52,21 @@ impl ControlHandle {
     /// task has gone.
     pub fn stop(&self) {
         self.server.abort();
+    }
+
+    /// Releases every call towards its controller (cause
+    /// [`scnf_core::session::SHUTDOWN_CAUSE`]), removes their legs (their peers get an
+    /// RTCP BYE) and closes every session; returns whether all of it was through
+    /// within `bound`. The node's workers must still run while it does.
+    pub async fn shutdown(&self, bound: std::time::Duration) -> bool {
+        let Some(tx) = self.inbound.upgrade() else {
+            return true; // no driver left: nothing to release
+        };
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let work = async {
+            tx.send(driver::Inbound::Shutdown { done }).await.is_ok() && finished.await.is_ok()
+        };
+        tokio::time::timeout(bound, work).await.unwrap_or(false)
     }
 }
 
@@ -95,6 +113,7 @@ pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, Cont
         own_media: node.own_media(),
     };
     let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+    let inbound = tx.downgrade();
     let driver = tokio::spawn(driver::run(Session::new(session, seed), node, rx));
     tokio::spawn(async move {
         if let Err(e) = driver.await {
@@ -107,5 +126,10 @@ pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, Cont
     let tls = acceptor.is_some();
     let server = tokio::spawn(server::serve(listener, acceptor, tx, c.max_connections));
     tracing::info!(%local, tls, "call control listening");
-    Ok(ControlHandle { local, tls, server })
+    Ok(ControlHandle {
+        local,
+        tls,
+        server,
+        inbound,
+    })
 }

@@ -10,6 +10,7 @@
 //! Parsing is two-step on purpose ([`parse_client`]): first any JSON object, so that
 //! `mt` and `src` can be reported even when the body is wrong, then the typed message.
 
+use crate::engine::LegStats;
 use scnf_media::codec::CodecKind;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -229,19 +230,14 @@ pub struct Channels {
     pub free: u32,
 }
 
-/// One media worker in a status report: how well it keeps its 20 ms mix clock. A
-/// late tick is one that ran more than 10 ms after it was due (`engine::LATE_TICK`); a load generator
-/// judges a node's capacity by them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkerInfo {
-    pub index: usize,
-    pub legs: usize,
-    pub ticks: u64,
-    pub late_ticks: u64,
-    pub skipped_ticks: u64,
-    pub lateness_p50_us: u64,
-    pub lateness_p99_us: u64,
-}
+/// One media worker in `StatusResult` / `HealthResult`: how well it keeps its 20 ms
+/// mix clock (a late tick ran more than 10 ms after it was due,
+/// `engine::LATE_TICK`; a load generator judges a node's capacity by them) and what
+/// input it dropped. It is the worker's [`crate::engine::WorkerStats`] serialised
+/// whole: a counter the engine adds reaches controllers with no more plumbing, and
+/// the older fields (`index`, `legs`, `ticks`, `late_ticks`, `skipped_ticks`,
+/// `lateness_p50_us`, `lateness_p99_us`) keep their names.
+pub type WorkerInfo = crate::engine::WorkerStats;
 
 /// One member in a status report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -260,6 +256,12 @@ pub struct MemberInfo {
     pub packets_lost: i64,
     pub jitter_ms: f64,
     pub talking: bool,
+    /// The leg's statistics whole (what the figures above are taken from, plus the
+    /// input counters: late, duplicates, unknown payload types, SSRC changes, ...).
+    /// Serialised as the engine's `LegStats`, so counters added there appear here
+    /// with no more plumbing. Absent from older nodes (then all zero).
+    #[serde(default)]
+    pub counters: LegStats,
 }
 
 /// One room in a status report.

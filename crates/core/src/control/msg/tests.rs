@@ -163,6 +163,12 @@ fn every_server_message() -> Vec<ServerMsg> {
                     packets_lost: -1,
                     jitter_ms: 0.5,
                     talking: true,
+                    counters: LegStats {
+                        packets_received: 10,
+                        unknown_payload_type: 2,
+                        rtt_ms: Some(31.5),
+                        ..LegStats::default()
+                    },
                 }],
             }],
             workers: vec![WorkerInfo {
@@ -173,6 +179,9 @@ fn every_server_message() -> Vec<ServerMsg> {
                 skipped_ticks: 0,
                 lateness_p50_us: 900,
                 lateness_p99_us: 5100,
+                foreign: 7,
+                malformed: 3,
+                ..WorkerInfo::default()
             }],
         },
         ServerMsg::HealthResult {
@@ -376,4 +385,25 @@ fn every_line_of_the_documented_example_session_parses() {
         }
     }
     assert!(requests >= 8 && answers >= 15, "{requests} {answers}");
+}
+
+#[test]
+fn a_report_of_a_node_without_the_counters_still_parses() {
+    // What nodes sent before per-leg and per-worker counters were reported.
+    let text = r#"{"mt":"StatusResult","version":1,
+        "channels":{"capacity":10,"used":1,"free":9},
+        "rooms":[{"room":"12","options":{"reserve":0,"disconnect_control":false,
+          "remote_connect":false,"multivideo":true},
+          "members":[{"participant":1,"call":"a","state":"connected","held":false,
+            "receive_off":false,"heard":true,"codec":"PCMU","packets_received":5,
+            "packets_sent":4,"packets_lost":0,"jitter_ms":0.0,"talking":false}]}],
+        "workers":[{"index":0,"legs":1,"ticks":50,"late_ticks":0,"skipped_ticks":0,
+          "lateness_p50_us":100,"lateness_p99_us":200}]}"#;
+    let (msg, _) = parse_server(text).expect("an older report parses");
+    let ServerMsg::StatusResult { rooms, workers, .. } = msg else {
+        panic!("a StatusResult: {msg:?}");
+    };
+    assert_eq!(rooms[0].members[0].packets_received, 5);
+    assert_eq!(rooms[0].members[0].counters, LegStats::default());
+    assert_eq!((workers[0].ticks, workers[0].foreign), (50, 0));
 }
