@@ -596,7 +596,7 @@ impl Engine {
                     self.stats.latch_refused += 1;
                     let log_due = leg
                         .latch_logged
-                        .is_none_or(|t| now.saturating_duration_since(t) >= LOG_EVERY);
+                        .map_or(true, |t| now.saturating_duration_since(t) >= LOG_EVERY);
                     if log_due {
                         leg.latch_logged = Some(now);
                         tracing::warn!(
