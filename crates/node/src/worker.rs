@@ -4,18 +4,32 @@
 //! The loop is the run-loop vocabulary of the crate docs: wait for the tick deadline,
 //! a control command or a readable socket; feed the engine; drain its transmits into
 //! sendmmsg batches and its events into the node's event channel; repeat.
+//!
+//! **The mix tick runs on time whatever arrives.** The timer alone cannot promise it:
+//! tokio fires a timer entry only when its driver turns, and a socket that never runs
+//! dry keeps the loop busy without it (a flood left 147 of 500 ticks in 10 s). So
+//! every turn compares the engine's deadline with the clock itself ([`run_due`]) —
+//! at the top of the turn and before every receive batch ([`receive`]) — and a turn
+//! handles at most [`MAX_BATCHES_PER_TURN`] batches per socket, so a tick is late by
+//! at most one batch's work. The timer only wakes an idle worker. A leg's excess
+//! datagrams are cheap: the engine drops them unparsed against the leg's receive
+//! budget (`scnf_core::engine::budget`).
+//!
+//! The turn logic is generic over the datagram source and the clock ([`Datagrams`],
+//! [`Clock`]), so a test drives it with a source that never runs dry on a virtual
+//! clock.
 
 use scnf_core::engine::{Engine, EngineEvent, FloodWatch, MediaOp, MediaResult, Via};
 use scnf_core::session::ReqId;
 use scnf_udp::{RecvBatch, SendBatch};
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-/// Datagram batches handled per socket wake-up before the loop looks at the timer
-/// again, so a flood cannot delay the mix tick.
-const MAX_BATCHES_PER_WAKE: usize = 8;
+/// Datagram batches handled per socket and turn; the deadline is checked before each.
+/// Bounds how long a command or the other socket waits behind a flood.
+pub const MAX_BATCHES_PER_TURN: usize = 8;
 /// Largest datagram handled: bigger ones are truncated and dropped (counted). Audio
 /// RTP is far smaller; 1500 bytes is the Ethernet MTU.
 const SLOT_BYTES: usize = 1500;
@@ -66,11 +80,6 @@ pub struct WorkerIo {
     pub batch: usize,
 }
 
-struct Counters {
-    truncated: u64,
-    send_errors: u64,
-}
-
 /// Runs the worker until a `Shutdown` command or the command channel closes.
 pub fn run(w: WorkerIo) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -93,19 +102,23 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
     let rtp = tokio::net::UdpSocket::from_std(rtp)?;
     let rtcp = tokio::net::UdpSocket::from_std(rtcp)?;
     let mut recv = RecvBatch::new(batch, SLOT_BYTES);
-    let mut send_rtp = SendBatch::new(batch, SLOT_BYTES);
-    let mut send_rtcp = SendBatch::new(batch, SLOT_BYTES);
-    let mut counters = Counters {
-        truncated: 0,
+    let mut out = Outbox {
+        rtp: SendBatch::new(batch, SLOT_BYTES),
+        rtcp: SendBatch::new(batch, SLOT_BYTES),
+        events,
         send_errors: 0,
     };
+    let mut truncated = 0u64;
+    let clock = SystemClock;
     // Far enough to never fire; used while the engine has no rooms.
     let idle = Duration::from_secs(3600);
-    // The worker's one timer, re-armed to the engine's next deadline each turn.
+    // The worker's one timer, re-armed to the engine's next deadline each turn. It
+    // only wakes an idle loop: a busy one checks the deadline itself.
     let timer = tokio::time::sleep(idle);
     tokio::pin!(timer);
     let mut flood = FloodWatch::new(Instant::now(), FLOOD_SUMMARY);
     loop {
+        run_due(&mut engine, clock.now(), &mut |e| out.drain(e, &rtp, &rtcp));
         let deadline = engine
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + idle);
@@ -115,94 +128,202 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
         tokio::select! {
             biased;
             _ = &mut timer => {
-                engine.handle_timeout(Instant::now());
+                run_due(&mut engine, clock.now(), &mut |e| out.drain(e, &rtp, &rtcp));
             }
             cmd = commands.recv() => match cmd {
                 None | Some(Command::Shutdown) => break,
-                Some(Command::Op { op, reply }) => apply(index, &mut engine, &counters, op, reply),
+                Some(Command::Op { op, reply }) => {
+                    apply(index, &mut engine, (truncated, out.send_errors), op, reply);
+                }
             },
             r = rtp.readable() => {
                 r?;
-                drain(&rtp, &mut recv, &mut engine, Via::Rtp, &mut counters);
+                let mut src = Socket { sock: &rtp, batch: &mut recv };
+                let mut after = |e: &mut Engine| out.drain(e, &rtp, &rtcp);
+                receive_logged(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated, &mut after);
             }
             r = rtcp.readable() => {
                 r?;
-                drain(&rtcp, &mut recv, &mut engine, Via::Rtcp, &mut counters);
+                let mut src = Socket { sock: &rtcp, batch: &mut recv };
+                let mut after = |e: &mut Engine| out.drain(e, &rtp, &rtcp);
+                receive_logged(&mut engine, &mut src, Via::Rtcp, &clock, &mut truncated, &mut after);
             }
         }
-        while let Some(t) = engine.poll_transmit() {
-            let (batch, sock) = match t.via {
-                Via::Rtp => (&mut send_rtp, &rtp),
-                Via::Rtcp => (&mut send_rtcp, &rtcp),
-            };
-            if batch.is_full() {
-                flush(batch, sock, &mut counters);
-                if batch.is_full() {
-                    // The socket buffer is full and nothing drained: drop the oldest
-                    // batch rather than block the media loop (counted).
-                    counters.send_errors += batch.len() as u64;
-                    batch.clear();
-                }
-            }
-            if batch.push(t.dst, t.data).is_err() {
-                counters.send_errors += 1;
-            }
-        }
-        flush(&mut send_rtp, &rtp, &mut counters);
-        flush(&mut send_rtcp, &rtcp, &mut counters);
-        while let Some(e) = engine.poll_event() {
-            // No subscriber is fine: events are advisory.
-            let _ = events.send(e);
-        }
-        flood_summary(index, &engine, &counters, &mut flood);
+        out.drain(&mut engine, &rtp, &rtcp);
+        flood_summary(index, &engine, truncated, &mut flood);
     }
     tracing::debug!(worker = index, "worker stopped");
     Ok(())
 }
 
-fn drain(
-    sock: &tokio::net::UdpSocket,
-    recv: &mut RecvBatch,
+/// [`receive`], with a failed `recvmmsg` logged (the loop goes on: the next readiness
+/// tries again).
+fn receive_logged(
     engine: &mut Engine,
+    src: &mut dyn Datagrams,
     via: Via,
-    counters: &mut Counters,
+    clock: &dyn Clock,
+    truncated: &mut u64,
+    after_tick: &mut dyn FnMut(&mut Engine),
 ) {
-    for _ in 0..MAX_BATCHES_PER_WAKE {
+    if let Err(e) = receive(engine, src, via, clock, truncated, after_tick) {
+        tracing::warn!(error = %e, "recvmmsg failed");
+    }
+}
+
+/// The worker's clock: the real one in the node, a virtual one in tests.
+pub trait Clock {
+    fn now(&self) -> Instant;
+}
+
+/// The real clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// Where received datagrams come from: the worker's sockets, or a test's flood.
+pub trait Datagrams {
+    /// Receives one batch and hands each datagram (source, bytes, truncated) to `f`.
+    /// `Ok(0)`: nothing is waiting (the source ran dry).
+    fn recv_batch(&mut self, f: &mut dyn FnMut(SocketAddr, &[u8], bool)) -> std::io::Result<usize>;
+}
+
+/// A tokio socket read in `recvmmsg` batches.
+struct Socket<'a> {
+    sock: &'a tokio::net::UdpSocket,
+    batch: &'a mut RecvBatch,
+}
+
+impl Datagrams for Socket<'_> {
+    fn recv_batch(&mut self, f: &mut dyn FnMut(SocketAddr, &[u8], bool)) -> std::io::Result<usize> {
+        let (sock, batch) = (self.sock, &mut *self.batch);
         // `try_io` clears the readiness flag when the closure reports WouldBlock, so
         // the next `readable()` waits for new datagrams.
-        let got = sock.try_io(Interest::READABLE, || match recv.recv(sock)? {
+        let got = sock.try_io(Interest::READABLE, || match batch.recv(sock)? {
             0 => Err(std::io::ErrorKind::WouldBlock.into()),
             n => Ok(n),
         });
         match got {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "recvmmsg failed");
-                return;
+            Ok(n) => {
+                for d in batch.iter() {
+                    f(d.src, d.data, d.truncated);
+                }
+                Ok(n)
             }
-        }
-        let now = Instant::now();
-        for d in recv.iter() {
-            if d.truncated {
-                counters.truncated += 1;
-                continue;
-            }
-            engine.handle_datagram(now, d.src, via, d.data);
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
         }
     }
-    // More may be waiting: readiness stays set, the loop comes back after the timer.
 }
 
-fn flush(batch: &mut SendBatch, sock: &tokio::net::UdpSocket, counters: &mut Counters) {
+/// Runs the engine's timeout (mix tick, RTCP, media timeouts) if it is due at `now`,
+/// then `after` (which sends what the tick produced). Returns whether it ran.
+pub fn run_due(engine: &mut Engine, now: Instant, after: &mut dyn FnMut(&mut Engine)) -> bool {
+    if !engine.poll_timeout().is_some_and(|due| due <= now) {
+        return false;
+    }
+    engine.handle_timeout(now);
+    after(engine);
+    true
+}
+
+/// How a [`receive`] turn ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// The source ran dry.
+    Dry,
+    /// [`MAX_BATCHES_PER_TURN`] batches were handled and more may wait: the loop
+    /// comes back after its other work (readiness stays set).
+    Bounded,
+}
+
+/// Feeds at most [`MAX_BATCHES_PER_TURN`] batches from `src` to the engine, running
+/// the mix tick (through [`run_due`]) before each batch if it is due, and once more
+/// at the end. `truncated` counts datagrams too large for a slot (dropped).
+pub fn receive(
+    engine: &mut Engine,
+    src: &mut dyn Datagrams,
+    via: Via,
+    clock: &dyn Clock,
+    truncated: &mut u64,
+    after_tick: &mut dyn FnMut(&mut Engine),
+) -> std::io::Result<Drained> {
+    for _ in 0..MAX_BATCHES_PER_TURN {
+        run_due(engine, clock.now(), after_tick);
+        let now = clock.now();
+        let n = src.recv_batch(&mut |from, data, cut| {
+            if cut {
+                *truncated += 1;
+            } else {
+                engine.handle_datagram(now, from, via, data);
+            }
+        })?;
+        if n == 0 {
+            return Ok(Drained::Dry);
+        }
+    }
+    run_due(engine, clock.now(), after_tick);
+    Ok(Drained::Bounded)
+}
+
+/// The worker's send side: its sendmmsg batches and the node's event channel.
+struct Outbox {
+    rtp: SendBatch,
+    rtcp: SendBatch,
+    events: broadcast::Sender<NodeEvent>,
+    /// Datagrams that could not be sent (the shell's counter, reported in snapshots).
+    send_errors: u64,
+}
+
+impl Outbox {
+    /// Sends what the engine has to send and passes its events on.
+    fn drain(
+        &mut self,
+        engine: &mut Engine,
+        rtp: &tokio::net::UdpSocket,
+        rtcp: &tokio::net::UdpSocket,
+    ) {
+        let send_errors = &mut self.send_errors;
+        while let Some(t) = engine.poll_transmit() {
+            let (batch, sock) = match t.via {
+                Via::Rtp => (&mut self.rtp, rtp),
+                Via::Rtcp => (&mut self.rtcp, rtcp),
+            };
+            if batch.is_full() {
+                flush(batch, sock, send_errors);
+                if batch.is_full() {
+                    // The socket buffer is full and nothing drained: drop the oldest
+                    // batch rather than block the media loop (counted).
+                    *send_errors += batch.len() as u64;
+                    batch.clear();
+                }
+            }
+            if batch.push(t.dst, t.data).is_err() {
+                *send_errors += 1;
+            }
+        }
+        flush(&mut self.rtp, rtp, send_errors);
+        flush(&mut self.rtcp, rtcp, send_errors);
+        while let Some(e) = engine.poll_event() {
+            // No subscriber is fine: events are advisory.
+            let _ = self.events.send(e);
+        }
+    }
+}
+
+fn flush(batch: &mut SendBatch, sock: &tokio::net::UdpSocket, send_errors: &mut u64) {
     if batch.is_empty() {
         return;
     }
     match batch.flush(sock) {
         // Datagrams left pending (socket buffer full) go out with the next flush.
-        Ok(s) => counters.send_errors += s.failed as u64,
+        Ok(s) => *send_errors += s.failed as u64,
         Err(e) => {
-            counters.send_errors += batch.len() as u64;
+            *send_errors += batch.len() as u64;
             batch.clear();
             tracing::warn!(error = %e, "sendmmsg failed");
         }
@@ -211,13 +332,13 @@ fn flush(batch: &mut SendBatch, sock: &tokio::net::UdpSocket, counters: &mut Cou
 
 /// Logs what the worker dropped in the last period, at most once per
 /// [`FLOOD_SUMMARY`] and only when a drop counter moved.
-fn flood_summary(index: usize, engine: &Engine, counters: &Counters, flood: &mut FloodWatch) {
+fn flood_summary(index: usize, engine: &Engine, truncated: u64, flood: &mut FloodWatch) {
     let now = Instant::now();
     if !flood.due(now) {
         return;
     }
     let mut s = engine.snapshot(index, false).stats;
-    s.truncated = counters.truncated;
+    s.truncated = truncated;
     if let Some(drops) = flood.observe(now, &s) {
         tracing::warn!(
             worker = index,
@@ -228,11 +349,15 @@ fn flood_summary(index: usize, engine: &Engine, counters: &Counters, flood: &mut
     }
 }
 
-fn apply(index: usize, engine: &mut Engine, counters: &Counters, op: MediaOp, reply: Reply) {
+/// Applies one operation; a snapshot gets the shell's counters (truncated datagrams,
+/// send errors).
+fn apply(index: usize, engine: &mut Engine, shell: (u64, u64), op: MediaOp, reply: Reply) {
     let mut result = engine.apply(Instant::now(), index, op);
     if let MediaResult::Snapshot(s) = &mut result {
-        s.stats.truncated = counters.truncated;
-        s.stats.send_errors = counters.send_errors;
+        (s.stats.truncated, s.stats.send_errors) = shell;
     }
     reply.send(result);
 }
+
+#[cfg(test)]
+mod tests;

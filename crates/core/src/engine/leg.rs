@@ -13,7 +13,31 @@ use scnf_media::mixer::Frame;
 use scnf_media::rtp::{DtmfReceiver, ReceptionStats, SenderStats};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use super::budget::Budget;
+
+/// Packets in a row with the same new SSRC after which a leg adopts it while its
+/// current SSRC is still heard. A transfer or re-INVITE that switches streams loses
+/// `SSRC_CONFIRM - 1` packets (40 ms); a flood rotating the SSRC on every packet never
+/// gets one adopted.
+pub const SSRC_CONFIRM: u8 = 3;
+/// Silence of the current SSRC after which a new one is adopted on its first packet
+/// (the old stream has ended). Longer than any jitter gap of a live 50 packets/s
+/// stream, so a stream that is still sending is not displaced; a rotating flood can
+/// reset a silent leg at most once per period.
+pub const SSRC_QUIET: Duration = Duration::from_millis(200);
+
+/// What a leg makes of an audio packet's SSRC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SsrcCheck {
+    /// The leg's current stream (or its first).
+    Current,
+    /// A new stream, adopted now: the receive state starts over.
+    Adopted,
+    /// Not the leg's stream (yet): drop the packet.
+    Refused,
+}
 
 /// Identifies a leg across the node (unique for the node's lifetime).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -99,7 +123,7 @@ pub struct LegStats {
     /// Of `dtmf_digits`, those detected as tones in the decoded audio (legs that did
     /// not negotiate telephone-events).
     pub inband_dtmf_digits: u64,
-    /// SSRC changes seen (each resets the playout).
+    /// SSRC changes adopted (each resets the playout).
     pub ssrc_changes: u64,
     /// RTCP packets received.
     pub rtcp_received: u64,
@@ -108,6 +132,19 @@ pub struct LegStats {
     /// Loss the peer reports about our stream (fraction lost, 0-255 scale).
     pub remote_fraction_lost: Option<u8>,
     pub talking: bool,
+    /// Datagrams from the leg's own addresses dropped unparsed because the leg was over
+    /// its receive budget (a flood; see `engine::budget`).
+    pub flood_dropped: u64,
+    /// Packets dropped because their SSRC was not (yet) the leg's: a new SSRC is only
+    /// adopted once it repeats or the current one went quiet (a stream of new SSRCs
+    /// changes nothing).
+    pub ssrc_refused: u64,
+    /// Packets from a new address that claimed this latching leg but were refused: its
+    /// current source was still sending (a hijack attempt, or the first packets of a
+    /// NAT rebinding before the old port went quiet).
+    pub latch_refused: u64,
+    /// Times latching moved the leg to a new address (each one reported as an event).
+    pub latch_moves: u64,
 }
 
 /// Where a peer at `rtp` receives RTCP: the same port with rtcp-mux (RFC 5761),
@@ -153,7 +190,17 @@ pub struct Leg {
     pub receives: bool,
     /// Last SSRC seen from the peer.
     pub peer_ssrc: Option<u32>,
+    /// When a packet of `peer_ssrc` was last accepted.
+    pub ssrc_heard: Instant,
+    /// A new SSRC seen on consecutive packets, and how many.
+    pub ssrc_candidate: Option<(u32, u8)>,
+    /// Any datagram from the leg's current addresses, accepted or not (latching asks
+    /// whether the current source went quiet).
     pub last_rx: Instant,
+    /// Spent by every datagram from the leg's addresses before it is parsed.
+    pub budget: Budget,
+    /// When a refused latch was last logged (refusals are logged once a second).
+    pub latch_logged: Option<Instant>,
     pub timeout_reported: bool,
     // Send side.
     pub ssrc: u32,
@@ -199,7 +246,11 @@ impl Leg {
             muted: false,
             receives: true,
             peer_ssrc: None,
+            ssrc_heard: now,
+            ssrc_candidate: None,
             last_rx: now,
+            budget: Budget::new(now),
+            latch_logged: None,
             timeout_reported: false,
             ssrc,
             seq: initial_seq,
@@ -215,6 +266,47 @@ impl Leg {
     /// Whether this leg's mix may be the room's shared, encode-once payload.
     pub fn can_share_encoding(&self) -> bool {
         self.spec.codec != CodecKind::Opus
+    }
+
+    /// Decides whether an audio packet with `ssrc` belongs to the leg's stream (see
+    /// [`SSRC_CONFIRM`] and [`SSRC_QUIET`]). Adopting a new SSRC resets the playout,
+    /// the in-band DTMF detector and the reception statistics; a refusal is counted.
+    pub fn check_ssrc(&mut self, now: Instant, ssrc: u32) -> SsrcCheck {
+        let Some(current) = self.peer_ssrc else {
+            self.peer_ssrc = Some(ssrc);
+            self.ssrc_heard = now;
+            return SsrcCheck::Current;
+        };
+        if current == ssrc {
+            self.ssrc_candidate = None;
+            self.ssrc_heard = now;
+            return SsrcCheck::Current;
+        }
+        let seen = match &mut self.ssrc_candidate {
+            Some((c, n)) if *c == ssrc => {
+                *n = n.saturating_add(1);
+                *n
+            }
+            other => {
+                *other = Some((ssrc, 1));
+                1
+            }
+        };
+        let quiet = now.saturating_duration_since(self.ssrc_heard) >= SSRC_QUIET;
+        if !quiet && seen < SSRC_CONFIRM {
+            self.stats.ssrc_refused += 1;
+            return SsrcCheck::Refused;
+        }
+        self.peer_ssrc = Some(ssrc);
+        self.ssrc_candidate = None;
+        self.ssrc_heard = now;
+        self.stats.ssrc_changes += 1;
+        self.playout.reset();
+        if let Some(detector) = &mut self.inband {
+            detector.reset();
+        }
+        self.reception = ReceptionStats::new(self.spec.codec.rtp_clock_rate());
+        SsrcCheck::Adopted
     }
 
     /// A snapshot of the leg's statistics.

@@ -12,15 +12,27 @@
 //! and drains [`Engine::poll_transmit`] and [`Engine::poll_event`] after each call.
 //!
 //! Legs share the worker's sockets and are told apart by their remote address.
+//! Every datagram from a leg's addresses first spends the leg's receive budget
+//! ([`budget`]): a leg's excess is dropped unparsed and counted (`flood_dropped`), so
+//! a flood from one address cannot take the worker's time from the other rooms.
+//!
 //! **Latching rule**: a datagram from an address no leg owns is dropped and counted
-//! as foreign, unless a leg with `latching` on claims it: first the latching leg whose
-//! current remote IP and peer SSRC equal the packet's (a NAT rebinding moved the
-//! port mid-call), else the only latching leg that has not received anything yet and
-//! whose configured remote IP equals the source IP (a NAT changed the port before
-//! the first packet). The claiming leg then sends to the new address. A different
-//! IP never takes a leg over, whatever SSRC it claims, and ambiguous cases are
-//! dropped, never guessed.
+//! as foreign, unless a leg with `latching` on claims it:
+//! - the only latching leg that has not received anything yet and whose configured
+//!   remote IP equals the source IP takes it (a NAT changed the port before the first
+//!   packet);
+//! - else a latching leg whose current remote IP and peer SSRC equal the packet's
+//!   moves to the new port only if nothing came from its current address for
+//!   [`LATCH_QUIET`] (a NAT rebinding leaves the old port silent). While the current
+//!   source still sends, the claim is refused and counted (`latch_refused`, logged
+//!   once a second): a sender on the same IP that learnt the SSRC cannot take a live
+//!   call over, nor send audio or DTMF in its name.
+//!
+//! Each move is reported ([`EngineEvent::Latched`]) and logged. A different IP never
+//! takes a leg over, whatever SSRC it claims; ambiguous cases are dropped, never
+//! guessed; a refused datagram is dropped whole (no audio, no telephone-event).
 
+pub mod budget;
 pub mod leg;
 pub mod ops;
 pub mod room;
@@ -52,6 +64,17 @@ pub const LATE_TICK: Duration = Duration::from_millis(10);
 /// Beyond this much lateness the engine stops catching up tick by tick and
 /// re-anchors its schedule (counted as skipped ticks).
 const MAX_CATCH_UP: Duration = Duration::from_millis(100);
+/// How long a latching leg's current address must have been silent before a claim
+/// from a new port moves it. A live stream sends every 20 ms and even a bad jitter
+/// spike rarely leaves a gap over 150 ms, so a sender that is still talking is never
+/// displaced; a NAT rebinding costs a quarter of a second of audio (the refused
+/// packets of the new port), which concealment covers. (A peer in silence
+/// suppression sends nothing: a same-IP sender with its SSRC could then move it; the
+/// move is reported to the controller.)
+pub const LATCH_QUIET: Duration = Duration::from_millis(250);
+/// Refused latching claims are logged at most this often per leg (a flood of them
+/// must not flood the log; the counter has every one).
+const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Engine settings (typed, already validated).
 #[derive(Clone, Debug)]
@@ -148,6 +171,12 @@ pub struct EngineStats {
     pub shared_sends: u64,
     /// Tick lateness, microseconds.
     pub lateness_us: Histogram<u64>,
+    /// Datagrams dropped unparsed: their leg was over its receive budget.
+    pub flood_dropped: u64,
+    /// Latching claims refused (the leg's current source was still sending).
+    pub latch_refused: u64,
+    /// Latching moves made (each one reported as [`EngineEvent::Latched`]).
+    pub latch_moves: u64,
 }
 
 impl std::fmt::Debug for EngineStats {
@@ -164,6 +193,9 @@ impl std::fmt::Debug for EngineStats {
             .field("encode_failures", &self.encode_failures)
             .field("shared_sends", &self.shared_sends)
             .field("lateness_p99_us", &self.lateness_us.value_at_quantile(0.99))
+            .field("flood_dropped", &self.flood_dropped)
+            .field("latch_refused", &self.latch_refused)
+            .field("latch_moves", &self.latch_moves)
             .finish()
     }
 }
@@ -182,6 +214,9 @@ impl Default for EngineStats {
             shared_sends: 0,
             lateness_us: Histogram::new_with_bounds(1, 60_000_000, 3)
                 .expect("static histogram bounds are valid"),
+            flood_dropped: 0,
+            latch_refused: 0,
+            latch_moves: 0,
         }
     }
 }
@@ -439,15 +474,22 @@ impl Engine {
                 .or_else(|| self.addresses.rtp.get(&from))
         } else {
             self.addresses.rtp.get(&from)
-        };
+        }
+        .copied();
+        if let Some(idx) = known {
+            // Spend the budget before any parsing: a flood costs a lookup per datagram.
+            if !self.spend(now, idx) {
+                return;
+            }
+        }
         if is_rtcp {
             match known {
-                Some(&idx) => self.handle_rtcp(now, idx, data),
+                Some(idx) => self.handle_rtcp(now, idx, data),
                 None => self.stats.foreign += 1,
             }
             return;
         }
-        if known.is_none() && self.latching.is_empty() {
+        if known.is_none() && !self.may_latch(from) {
             self.stats.foreign += 1;
             return;
         }
@@ -459,9 +501,10 @@ impl Engine {
             }
         };
         let idx = match known {
-            Some(&idx) => idx,
-            None => match self.latch(from, pkt.ssrc) {
-                Some(idx) => idx,
+            Some(idx) => idx,
+            None => match self.latch(now, from, pkt.ssrc) {
+                Some(idx) if self.spend(now, idx) => idx,
+                Some(_) => return,
                 None => {
                     self.stats.foreign += 1;
                     return;
@@ -473,21 +516,12 @@ impl Engine {
             .legs
             .get_mut(idx)
             .expect("address maps point at live legs");
-        leg.latched = true;
-        leg.last_rx = now;
-        leg.timeout_reported = false;
         if pkt.payload_type == leg.spec.payload_type {
-            if leg.peer_ssrc != Some(pkt.ssrc) {
-                if leg.peer_ssrc.is_some() {
-                    leg.stats.ssrc_changes += 1;
-                    leg.playout.reset();
-                    if let Some(detector) = &mut leg.inband {
-                        detector.reset();
-                    }
-                    leg.reception = rtp::ReceptionStats::new(leg.spec.codec.rtp_clock_rate());
-                }
-                leg.peer_ssrc = Some(pkt.ssrc);
+            if leg.check_ssrc(now, pkt.ssrc) == leg::SsrcCheck::Refused {
+                return;
             }
+            leg.latched = true;
+            leg.timeout_reported = false;
             leg.stats.packets_received += 1;
             leg.reception
                 .on_packet(now, pkt.ssrc, pkt.sequence, pkt.timestamp);
@@ -501,7 +535,17 @@ impl Engine {
             ) {
                 leg.stats.decode_errors += 1;
             }
-        } else if Some(pkt.payload_type) == leg.spec.telephone_event_pt {
+            return;
+        }
+        if leg.peer_ssrc.is_some_and(|s| s != pkt.ssrc) {
+            // Events and comfort noise belong to the audio stream: another SSRC's are
+            // not the peer's (it must not key digits in the peer's name).
+            leg.stats.ssrc_refused += 1;
+            return;
+        }
+        leg.latched = true;
+        leg.timeout_reported = false;
+        if Some(pkt.payload_type) == leg.spec.telephone_event_pt {
             if let Ok(ev) = TelephoneEvent::parse(pkt.payload) {
                 if let Some(d) = leg.dtmf.on_packet(pkt.timestamp, &ev) {
                     leg.stats.dtmf_digits += 1;
@@ -521,29 +565,87 @@ impl Engine {
         }
     }
 
+    /// A datagram from one of leg `idx`'s addresses: notes that its source is alive
+    /// and spends its receive budget. `false`: dropped and counted, do not parse.
+    fn spend(&mut self, now: Instant, idx: usize) -> bool {
+        let leg = self
+            .legs
+            .get_mut(idx)
+            .expect("address maps point at live legs");
+        leg.last_rx = now;
+        if leg.budget.take(now) {
+            return true;
+        }
+        leg.stats.flood_dropped += 1;
+        self.stats.flood_dropped += 1;
+        false
+    }
+
+    /// Whether some latching leg could claim a datagram from `from` (its IP is a
+    /// latching leg's): anything else is foreign without being parsed.
+    fn may_latch(&self, from: SocketAddr) -> bool {
+        self.latching.iter().any(|&i| {
+            self.legs
+                .get(i)
+                .is_some_and(|l| l.remote.ip() == from.ip() || l.spec.remote.ip() == from.ip())
+        })
+    }
+
     /// Finds the latching leg that may claim a datagram from `from` (see module docs)
-    /// and moves it there.
-    fn latch(&mut self, from: SocketAddr, ssrc: u32) -> Option<usize> {
+    /// and moves it there. A claim refused because the leg's current source is still
+    /// sending is counted on that leg.
+    fn latch(&mut self, now: Instant, from: SocketAddr, ssrc: u32) -> Option<usize> {
         let legs = &self.legs;
         let by_ssrc = self.latching.iter().copied().find(|&i| {
-            legs.get(i)
-                .is_some_and(|l| l.peer_ssrc == Some(ssrc) && l.remote.ip() == from.ip())
+            legs.get(i).is_some_and(|l| {
+                l.latched && l.peer_ssrc == Some(ssrc) && l.remote.ip() == from.ip()
+            })
         });
-        let idx = by_ssrc.or_else(|| {
-            let mut fresh = self.latching.iter().copied().filter(|&i| {
-                legs.get(i)
-                    .is_some_and(|l| !l.latched && l.spec.remote.ip() == from.ip())
-            });
-            let first = fresh.next()?;
-            fresh.next().is_none().then_some(first)
-        })?;
+        let idx = match by_ssrc {
+            Some(idx) => {
+                let leg = self
+                    .legs
+                    .get_mut(idx)
+                    .expect("latching list holds live legs");
+                if now.saturating_duration_since(leg.last_rx) < LATCH_QUIET {
+                    leg.stats.latch_refused += 1;
+                    self.stats.latch_refused += 1;
+                    let log_due = leg
+                        .latch_logged
+                        .map_or(true, |t| now.saturating_duration_since(t) >= LOG_EVERY);
+                    if log_due {
+                        leg.latch_logged = Some(now);
+                        tracing::warn!(
+                            leg = leg.id.0,
+                            from = %from,
+                            current = %leg.remote,
+                            refused = leg.stats.latch_refused,
+                            "latching refused: the leg's current source is still sending"
+                        );
+                    }
+                    return None;
+                }
+                idx
+            }
+            None => {
+                let mut fresh = self.latching.iter().copied().filter(|&i| {
+                    legs.get(i)
+                        .is_some_and(|l| !l.latched && l.spec.remote.ip() == from.ip())
+                });
+                let first = fresh.next()?;
+                fresh.next().is_none().then_some(first)?
+            }
+        };
         let leg = self
             .legs
             .get_mut(idx)
             .expect("latching list holds live legs");
         self.addresses.unmap(idx, leg.remote, leg.rtcp_remote);
+        tracing::info!(leg = leg.id.0, from = %leg.remote, to = %from, "latching leg moved");
         leg.remote = from;
         leg.rtcp_remote = leg::rtcp_address(from, leg.spec.rtcp_mux);
+        leg.stats.latch_moves += 1;
+        self.stats.latch_moves += 1;
         self.addresses.map(idx, leg.remote, leg.rtcp_remote);
         self.events.push_back(EngineEvent::Latched {
             room: leg.room,
@@ -662,5 +764,7 @@ impl Engine {
 
 mod rtcp_io;
 
+#[cfg(test)]
+mod guard_tests;
 #[cfg(test)]
 mod tests;

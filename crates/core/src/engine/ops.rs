@@ -132,6 +132,13 @@ pub struct WorkerStats {
     pub lateness_p50_us: u64,
     pub lateness_p99_us: u64,
     pub lateness_max_us: u64,
+    /// Datagrams dropped unparsed because their leg was over its receive budget (a
+    /// flood from a leg's address).
+    pub flood_dropped: u64,
+    /// Latching claims refused: the leg's current source was still sending.
+    pub latch_refused: u64,
+    /// Latching moves to a new address (each one reported to the controllers).
+    pub latch_moves: u64,
 }
 
 /// The per-leg input counters a worker also reports summed ([`WorkerStats`]). The
@@ -346,6 +353,9 @@ impl Engine {
                 lateness_p50_us: h.value_at_quantile(0.5),
                 lateness_p99_us: h.value_at_quantile(0.99),
                 lateness_max_us: h.max(),
+                flood_dropped: s.flood_dropped,
+                latch_refused: s.latch_refused,
+                latch_moves: s.latch_moves,
             },
             legs: out,
         }

@@ -396,7 +396,24 @@ impl Session {
                     self.drain(None);
                 }
             }
-            EngineEvent::Latched { .. } => {}
+            EngineEvent::Latched { leg, remote, .. } => {
+                let Some(call) = self.table.call_of(leg) else {
+                    return;
+                };
+                let (Some(room), Some(c)) = (self.conf.call_room(call), self.calls.get(&call))
+                else {
+                    return;
+                };
+                tracing::info!(call = %c.id, %room, %remote, "media moved (latching)");
+                let event = ServerMsg::MediaMoved {
+                    room: room.to_string(),
+                    participant: call.0,
+                    call: c.id.clone(),
+                    address: remote.ip(),
+                    port: remote.port(),
+                };
+                self.broadcast(&event);
+            }
         }
     }
 

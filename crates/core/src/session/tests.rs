@@ -400,6 +400,40 @@ fn a_dtmf_event_from_a_worker_reaches_the_conference_core() {
 }
 
 #[test]
+fn a_latching_move_is_reported_to_every_controller_as_media_moved() {
+    let mut n = Node::new(None);
+    let c = n.open(1);
+    n.setup(c, "c1", "*210#", 4000);
+    n.run_media();
+    n.sent.clear();
+    let leg = n.session.calls[&CallRef(1)].leg.expect("a leg").id;
+    let remote: SocketAddr = "203.0.113.5:40002".parse().unwrap();
+    let event = EngineEvent::Latched {
+        room: crate::engine::MixId(1),
+        leg,
+        remote,
+    };
+    n.session.handle_engine_event(n.now, event);
+    n.run_media();
+    let moved: Vec<&ServerMsg> = n
+        .sent
+        .iter()
+        .map(|(_, m, _)| m)
+        .filter(|m| matches!(m, ServerMsg::MediaMoved { .. }))
+        .collect();
+    assert_eq!(
+        moved,
+        [&ServerMsg::MediaMoved {
+            room: "10".into(),
+            participant: 1,
+            call: "c1".into(),
+            address: remote.ip(),
+            port: 40002,
+        }]
+    );
+}
+
+#[test]
 fn the_configs_debug_never_shows_the_secret() {
     let cfg = SessionConfig {
         secret: Some(b"hunter2-very-secret".to_vec()),

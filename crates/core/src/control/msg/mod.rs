@@ -390,6 +390,15 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exclusive: Option<u64>,
     },
+    /// A latching member's media moved to a new address (a NAT rebinding, or a NAT
+    /// that changed the port before the first packet): the node now sends there.
+    MediaMoved {
+        room: String,
+        participant: u64,
+        call: String,
+        address: IpAddr,
+        port: u16,
+    },
     /// A request was refused; `error` names the problem, `of` the request's `mt`.
     Error {
         error: String,
@@ -412,6 +421,7 @@ impl ServerMsg {
                 | ServerMsg::Talking { .. }
                 | ServerMsg::Muted { .. }
                 | ServerMsg::ListenMode { .. }
+                | ServerMsg::MediaMoved { .. }
         )
     }
 }

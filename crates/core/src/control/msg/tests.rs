@@ -227,6 +227,13 @@ fn every_server_message() -> Vec<ServerMsg> {
             room: room(),
             exclusive: None,
         },
+        ServerMsg::MediaMoved {
+            room: room(),
+            participant: 3,
+            call: call(),
+            address: "198.51.100.7".parse().unwrap(),
+            port: 40_002,
+        },
         ServerMsg::Error {
             error: "unknown call \"x\"".into(),
             of: Some("Hold".into()),
