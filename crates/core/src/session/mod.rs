@@ -29,6 +29,7 @@
 //! Calls belong to the connection that set them up: when it closes, its calls are
 //! released.
 
+pub mod budget;
 mod execute;
 mod report;
 pub mod table;
@@ -40,7 +41,8 @@ use crate::conf::{CallRef, Cause, ConfConfig, ConfError, Conference, MemberState
 use crate::control::auth::{Challenges, LoginConfig};
 use crate::control::login::{derive_key, Admission, LoginServer};
 use crate::control::msg::{self, ClientMsg, CodecDesc, Incoming, MediaOffer, ServerMsg};
-use crate::engine::{EngineEvent, MediaOp, MediaResult, WorkerSnapshot};
+use crate::engine::{EngineEvent, MediaOp, MediaResult};
+use budget::{Budgets, TokenBucket};
 use scnf_media::codec::CodecKind;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -70,6 +72,8 @@ pub struct SessionConfig {
     pub login_timeout: Duration,
     /// The node's media workers, in index order.
     pub workers: Vec<WorkerAddrs>,
+    /// What one session may ask for (see [`budget`]).
+    pub budgets: Budgets,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -80,6 +84,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("conf", &self.conf)
             .field("login_timeout", &self.login_timeout)
             .field("workers", &self.workers)
+            .field("budgets", &self.budgets)
             .finish()
     }
 }
@@ -105,6 +110,9 @@ struct Conn {
     challenges: Challenges,
     /// A close was asked for; the transport's `handle_close` is still to come.
     closing: bool,
+    /// Every request pays here, `Status`/`Health` in `reports` as well.
+    requests: TokenBucket,
+    reports: TokenBucket,
 }
 
 struct Call {
@@ -125,15 +133,8 @@ enum Deferred {
     Bad { conn: ConnId, problem: String },
     Close { conn: ConnId },
     Engine(EngineEvent),
+    EventsLost(u64),
     Timeout,
-}
-
-/// A `Status` or `Health` request waiting for its worker snapshots.
-struct Query {
-    conn: ConnId,
-    src: Option<String>,
-    full: bool,
-    snapshots: Vec<Option<WorkerSnapshot>>,
 }
 
 /// See the module docs.
@@ -153,9 +154,10 @@ pub struct Session {
     deferred: VecDeque<Deferred>,
     /// `src` of the request whose outputs are being executed.
     src: Option<String>,
-    queries: HashMap<ReqId, (u64, usize)>,
-    pending_queries: HashMap<u64, Query>,
-    next_query: u64,
+    /// The `Status`/`Health` snapshot round in flight, and the reports asked for
+    /// since, which the next round answers together (see [`report`]).
+    round: Option<report::Round>,
+    queued_reports: Vec<report::Report>,
     out: VecDeque<Output>,
 }
 
@@ -185,9 +187,8 @@ impl Session {
             waiting: None,
             deferred: VecDeque::new(),
             src: None,
-            queries: HashMap::new(),
-            pending_queries: HashMap::new(),
-            next_query: 1,
+            round: None,
+            queued_reports: Vec::new(),
             out: VecDeque::new(),
         }
     }
@@ -207,6 +208,8 @@ impl Session {
                 logged_in,
                 challenges: Challenges::new(),
                 closing: false,
+                requests: TokenBucket::new(self.cfg.budgets.requests),
+                reports: TokenBucket::new(self.cfg.budgets.reports),
             },
         );
         if !logged_in {
@@ -335,10 +338,21 @@ impl Session {
         }
     }
 
+    /// The node's event stream lost `lost` engine events before the root saw them
+    /// (its reader fell behind). What they would have caused is unknown, so every
+    /// logged-in session is told, and resynchronises with `Status`.
+    pub fn handle_events_lost(&mut self, lost: u64) {
+        if self.waiting.is_some() {
+            return self.deferred.push_back(Deferred::EventsLost(lost));
+        }
+        tracing::warn!(lost, "call control lost node events; controllers are told");
+        self.broadcast(&ServerMsg::EventsLost { lost });
+    }
+
     /// The result of the media operation `req`.
     pub fn handle_media_result(&mut self, now: Instant, req: ReqId, result: MediaResult) {
-        if let Some((query, worker)) = self.queries.remove(&req) {
-            return self.on_snapshot(query, worker, result);
+        if let Some(worker) = self.round.as_mut().and_then(|r| r.reqs.remove(&req)) {
+            return self.on_snapshot(worker, result);
         }
         match self.waiting {
             Some((waited, call)) if waited == req => {
@@ -440,6 +454,7 @@ impl Session {
                 Deferred::Bad { conn, problem } => self.handle_bad_frame(conn, problem),
                 Deferred::Close { conn } => self.handle_close(conn),
                 Deferred::Engine(event) => self.handle_engine_event(now, event),
+                Deferred::EventsLost(lost) => self.handle_events_lost(lost),
                 Deferred::Timeout => self.handle_timeout(now),
             }
         }
@@ -447,9 +462,14 @@ impl Session {
 
     fn on_request(&mut self, now: Instant, conn: ConnId, req: Incoming) {
         let Incoming { src, msg } = req;
-        let Some(session) = self.conns.get(&conn) else {
+        let Some(session) = self.conns.get_mut(&conn) else {
             return;
         };
+        // Over budget: refused before any work, and said so (never dropped silently).
+        let report = matches!(msg, ClientMsg::Status | ClientMsg::Health);
+        if !session.requests.take(now) || (report && !session.reports.take(now)) {
+            return self.send(conn, &error(&msg, RATE_LIMITED), src.as_deref());
+        }
         let is_login = matches!(
             msg,
             ClientMsg::AppChallenge { .. } | ClientMsg::AppLogin { .. }
@@ -669,6 +689,9 @@ impl Session {
         }
     }
 }
+
+/// The `error` of a request refused by its session's budget ([`budget::Budgets`]).
+pub const RATE_LIMITED: &str = "rate-limited";
 
 fn error(msg: &ClientMsg, problem: &str) -> ServerMsg {
     ServerMsg::Error {

@@ -191,6 +191,7 @@ mod tests {
             conf: ConfConfig::new(10),
             login_timeout: Duration::from_secs(30),
             workers: node.workers(),
+            budgets: Default::default(),
         };
         let (inbound, rx) = mpsc::channel(16);
         let driver = tokio::spawn(run(Session::new(cfg, [1; 32]), node.clone(), rx));

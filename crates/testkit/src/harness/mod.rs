@@ -118,6 +118,7 @@ impl Harness {
             conf: ConfConfig::new(spec.channels),
             login_timeout: spec.login_timeout,
             workers: addrs.clone(),
+            budgets: Default::default(),
         };
         let mut seed = [0u8; 32];
         seed[0] = n as u8;

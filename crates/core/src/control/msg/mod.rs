@@ -388,6 +388,11 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exclusive: Option<u64>,
     },
+    /// The node lost `lost` media events (DTMF, talking, media timeouts) before call
+    /// control saw them: room state may differ from the events sent; ask `Status`.
+    EventsLost {
+        lost: u64,
+    },
     /// A request was refused; `error` names the problem, `of` the request's `mt`.
     Error {
         error: String,
@@ -410,6 +415,7 @@ impl ServerMsg {
                 | ServerMsg::Talking { .. }
                 | ServerMsg::Muted { .. }
                 | ServerMsg::ListenMode { .. }
+                | ServerMsg::EventsLost { .. }
         )
     }
 }
