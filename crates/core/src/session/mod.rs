@@ -113,6 +113,8 @@ struct Conn {
     /// Every request pays here, `Status`/`Health` in `reports` as well.
     requests: TokenBucket,
     reports: TokenBucket,
+    /// Its `Status`/`Health` requests not answered yet.
+    reports_pending: usize,
 }
 
 struct Call {
@@ -210,6 +212,7 @@ impl Session {
                 closing: false,
                 requests: TokenBucket::new(self.cfg.budgets.requests),
                 reports: TokenBucket::new(self.cfg.budgets.reports),
+                reports_pending: 0,
             },
         );
         if !logged_in {
@@ -467,7 +470,8 @@ impl Session {
         };
         // Over budget: refused before any work, and said so (never dropped silently).
         let report = matches!(msg, ClientMsg::Status | ClientMsg::Health);
-        if !session.requests.take(now) || (report && !session.reports.take(now)) {
+        let busy = report && session.reports_pending >= MAX_PENDING_REPORTS;
+        if !session.requests.take(now) || (report && (busy || !session.reports.take(now))) {
             return self.send(conn, &error(&msg, RATE_LIMITED), src.as_deref());
         }
         let is_login = matches!(
@@ -692,6 +696,11 @@ impl Session {
 
 /// The `error` of a request refused by its session's budget ([`budget::Budgets`]).
 pub const RATE_LIMITED: &str = "rate-limited";
+
+/// `Status`/`Health` one session may have waiting for answers: one snapshot round
+/// answers all of them at once, and that burst must fit the session's outbound queue
+/// (a transport closes a session whose queue overflows as not reading).
+pub const MAX_PENDING_REPORTS: usize = 256;
 
 fn error(msg: &ClientMsg, problem: &str) -> ServerMsg {
     ServerMsg::Error {

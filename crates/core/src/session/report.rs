@@ -136,6 +136,9 @@ impl Session {
         src: Option<String>,
         full: bool,
     ) -> Option<ServerMsg> {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.reports_pending += 1;
+        }
         self.queued_reports.push(Report { conn, src, full });
         if self.round.is_none() {
             self.start_round();
@@ -201,6 +204,9 @@ impl Session {
                 health.get_or_insert_with(|| self.health(&snapshots))
             };
             let reply = reply.clone();
+            if let Some(c) = self.conns.get_mut(&r.conn) {
+                c.reports_pending = c.reports_pending.saturating_sub(1);
+            }
             self.send(r.conn, &reply, r.src.as_deref());
         }
         self.start_round();
