@@ -257,6 +257,7 @@ impl Session {
                             packets_lost: stats.packets_lost,
                             jitter_ms: stats.jitter_ms,
                             talking: stats.talking,
+                            dtmf_dropped: stats.dtmf_dropped,
                         }
                     })
                     .collect(),

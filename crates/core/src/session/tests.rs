@@ -613,8 +613,58 @@ fn a_phone_toggling_listen_modes_as_fast_as_it_can_yields_its_digit_budget_and_i
     // Each `*21#` or `*6#` (4 or 3 digits) yields a listen-mode event and the other
     // member's mute change: at most 2 events per 3 digits that got through.
     assert!(events > 0, "the toggles that got through are heard");
+    // The drops are counted, and a controller sees them in Status.
+    n.sent.clear();
+    n.text(c, json!({"mt": "Status"}));
+    let Some((_, ServerMsg::StatusResult { rooms, .. }, _)) = n.sent.pop() else {
+        panic!("a StatusResult: {:?}", n.sent);
+    };
+    let phone_member = rooms[0]
+        .members
+        .iter()
+        .find(|m| m.call == "c1")
+        .expect("the phone is a member");
+    assert_eq!(phone_member.dtmf_dropped, stats.dtmf_dropped);
+    assert!(stats.dtmf_dropped >= u64::from(digits) - 192);
     assert!(
         events as u64 <= 2 * passed.div_ceil(3),
         "{events} events for {passed} digits"
+    );
+}
+
+#[test]
+fn lost_node_events_are_told_to_every_logged_in_session_in_order() {
+    let mut n = Node::new(Some(SECRET));
+    let a = n.open(1);
+    let b = n.open(2);
+    let stranger = n.open(3);
+    n.login(a);
+    n.login(b);
+    n.sent.clear();
+    // Told after whatever the root was doing when they were lost.
+    n.setup(a, "c1", "*210#", 4000);
+    n.session.handle_events_lost(17);
+    n.run_media();
+    let told: Vec<ConnId> = n
+        .sent
+        .iter()
+        .filter(|(_, m, _)| matches!(m, ServerMsg::EventsLost { lost: 17 }))
+        .map(|(c, _, _)| *c)
+        .collect();
+    assert_eq!(told, [a, b], "not {stranger:?}, who has not logged in");
+    let connect = n
+        .sent
+        .iter()
+        .position(|(_, m, _)| matches!(m, ServerMsg::Connect { .. }))
+        .expect("the setup connects");
+    let lost = n
+        .sent
+        .iter()
+        .position(|(_, m, _)| matches!(m, ServerMsg::EventsLost { .. }))
+        .expect("told");
+    assert!(
+        connect < lost,
+        "deferred while the leg was added: {:?}",
+        n.sent
     );
 }

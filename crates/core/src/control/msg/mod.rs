@@ -260,6 +260,14 @@ pub struct MemberInfo {
     pub packets_lost: i64,
     pub jitter_ms: f64,
     pub talking: bool,
+    /// Telephone-event digits of this member dropped over its digit budget (absent
+    /// when none were).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dtmf_dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One room in a status report.

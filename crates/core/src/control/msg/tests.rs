@@ -163,6 +163,7 @@ fn every_server_message() -> Vec<ServerMsg> {
                     packets_lost: -1,
                     jitter_ms: 0.5,
                     talking: true,
+                    dtmf_dropped: 0,
                 }],
             }],
             workers: vec![WorkerInfo {
