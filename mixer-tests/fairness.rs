@@ -1,6 +1,6 @@
 //! One controller flooding the node cannot starve another (issue 11, item 3).
 
-use crate::support::{control_node, controller};
+use crate::support::{control_node, controller, exclusive};
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
@@ -14,6 +14,8 @@ const FLOOD: usize = 10_000;
 /// the field).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_sessions_health_stays_fast_while_one_session_floods_status() {
+    // A flood is load: it must not disturb the real-time tests, nor they it.
+    let _serial = exclusive().await;
     let (node, control) = control_node(|c| {
         c.control.request_rate = 0;
         c.control.report_rate = 0;
