@@ -8,6 +8,7 @@ mod alloc;
 mod client;
 mod control;
 mod control_robust;
+mod fairness;
 mod flood;
 mod loadgen;
 mod support;

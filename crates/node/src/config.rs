@@ -164,6 +164,14 @@ pub struct ControlSection {
     /// A connection that has not logged in after this long is closed, milliseconds
     /// (only when a password is set). Default 30000.
     pub login_timeout_ms: u64,
+    /// Requests one session may send per second (0: unlimited) and at once; over it
+    /// a request gets `Error` "rate-limited". Default 5000 and 5000.
+    pub request_rate: u32,
+    pub request_burst: u32,
+    /// Of those, `Status`/`Health` per second (0: unlimited) and at once. Default 50
+    /// and 100.
+    pub report_rate: u32,
+    pub report_burst: u32,
 }
 
 impl Default for ControlSection {
@@ -178,6 +186,10 @@ impl Default for ControlSection {
             overlap_timeout_ms: 10_000,
             max_connections: 64,
             login_timeout_ms: 30_000,
+            request_rate: 5_000,
+            request_burst: 5_000,
+            report_rate: 50,
+            report_burst: 100,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! per tick. Send side: the mix for this leg → (shared or own) encoder → RTP out.
 //! RTCP: reception statistics per RFC 3550, a report every `rtcp_interval`.
 
+use crate::session::budget::{Rate, TokenBucket};
 use scnf_media::codec::{CodecKind, Decoder, Encoder, FRAME_SAMPLES};
 use scnf_media::dsp::InbandDtmf;
 use scnf_media::jitter::{JitterConfig, Playout};
@@ -123,6 +124,8 @@ pub struct LegStats {
     /// Of `dtmf_digits`, those detected as tones in the decoded audio (legs that did
     /// not negotiate telephone-events).
     pub inband_dtmf_digits: u64,
+    /// Telephone-event digits over the leg's digit budget ([`DTMF_RATE`]), dropped.
+    pub dtmf_dropped: u64,
     /// SSRC changes adopted (each resets the playout).
     pub ssrc_changes: u64,
     /// RTCP packets received.
@@ -157,6 +160,13 @@ pub fn rtcp_address(rtp: SocketAddr, mux: bool) -> SocketAddr {
     }
 }
 
+/// Digits one leg may send: a person keys at most ~12 a second (ITU-T Q.24: 40 ms
+/// tone, 40 ms pause), and a burst holds a whole dial string or PIN.
+pub const DTMF_RATE: Rate = Rate {
+    per_second: 16,
+    burst: 32,
+};
+
 /// A leg inside the engine.
 pub struct Leg {
     pub id: LegId,
@@ -177,6 +187,10 @@ pub struct Leg {
     pub playout: Playout,
     pub talker: TalkerDetector,
     pub dtmf: DtmfReceiver,
+    /// Digits this leg may still pass on (a peer can make a new RFC 4733 event of
+    /// every packet; each digit may toggle a conference state that every controller
+    /// hears about).
+    pub dtmf_budget: TokenBucket,
     /// In-band DTMF detection on the decoded audio; only on legs without
     /// telephone-events (a peer that sends RFC 4733 events is believed, and its
     /// audio is not searched a second time).
@@ -240,6 +254,7 @@ impl Leg {
             playout: Playout::new(jitter, spec.codec.rtp_clock_rate()),
             talker: TalkerDetector::new(talker),
             dtmf: DtmfReceiver::default(),
+            dtmf_budget: TokenBucket::new(DTMF_RATE),
             inband: spec.telephone_event_pt.is_none().then(InbandDtmf::new),
             reception: ReceptionStats::new(spec.codec.rtp_clock_rate()),
             frame: [0; FRAME_SAMPLES],

@@ -549,11 +549,15 @@ impl Engine {
             if let Ok(ev) = TelephoneEvent::parse(pkt.payload) {
                 if let Some(d) = leg.dtmf.on_packet(pkt.timestamp, &ev) {
                     leg.stats.dtmf_digits += 1;
-                    events.push_back(EngineEvent::Dtmf {
-                        room: leg.room,
-                        leg: leg.id,
-                        digit: d.digit,
-                    });
+                    if leg.dtmf_budget.take(now) {
+                        events.push_back(EngineEvent::Dtmf {
+                            room: leg.room,
+                            leg: leg.id,
+                            digit: d.digit,
+                        });
+                    } else {
+                        leg.stats.dtmf_dropped += 1;
+                    }
                 }
             } else {
                 leg.stats.decode_errors += 1;

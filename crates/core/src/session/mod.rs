@@ -30,6 +30,7 @@
 //! Calls belong to the connection that set them up: when it closes, its calls are
 //! released.
 
+pub mod budget;
 mod execute;
 pub mod media_addr;
 mod report;
@@ -42,7 +43,8 @@ use crate::conf::{CallRef, Cause, ConfConfig, ConfError, Conference, MemberState
 use crate::control::auth::{Challenges, LoginConfig};
 use crate::control::login::{derive_key, Admission, LoginServer};
 use crate::control::msg::{self, ClientMsg, CodecDesc, Incoming, MediaOffer, ServerMsg};
-use crate::engine::{EngineEvent, MediaOp, MediaResult, WorkerSnapshot};
+use crate::engine::{EngineEvent, MediaOp, MediaResult};
+use budget::{Budgets, TokenBucket};
 use scnf_media::codec::CodecKind;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -74,6 +76,8 @@ pub struct SessionConfig {
     pub workers: Vec<WorkerAddrs>,
     /// The node's own media endpoints: a Setup that names one is refused.
     pub own_media: media_addr::OwnMedia,
+    /// What one session may ask for (see [`budget`]).
+    pub budgets: Budgets,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -85,6 +89,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("login_timeout", &self.login_timeout)
             .field("workers", &self.workers)
             .field("own_media", &self.own_media)
+            .field("budgets", &self.budgets)
             .finish()
     }
 }
@@ -110,6 +115,11 @@ struct Conn {
     challenges: Challenges,
     /// A close was asked for; the transport's `handle_close` is still to come.
     closing: bool,
+    /// Every request pays here, `Status`/`Health` in `reports` as well.
+    requests: TokenBucket,
+    reports: TokenBucket,
+    /// Its `Status`/`Health` requests not answered yet.
+    reports_pending: usize,
 }
 
 struct Call {
@@ -130,16 +140,9 @@ enum Deferred {
     Bad { conn: ConnId, problem: String },
     Close { conn: ConnId },
     Engine(EngineEvent),
+    EventsLost(u64),
     Timeout,
     Shutdown(Cause),
-}
-
-/// A `Status` or `Health` request waiting for its worker snapshots.
-struct Query {
-    conn: ConnId,
-    src: Option<String>,
-    full: bool,
-    snapshots: Vec<Option<WorkerSnapshot>>,
 }
 
 /// See the module docs.
@@ -159,9 +162,10 @@ pub struct Session {
     deferred: VecDeque<Deferred>,
     /// `src` of the request whose outputs are being executed.
     src: Option<String>,
-    queries: HashMap<ReqId, (u64, usize)>,
-    pending_queries: HashMap<u64, Query>,
-    next_query: u64,
+    /// The `Status`/`Health` snapshot round in flight, and the reports asked for
+    /// since, which the next round answers together (see [`report`]).
+    round: Option<report::Round>,
+    queued_reports: Vec<report::Report>,
     out: VecDeque<Output>,
     /// Set by [`Session::handle_shutdown`]: the cause new calls are refused with.
     stopping: Option<Cause>,
@@ -202,9 +206,8 @@ impl Session {
             waiting: None,
             deferred: VecDeque::new(),
             src: None,
-            queries: HashMap::new(),
-            pending_queries: HashMap::new(),
-            next_query: 1,
+            round: None,
+            queued_reports: Vec::new(),
             out: VecDeque::new(),
             stopping: None,
         }
@@ -229,6 +232,9 @@ impl Session {
                 logged_in,
                 challenges: Challenges::new(),
                 closing: false,
+                requests: TokenBucket::new(self.cfg.budgets.requests),
+                reports: TokenBucket::new(self.cfg.budgets.reports),
+                reports_pending: 0,
             },
         );
         if !logged_in {
@@ -417,10 +423,21 @@ impl Session {
         }
     }
 
+    /// The node's event stream lost `lost` engine events before the root saw them
+    /// (its reader fell behind). What they would have caused is unknown, so every
+    /// logged-in session is told, and resynchronises with `Status`.
+    pub fn handle_events_lost(&mut self, lost: u64) {
+        if self.waiting.is_some() {
+            return self.deferred.push_back(Deferred::EventsLost(lost));
+        }
+        tracing::warn!(lost, "call control lost node events; controllers are told");
+        self.broadcast(&ServerMsg::EventsLost { lost });
+    }
+
     /// The result of the media operation `req`.
     pub fn handle_media_result(&mut self, now: Instant, req: ReqId, result: MediaResult) {
-        if let Some((query, worker)) = self.queries.remove(&req) {
-            return self.on_snapshot(query, worker, result);
+        if let Some(worker) = self.round.as_mut().and_then(|r| r.reqs.remove(&req)) {
+            return self.on_snapshot(worker, result);
         }
         match self.waiting {
             Some((waited, call)) if waited == req => {
@@ -522,6 +539,7 @@ impl Session {
                 Deferred::Bad { conn, problem } => self.handle_bad_frame(conn, problem),
                 Deferred::Close { conn } => self.handle_close(conn),
                 Deferred::Engine(event) => self.handle_engine_event(now, event),
+                Deferred::EventsLost(lost) => self.handle_events_lost(lost),
                 Deferred::Timeout => self.handle_timeout(now),
                 Deferred::Shutdown(cause) => self.handle_shutdown(cause),
             }
@@ -530,9 +548,15 @@ impl Session {
 
     fn on_request(&mut self, now: Instant, conn: ConnId, req: Incoming) {
         let Incoming { src, msg } = req;
-        let Some(session) = self.conns.get(&conn) else {
+        let Some(session) = self.conns.get_mut(&conn) else {
             return;
         };
+        // Over budget: refused before any work, and said so (never dropped silently).
+        let report = matches!(msg, ClientMsg::Status | ClientMsg::Health);
+        let busy = report && session.reports_pending >= MAX_PENDING_REPORTS;
+        if !session.requests.take(now) || (report && (busy || !session.reports.take(now))) {
+            return self.send(conn, &error(&msg, RATE_LIMITED), src.as_deref());
+        }
         let is_login = matches!(
             msg,
             ClientMsg::AppChallenge { .. } | ClientMsg::AppLogin { .. }
@@ -775,6 +799,14 @@ impl Session {
         }
     }
 }
+
+/// The `error` of a request refused by its session's budget ([`budget::Budgets`]).
+pub const RATE_LIMITED: &str = "rate-limited";
+
+/// `Status`/`Health` one session may have waiting for answers: one snapshot round
+/// answers all of them at once, and that burst must fit the session's outbound queue
+/// (a transport closes a session whose queue overflows as not reading).
+pub const MAX_PENDING_REPORTS: usize = 256;
 
 fn error(msg: &ClientMsg, problem: &str) -> ServerMsg {
     ServerMsg::Error {

@@ -3,9 +3,12 @@
 //!
 //! Both reports cost one media round trip per *worker*, whatever the load: the root
 //! asks every worker for one [`crate::engine::WorkerSnapshot`] (with every leg's
-//! statistics for `Status`) and answers when the last one is in.
+//! statistics for `Status`) and answers when the last one is in. At most one such
+//! round is in flight: reports asked for meanwhile share the next one, so a session
+//! that sends ten thousand `Status` costs the workers two rounds, not ten thousand,
+//! and another session's `Health` waits for at most those two.
 
-use super::{ConnId, Query, ReqId, Session};
+use super::{ConnId, ReqId, Session};
 use crate::conf::{CallRef, ConfEvent, MemberState};
 use crate::control::msg::{
     Channels, MediaAnswer, MemberInfo, RoomInfo, RoomOptions, ServerMsg, WorkerInfo,
@@ -13,6 +16,22 @@ use crate::control::msg::{
 };
 use crate::engine::{LegId, LegStats, MediaOp, MediaResult, WorkerSnapshot};
 use std::collections::HashMap;
+
+/// A `Status` (`full`) or `Health` request waiting for a snapshot round.
+pub(super) struct Report {
+    conn: ConnId,
+    src: Option<String>,
+    full: bool,
+}
+
+/// The snapshot round in flight.
+pub(super) struct Round {
+    /// The outstanding snapshot requests and their workers.
+    pub(super) reqs: HashMap<ReqId, usize>,
+    snapshots: Vec<Option<WorkerSnapshot>>,
+    /// Answered when the round is complete, in this order.
+    reports: Vec<Report>,
+}
 
 impl Session {
     /// Sends the Alerting or Connect message of a call that has its leg.
@@ -107,59 +126,90 @@ impl Session {
         }
     }
 
-    /// Starts a `Status` (`full`) or `Health` report: one snapshot per worker.
+    /// Asks for a `Status` (`full`) or `Health` report. With no round in flight a
+    /// round starts now; otherwise the report waits for the next one, which answers
+    /// every report queued meanwhile (a snapshot taken before the request would not
+    /// show what the session did just before it).
     pub(super) fn query(
         &mut self,
         conn: ConnId,
         src: Option<String>,
         full: bool,
     ) -> Option<ServerMsg> {
-        let id = self.next_query;
-        self.next_query += 1;
-        let workers = self.table.workers().len();
-        self.pending_queries.insert(
-            id,
-            Query {
-                conn,
-                src,
-                full,
-                snapshots: vec![None; workers],
-            },
-        );
-        for worker in 0..workers {
-            let req: ReqId = self.media(worker, MediaOp::Snapshot { legs: full });
-            self.queries.insert(req, (id, worker));
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.reports_pending += 1;
+        }
+        self.queued_reports.push(Report { conn, src, full });
+        if self.round.is_none() {
+            self.start_round();
         }
         None
     }
 
-    /// One worker's snapshot for a pending report; answers when all are in. A worker
-    /// that could not answer reports zeros rather than holding the report back.
-    pub(super) fn on_snapshot(&mut self, query: u64, worker: usize, result: MediaResult) {
-        let Some(q) = self.pending_queries.get_mut(&query) else {
+    /// One snapshot per worker for every queued report.
+    fn start_round(&mut self) {
+        let reports = std::mem::take(&mut self.queued_reports);
+        if reports.is_empty() {
+            return;
+        }
+        let full = reports.iter().any(|r| r.full);
+        let workers = self.table.workers().len();
+        let mut reqs = HashMap::with_capacity(workers);
+        for worker in 0..workers {
+            let req: ReqId = self.media(worker, MediaOp::Snapshot { legs: full });
+            reqs.insert(req, worker);
+        }
+        self.round = Some(Round {
+            reqs,
+            snapshots: vec![None; workers],
+            reports,
+        });
+        if workers == 0 {
+            self.finish_round();
+        }
+    }
+
+    /// One worker's snapshot for the round in flight; answers when all are in. A
+    /// worker that could not answer reports zeros rather than holding the round back.
+    pub(super) fn on_snapshot(&mut self, worker: usize, result: MediaResult) {
+        let Some(round) = self.round.as_mut() else {
             return;
         };
-        q.snapshots[worker] = Some(match result {
+        round.snapshots[worker] = Some(match result {
             MediaResult::Snapshot(s) => s,
             other => {
                 tracing::warn!(worker, ?other, "a worker did not answer a report");
                 WorkerSnapshot::default()
             }
         });
-        if q.snapshots.iter().any(Option::is_none) {
-            return;
+        if round.snapshots.iter().all(Option::is_some) {
+            self.finish_round();
         }
-        let q = self
-            .pending_queries
-            .remove(&query)
-            .expect("the query was just looked up");
-        let snapshots: Vec<WorkerSnapshot> = q.snapshots.into_iter().flatten().collect();
-        let reply = if q.full {
-            self.status(&snapshots)
-        } else {
-            self.health(&snapshots)
+    }
+
+    /// Answers the round's reports in the order they were asked (one session's
+    /// answers keep the order of its requests), each kind built once, then starts
+    /// the next round if reports are queued.
+    fn finish_round(&mut self) {
+        let Some(round) = self.round.take() else {
+            return;
         };
-        self.send(q.conn, &reply, q.src.as_deref());
+        let snapshots: Vec<WorkerSnapshot> = round.snapshots.into_iter().flatten().collect();
+        let mut status = None;
+        let mut health = None;
+        for r in round.reports {
+            let reply = if r.full {
+                status.get_or_insert_with(|| self.status(&snapshots))
+            } else {
+                health.get_or_insert_with(|| self.health(&snapshots))
+            };
+            let reply = reply.clone();
+            if let Some(c) = self.conns.get_mut(&r.conn) {
+                c.reports_pending = c.reports_pending.saturating_sub(1);
+            }
+            self.send(r.conn, &reply, r.src.as_deref());
+        }
+        self.start_round();
     }
 
     fn status(&self, snapshots: &[WorkerSnapshot]) -> ServerMsg {

@@ -13,6 +13,7 @@ use crate::config::{Config, ConfigError};
 use crate::tls;
 use crate::NodeHandle;
 use scnf_core::control::auth;
+use scnf_core::session::budget::{Budgets, Rate};
 use scnf_core::session::{Session, SessionConfig};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -111,6 +112,16 @@ pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, Cont
         login_timeout: Duration::from_millis(c.login_timeout_ms),
         workers: node.workers(),
         own_media: node.own_media(),
+        budgets: Budgets {
+            requests: Rate {
+                per_second: c.request_rate,
+                burst: c.request_burst,
+            },
+            reports: Rate {
+                per_second: c.report_rate,
+                burst: c.report_burst,
+            },
+        },
     };
     let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
     let inbound = tx.downgrade();

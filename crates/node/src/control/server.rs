@@ -128,11 +128,14 @@ async fn session<S>(
 {
     let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
     let (kill, mut killed) = oneshot::channel();
+    // The session's own queue: a backlog here waits for this peer's turn only.
+    let (frames, queue) = mpsc::channel(super::driver::SESSION_QUEUE);
     let opened = Inbound::Opened {
         conn,
         peer,
         tx,
         kill,
+        frames: queue,
     };
     if inbound.send(opened).await.is_err() {
         return;
@@ -161,7 +164,7 @@ async fn session<S>(
                         break;
                     }
                 };
-                if inbound.send(item).await.is_err() {
+                if frames.send(item).await.is_err() {
                     break;
                 }
             }
@@ -191,7 +194,7 @@ async fn session<S>(
             },
         }
     }
-    let _ = inbound.send(Inbound::Closed { conn }).await;
+    let _ = frames.send(Inbound::Closed { conn }).await;
     tracing::debug!(%peer, ?conn, "control session closed");
 }
 

@@ -119,6 +119,7 @@ impl Harness {
             login_timeout: spec.login_timeout,
             workers: addrs.clone(),
             own_media: Default::default(),
+            budgets: Default::default(),
         };
         let mut seed = [0u8; 32];
         seed[0] = n as u8;

@@ -399,6 +399,11 @@ pub enum ServerMsg {
         address: IpAddr,
         port: u16,
     },
+    /// The node lost `lost` media events (DTMF, talking, media timeouts) before call
+    /// control saw them: room state may differ from the events sent; ask `Status`.
+    EventsLost {
+        lost: u64,
+    },
     /// A request was refused; `error` names the problem, `of` the request's `mt`.
     Error {
         error: String,
@@ -422,6 +427,7 @@ impl ServerMsg {
                 | ServerMsg::Muted { .. }
                 | ServerMsg::ListenMode { .. }
                 | ServerMsg::MediaMoved { .. }
+                | ServerMsg::EventsLost { .. }
         )
     }
 }
