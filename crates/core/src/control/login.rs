@@ -141,7 +141,10 @@ impl LoginServer {
             return (result(true, None, None), Admission::LoggedIn { name });
         };
         if let Err(e) = self.limiter.check(now, peer) {
-            return (result(false, Some(e.code().into()), None), Admission::Refused);
+            return (
+                result(false, Some(e.code().into()), None),
+                Admission::Refused,
+            );
         }
         match conn.verify(now, &self.cfg, secret, name, cnonce, info, digest) {
             Ok(proof) => {
@@ -155,7 +158,10 @@ impl LoginServer {
             Err(e) => {
                 self.limiter.record_failure(now, peer);
                 tracing::warn!(%peer, name, %e, "control login refused");
-                (result(false, Some(e.code().into()), None), Admission::Refused)
+                (
+                    result(false, Some(e.code().into()), None),
+                    Admission::Refused,
+                )
             }
         }
     }

@@ -91,12 +91,24 @@ pub enum Output {
     Send { conn: ConnId, text: String },
     /// Close a connection (the reason goes into the close frame).
     Close { conn: ConnId, reason: String },
+    /// A connection got further in its login; the transport's connection budgets
+    /// ([`crate::control::admission`]) follow it.
+    Login { conn: ConnId, step: LoginStep },
     /// Apply `op` on media worker `worker` and hand the result back with `req`.
     Media {
         req: ReqId,
         worker: usize,
         op: MediaOp,
     },
+}
+
+/// How far a connection got in its login.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginStep {
+    /// It was issued a challenge (it is logging in).
+    Challenged,
+    /// It logged in, or needs no login.
+    LoggedIn,
 }
 
 struct Conn {
@@ -209,7 +221,10 @@ impl Session {
                 closing: false,
             },
         );
-        if !logged_in {
+        if logged_in {
+            let step = LoginStep::LoggedIn;
+            self.out.push_back(Output::Login { conn, step });
+        } else {
             self.timers
                 .set(Timer::Login(conn), now + self.cfg.login_timeout);
         }
@@ -463,10 +478,14 @@ impl Session {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
-                Some(
-                    self.login
-                        .challenge(now, c.peer.ip(), &mut c.challenges, version),
-                )
+                let reply = self
+                    .login
+                    .challenge(now, c.peer.ip(), &mut c.challenges, version);
+                if matches!(reply, ServerMsg::AppChallengeResult { .. }) && !c.logged_in {
+                    let step = LoginStep::Challenged;
+                    self.out.push_back(Output::Login { conn, step });
+                }
+                Some(reply)
             }
             ClientMsg::AppLogin {
                 name,
@@ -489,6 +508,8 @@ impl Session {
                 if let Admission::LoggedIn { name } = admission {
                     if !c.logged_in {
                         tracing::info!(peer = %c.peer, name, "control session logged in");
+                        let step = LoginStep::LoggedIn;
+                        self.out.push_back(Output::Login { conn, step });
                     }
                     c.logged_in = true;
                     self.timers.clear(Timer::Login(conn));

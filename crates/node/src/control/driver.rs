@@ -15,7 +15,7 @@
 
 use crate::NodeHandle;
 use scnf_core::engine::MediaResult;
-use scnf_core::session::{ConnId, Output, ReqId, Session};
+use scnf_core::session::{ConnId, LoginStep, Output, ReqId, Session};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -48,6 +48,8 @@ pub enum Outbound {
     Text(String),
     /// End the session (the reason goes into the close frame).
     Close(String),
+    /// The session got further in its login (the transport's budgets follow it).
+    Login(LoginStep),
 }
 
 /// A transport's two ways in.
@@ -127,6 +129,13 @@ fn flush(
                 if c.frames.try_send(Outbound::Text(text)).is_err() && c.kill.is_some() {
                     tracing::warn!(?conn, "control session does not read; closing it");
                     c.kill("not reading");
+                }
+            }
+            Output::Login { conn, step } => {
+                if let Some(c) = conns.get_mut(&conn) {
+                    if c.frames.try_send(Outbound::Login(step)).is_err() {
+                        c.kill("not reading");
+                    }
                 }
             }
             Output::Close { conn, reason } => {
@@ -215,6 +224,12 @@ mod tests {
         // Another controller is answered as usual.
         let (open, mut frames, _killed) = opened(2, 16);
         inbound.send(open).await.unwrap();
+        // Without a password the transport is told at once that it is logged in.
+        let first = frames.recv().await;
+        assert!(
+            matches!(first, Some(Outbound::Login(LoginStep::LoggedIn))),
+            "{first:?}"
+        );
         let text = r#"{"mt":"Health","src":"h"}"#.to_string();
         inbound
             .send(Inbound::Text {

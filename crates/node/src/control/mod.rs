@@ -104,7 +104,7 @@ pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, Cont
         }
     });
     let tls = acceptor.is_some();
-    let server = tokio::spawn(server::serve(listener, acceptor, tx, c.max_connections));
+    let server = tokio::spawn(server::serve(listener, acceptor, tx, cfg.control_limits()));
     tracing::info!(%local, tls, "call control listening");
     Ok(ControlHandle { local, tls, server })
 }
