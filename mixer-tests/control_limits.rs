@@ -135,12 +135,12 @@ async fn a_controller_that_stops_answering_is_closed_and_its_call_is_released() 
     node.shutdown();
 }
 
-/// Reads until the node's close frame; its code.
-async fn close_code(ws: &mut WebSocketStream<TcpStream>) -> Option<CloseCode> {
+/// Reads (and so answers pings) until the node's close frame; its code and reason.
+async fn close_frame(ws: &mut WebSocketStream<TcpStream>) -> Option<(CloseCode, String)> {
     let read = async {
         while let Some(Ok(msg)) = ws.next().await {
             if let Message::Close(frame) = msg {
-                return frame.map(|f| f.code);
+                return frame.map(|f| (f.code, f.reason.to_string()));
             }
         }
         None
@@ -148,6 +148,10 @@ async fn close_code(ws: &mut WebSocketStream<TcpStream>) -> Option<CloseCode> {
     tokio::time::timeout(Duration::from_secs(3), read)
         .await
         .expect("closed within 3 s")
+}
+
+async fn close_code(ws: &mut WebSocketStream<TcpStream>) -> Option<CloseCode> {
+    close_frame(ws).await.map(|(code, _)| code)
 }
 
 fn text_frame(payload: &[u8], last: bool) -> Message {
@@ -217,6 +221,18 @@ async fn a_message_whose_last_fragment_never_comes_does_not_hold_a_slot() {
         .position(|w| w[0] == 0x88 && w[2..4] == 1008u16.to_be_bytes());
     assert!(close.is_some(), "no policy close in {sent:?}");
     assert!(String::from_utf8_lossy(&sent).contains("idle timeout"));
+
+    // A peer that answers every ping while its message stays unfinished: the message
+    // must be complete within the idle timeout of its first fragment.
+    let mut ws = ws_from([127, 0, 0, 1], control.local)
+        .await
+        .expect("a session");
+    ws.send(text_frame(br#"{"mt":"#, false)).await.unwrap();
+    let close = close_frame(&mut ws).await;
+    assert_eq!(
+        close,
+        Some((CloseCode::Policy, "message not finished".to_string()))
+    );
     node.shutdown();
 
     // Not logged in: the login deadline ends it.

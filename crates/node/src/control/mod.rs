@@ -7,6 +7,7 @@
 //! the protocol is `scnf_testkit::client`.
 
 pub mod driver;
+pub mod frames;
 pub mod server;
 
 use crate::config::{Config, ConfigError};

@@ -13,11 +13,14 @@
 //!   lock a controller out; logged-in sessions have their own budget;
 //! - a session is pinged every `ping_interval`, and closed when nothing at all (no
 //!   frame, no pong) arrived for `idle_timeout`, or when a write to it has not gone
-//!   through by then: a controller that froze cannot keep its calls up;
+//!   through by then: a controller that froze cannot keep its calls up; a message
+//!   sent in fragments must be finished within `idle_timeout` of its first one
+//!   ([`super::frames`] watches for that, as tungstenite does not show fragments);
 //! - a frame or message larger than [`MAX_MESSAGE`] closes the connection with 1009,
 //!   a text frame that is not UTF-8 with 1007, another protocol violation with 1002.
 
 use super::driver::{Inbound, Outbound};
+use super::frames::{start_watching, Assembly, Watched};
 use futures_util::{Sink, SinkExt, StreamExt};
 use scnf_core::control::admission::{AdmissionConfig, Gate, Promotion};
 use scnf_core::session::{ConnId, LoginStep};
@@ -97,6 +100,8 @@ struct Ctx {
     stopped: oneshot::Receiver<&'static str>,
     limits: Arc<Limits>,
     door: Shared,
+    /// The message the peer is sending in fragments, if any.
+    assembly: Assembly,
 }
 
 /// Accepts connections until the listener fails or `inbound` closes.
@@ -169,6 +174,7 @@ pub async fn serve(
             stopped,
             limits: limits.clone(),
             door: door.clone(),
+            assembly: Assembly::default(),
         };
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -182,21 +188,28 @@ async fn connection(tcp: TcpStream, tls: Option<TlsAcceptor>, ctx: Ctx) {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
+    let assembly = ctx.assembly.clone();
     match tls {
         Some(acceptor) => {
             let handshake = async {
                 let stream = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
-                tokio_tungstenite::accept_async_with_config(stream, Some(config))
+                let stream = Watched::new(stream, assembly);
+                let mut ws = tokio_tungstenite::accept_async_with_config(stream, Some(config))
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                start_watching(ws.get_mut());
+                Ok(ws)
             };
             run_after(handshake, ctx).await;
         }
         None => {
             let handshake = async {
-                tokio_tungstenite::accept_async_with_config(tcp, Some(config))
+                let stream = Watched::new(tcp, assembly);
+                let mut ws = tokio_tungstenite::accept_async_with_config(stream, Some(config))
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                start_watching(ws.get_mut());
+                Ok(ws)
             };
             run_after(handshake, ctx).await;
         }
@@ -278,6 +291,12 @@ where
                 break Some((CloseCode::Policy, "idle timeout".into()));
             }
             _ = ping.tick() => {
+                // tungstenite shows no fragment until the last: a peer that started a
+                // message and answers pings would otherwise never be idle.
+                if ctx.assembly.started().is_some_and(|at| at.elapsed() >= idle) {
+                    tracing::info!(%peer, ?conn, "control message not finished in time; closing");
+                    break Some((CloseCode::Policy, "message not finished".into()));
+                }
                 let mut cut = Cut { killed: &mut killed, stopped: &mut ctx.stopped, idle_at };
                 if let Err(end) = cut.write(&mut sink, Message::Ping(Default::default())).await {
                     break end;
