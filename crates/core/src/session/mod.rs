@@ -66,7 +66,8 @@ pub struct SessionConfig {
     pub login: LoginConfig,
     pub conf: ConfConfig,
     /// A session not logged in after this long is closed (a connection slot is not
-    /// free for the taking). Default 30 s.
+    /// free for the taking). The node's shell sets `control.login_timeout_ms` (5 s),
+    /// which its connection gate also enforces, from the accept.
     pub login_timeout: Duration,
     /// The node's media workers, in index order.
     pub workers: Vec<WorkerAddrs>,
