@@ -213,6 +213,7 @@ async fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
     let _machine = exclusive().await;
     let (node, control) = control_node(|c| {
         with_password(c);
+        c.control.handshake_timeout_ms = 200;
         c.control.login_timeout_ms = 300;
     })
     .await;
