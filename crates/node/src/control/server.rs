@@ -68,6 +68,22 @@ impl Default for Limits {
 struct Door {
     gate: Gate,
     stops: HashMap<ConnId, oneshot::Sender<&'static str>>,
+    /// Sessions the node closed because their controller stopped taking part, by
+    /// reason, for the operator's log.
+    dead: HashMap<&'static str, u64>,
+}
+
+/// The reasons a session is closed for a controller that is gone or stuck.
+const DEAD: [&str; 3] = ["idle timeout", "not reading", "message not finished"];
+
+impl Door {
+    /// Counts a close for `reason`; the running total when it is one of [`DEAD`].
+    fn count_dead(&mut self, reason: &str) -> Option<u64> {
+        let reason = DEAD.into_iter().find(|r| *r == reason)?;
+        let n = self.dead.entry(reason).or_insert(0);
+        *n += 1;
+        Some(*n)
+    }
 }
 
 type Shared = Arc<Mutex<Door>>;
@@ -114,6 +130,7 @@ pub async fn serve(
     let door: Shared = Arc::new(Mutex::new(Door {
         gate: Gate::new(limits.admission.clone()),
         stops: HashMap::new(),
+        dead: HashMap::new(),
     }));
     let limits = Arc::new(limits);
     let mut next = 1u64;
@@ -287,14 +304,12 @@ where
                 }
             }
             () = tokio::time::sleep_until(idle_at.into()) => {
-                tracing::info!(%peer, ?conn, ?idle, "control session silent; closing it");
                 break Some((CloseCode::Policy, "idle timeout".into()));
             }
             _ = ping.tick() => {
                 // tungstenite shows no fragment until the last: a peer that started a
                 // message and answers pings would otherwise never be idle.
                 if ctx.assembly.started().is_some_and(|at| at.elapsed() >= idle) {
-                    tracing::info!(%peer, ?conn, "control message not finished in time; closing");
                     break Some((CloseCode::Policy, "message not finished".into()));
                 }
                 let mut cut = Cut { killed: &mut killed, stopped: &mut ctx.stopped, idle_at };
@@ -330,6 +345,10 @@ where
         }
     };
     if let Some((code, reason)) = end {
+        // Logged once per session, with how many have gone the same way.
+        if let Some(total) = lock(&ctx.door).count_dead(&reason) {
+            tracing::warn!(%peer, ?conn, reason, total, "control session closed: its controller stopped taking part");
+        }
         close(&mut sink, code, reason).await;
     }
     let _ = ctx.inbound.send(Inbound::Closed { conn }).await;
@@ -359,7 +378,6 @@ impl Cut<'_> {
                 Err(Some((CloseCode::Again, why.unwrap_or("node stopping").into())))
             }
             () = tokio::time::sleep_until(self.idle_at.into()) => {
-                tracing::info!(idle_at = ?self.idle_at, "control session does not read; closing it");
                 Err(Some((CloseCode::Policy, "not reading".into())))
             }
         }
@@ -397,4 +415,24 @@ where
         reason: reason.into(),
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closes_for_a_stuck_controller_are_counted_per_reason_and_no_others() {
+        let mut door = Door {
+            gate: Gate::new(AdmissionConfig::default()),
+            stops: HashMap::new(),
+            dead: HashMap::new(),
+        };
+        assert_eq!(door.count_dead("idle timeout"), Some(1));
+        assert_eq!(door.count_dead("not reading"), Some(1));
+        assert_eq!(door.count_dead("idle timeout"), Some(2));
+        assert_eq!(door.count_dead("login timeout"), None);
+        assert_eq!(door.count_dead("too many sessions"), None);
+        assert_eq!(door.count_dead("message not finished"), Some(1));
+    }
 }
