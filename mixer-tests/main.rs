@@ -7,6 +7,7 @@
 mod alloc;
 mod client;
 mod control;
+mod control_limits;
 mod control_robust;
 mod fairness;
 mod flood;

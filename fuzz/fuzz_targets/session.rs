@@ -105,7 +105,9 @@ fuzz_target!(|data: &[u8]| {
         }
         while let Some(out) = s.poll_output() {
             match out {
-                Output::Send { conn, .. } | Output::Close { conn, .. } => {
+                Output::Send { conn, .. }
+                | Output::Close { conn, .. }
+                | Output::Login { conn, .. } => {
                     assert!(known.contains(&conn.0), "an output for unknown {conn:?}");
                 }
                 Output::Media { req, worker, .. } => {

@@ -159,11 +159,26 @@ pub struct ControlSection {
     pub channels: u32,
     /// How long a call may wait for more dialled digits, milliseconds. Default 10000.
     pub overlap_timeout_ms: u64,
-    /// Most simultaneous control connections. Default 64.
+    /// Most logged-in control sessions (connections still logging in have their own
+    /// budget, `max_waiting`). Default 64.
     pub max_connections: usize,
-    /// A connection that has not logged in after this long is closed, milliseconds
-    /// (only when a password is set). Default 30000.
+    /// Most connections not logged in yet, overall; when full, a newcomer evicts one
+    /// of the source network holding most of them. Default 64.
+    pub max_waiting: usize,
+    /// Most connections not logged in yet per source (IPv4 address, IPv6 /64).
+    /// Default 8.
+    pub max_waiting_per_source: usize,
+    /// The TLS and WebSocket handshakes must end this long after the accept,
+    /// milliseconds. Default 3000.
+    pub handshake_timeout_ms: u64,
+    /// The login must end this long after the accept, milliseconds (without a
+    /// password: the handshake). Default 5000.
     pub login_timeout_ms: u64,
+    /// A logged-in session is pinged this often, milliseconds. Default 10000.
+    pub ping_interval_ms: u64,
+    /// A session from which nothing (no frame, no pong) arrived for this long is
+    /// closed and its calls released, milliseconds. Default 30000.
+    pub idle_timeout_ms: u64,
     /// Requests one session may send per second (0: unlimited) and at once; over it
     /// a request gets `Error` "rate-limited". Default 5000 and 5000.
     pub request_rate: u32,
@@ -185,7 +200,12 @@ impl Default for ControlSection {
             channels: 0,
             overlap_timeout_ms: 10_000,
             max_connections: 64,
-            login_timeout_ms: 30_000,
+            max_waiting: 64,
+            max_waiting_per_source: 8,
+            handshake_timeout_ms: 3_000,
+            login_timeout_ms: 5_000,
+            ping_interval_ms: 10_000,
+            idle_timeout_ms: 30_000,
             request_rate: 5_000,
             request_burst: 5_000,
             report_rate: 50,
@@ -373,8 +393,14 @@ impl Config {
 
     fn validate_control(&self) -> Result<(), ConfigError> {
         let c = &self.control;
-        let has_secret =
-            c.password.as_ref().is_some_and(|p| !p.is_empty()) || c.password_file.is_some();
+        if c.password.as_ref().is_some_and(String::is_empty) {
+            return Err(invalid(
+                "control.password",
+                "is empty: an empty secret is no secret (leave it unset for no login, \
+                 loopback only)",
+            ));
+        }
+        let has_secret = c.password.is_some() || c.password_file.is_some();
         if !c.listen.ip().is_loopback() && !has_secret {
             return Err(invalid(
                 "control.listen",
@@ -402,11 +428,38 @@ impl Config {
                 "must be 100..=600000",
             ));
         }
-        if !(100..=600_000).contains(&c.login_timeout_ms) {
-            return Err(invalid("control.login_timeout_ms", "must be 100..=600000"));
+        if !(100..=60_000).contains(&c.handshake_timeout_ms) {
+            return Err(invalid(
+                "control.handshake_timeout_ms",
+                "must be 100..=60000",
+            ));
+        }
+        if !(c.handshake_timeout_ms..=600_000).contains(&c.login_timeout_ms) {
+            return Err(invalid(
+                "control.login_timeout_ms",
+                "must be handshake_timeout_ms..=600000",
+            ));
+        }
+        if !(100..=600_000).contains(&c.ping_interval_ms) {
+            return Err(invalid("control.ping_interval_ms", "must be 100..=600000"));
+        }
+        if !(c.ping_interval_ms + 1..=3_600_000).contains(&c.idle_timeout_ms) {
+            return Err(invalid(
+                "control.idle_timeout_ms",
+                "must be longer than ping_interval_ms, at most 3600000",
+            ));
         }
         if !(1..=10_000).contains(&c.max_connections) {
             return Err(invalid("control.max_connections", "must be 1..=10000"));
+        }
+        if !(1..=10_000).contains(&c.max_waiting) {
+            return Err(invalid("control.max_waiting", "must be 1..=10000"));
+        }
+        if !(1..=c.max_waiting).contains(&c.max_waiting_per_source) {
+            return Err(invalid(
+                "control.max_waiting_per_source",
+                "must be 1..=max_waiting",
+            ));
         }
         Ok(())
     }
@@ -419,16 +472,39 @@ impl Config {
                 path: path.clone(),
                 source,
             })?;
-            let secret = text.trim_end_matches(['\n', '\r']);
+            // One trailing line end is the editor's, not the secret's.
+            let secret = text.strip_suffix('\n').unwrap_or(&text);
+            let secret = secret.strip_suffix('\r').unwrap_or(secret);
             if secret.is_empty() {
-                return Err(invalid("control.password_file", "the file is empty"));
+                return Err(invalid(
+                    "control.password_file",
+                    format!("{} holds an empty secret", path.display()),
+                ));
             }
             return Ok(Some(secret.as_bytes().to_vec()));
         }
-        Ok(c.password
-            .as_ref()
-            .filter(|p| !p.is_empty())
-            .map(|p| p.as_bytes().to_vec()))
+        match &c.password {
+            Some(p) if p.is_empty() => Err(invalid("control.password", "is empty")),
+            Some(p) => Ok(Some(p.as_bytes().to_vec())),
+            None => Ok(None),
+        }
+    }
+
+    /// The control listener's typed limits.
+    pub fn control_limits(&self) -> crate::control::server::Limits {
+        let c = &self.control;
+        let ms = Duration::from_millis;
+        crate::control::server::Limits {
+            admission: scnf_core::control::admission::AdmissionConfig {
+                waiting_max: c.max_waiting,
+                waiting_per_source: c.max_waiting_per_source,
+                sessions_max: c.max_connections,
+                handshake_timeout: ms(c.handshake_timeout_ms),
+                login_timeout: ms(c.login_timeout_ms),
+            },
+            ping_interval: ms(c.ping_interval_ms),
+            idle_timeout: ms(c.idle_timeout_ms),
+        }
     }
 
     /// Conference channels offered: the configured number or 1000 per worker.
@@ -558,6 +634,74 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.control_secret().unwrap().unwrap(), b"from-file");
         std::fs::remove_file(&file).unwrap();
+    }
+
+    #[test]
+    fn an_empty_password_or_password_file_is_refused_at_start() {
+        let mut c = Config::default();
+        c.control.password = Some(String::new());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("control.password") && err.contains("empty"),
+            "{err}"
+        );
+        assert!(c.control_secret().is_err());
+        let file = std::env::temp_dir().join(format!("scnf-empty-{}", std::process::id()));
+        c.control.password = None;
+        c.control.password_file = Some(file.clone());
+        for (content, secret) in [
+            ("\n", None),
+            ("\r\n", None),
+            ("", None),
+            ("s\n\n", Some("s\n")),
+        ] {
+            std::fs::write(&file, content).unwrap();
+            c.validate().unwrap();
+            match secret {
+                None => {
+                    let err = c.control_secret().unwrap_err().to_string();
+                    assert!(
+                        err.contains("control.password_file") && err.contains("empty"),
+                        "{err}"
+                    );
+                }
+                Some(s) => assert_eq!(c.control_secret().unwrap().unwrap(), s.as_bytes()),
+            }
+        }
+        std::fs::remove_file(&file).unwrap();
+    }
+
+    #[test]
+    fn the_control_limits_are_checked_against_each_other() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[control]\nhandshake_timeout_ms = 4000\nlogin_timeout_ms = 3000\n",
+                "control.login_timeout_ms",
+            ),
+            (
+                "[control]\nping_interval_ms = 5000\nidle_timeout_ms = 5000\n",
+                "control.idle_timeout_ms",
+            ),
+            (
+                "[control]\nmax_waiting = 4\nmax_waiting_per_source = 5\n",
+                "control.max_waiting_per_source",
+            ),
+            (
+                "[control]\nhandshake_timeout_ms = 0\n",
+                "control.handshake_timeout_ms",
+            ),
+        ];
+        for (text, field) in cases {
+            let err = Config::from_toml(text, Path::new("x.toml"))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{text:?} gave {err:?}");
+        }
+        let l = Config::default().control_limits();
+        assert_eq!(l.admission.sessions_max, 64);
+        assert_eq!(l.idle_timeout, Duration::from_secs(30));
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl LoginServer {
         // A locked-out peer gets no challenge either: it cannot even start trying.
         if self.secret.is_some() {
             if let Err(e) = self.limiter.check(now, peer) {
-                return result(false, Some(e.to_string()), None);
+                return result(false, Some(e.code().into()), None);
             }
         }
         let challenge = conn.issue(now, self.source.next_bytes());
@@ -141,7 +141,10 @@ impl LoginServer {
             return (result(true, None, None), Admission::LoggedIn { name });
         };
         if let Err(e) = self.limiter.check(now, peer) {
-            return (result(false, Some(e.to_string()), None), Admission::Refused);
+            return (
+                result(false, Some(e.code().into()), None),
+                Admission::Refused,
+            );
         }
         match conn.verify(now, &self.cfg, secret, name, cnonce, info, digest) {
             Ok(proof) => {
@@ -155,7 +158,10 @@ impl LoginServer {
             Err(e) => {
                 self.limiter.record_failure(now, peer);
                 tracing::warn!(%peer, name, %e, "control login refused");
-                (result(false, Some(e.to_string()), None), Admission::Refused)
+                (
+                    result(false, Some(e.code().into()), None),
+                    Admission::Refused,
+                )
             }
         }
     }
@@ -378,6 +384,52 @@ mod tests {
             "{verdict:?}"
         );
         assert_eq!(admission, Admission::Refused);
+    }
+
+    /// The `error` of each refusal, as the node sends it.
+    fn refusal(reply: &ServerMsg) -> &str {
+        let ServerMsg::AppLoginResult {
+            ok: false, error, ..
+        } = reply
+        else {
+            panic!("a refusal: {reply:?}");
+        };
+        error.as_deref().expect("a refusal carries a code")
+    }
+
+    #[test]
+    fn refusals_carry_the_documented_codes_not_the_log_sentence() {
+        let cfg = LoginConfig {
+            max_failures: 3,
+            ..LoginConfig::default()
+        };
+        let ttl = cfg.challenge_ttl;
+        let mut server = LoginServer::new(Some(SECRET.to_vec()), cfg, [6; 32]);
+        let t0 = scnf_media::testclock::anchor();
+        let mut conn = Challenges::new();
+        let digest = "ab".repeat(32);
+        let (r, _) = server.login(t0, peer(), &mut conn, "pbx", "n", "", &digest);
+        assert_eq!(refusal(&r), "no-challenge");
+        server.challenge(t0, peer(), &mut conn, None);
+        let (r, _) = server.login(t0, peer(), &mut conn, "pbx", "n", "", "xyz");
+        assert_eq!(refusal(&r), "malformed");
+        server.challenge(t0, peer(), &mut conn, None);
+        let late = t0 + ttl;
+        let (r, _) = server.login(late, peer(), &mut conn, "pbx", "n", "", &digest);
+        assert_eq!(refusal(&r), "challenge-expired");
+        // Three failures lock the peer out: the fourth attempt is refused unread,
+        // and so is a new challenge.
+        let other: IpAddr = "192.0.2.77".parse().unwrap();
+        let mut conn = Challenges::new();
+        for _ in 0..3 {
+            server.challenge(t0, other, &mut conn, None);
+            let (r, _) = server.login(t0, other, &mut conn, "pbx", "n", "", &digest);
+            assert_eq!(refusal(&r), "bad-digest");
+        }
+        let (r, _) = server.login(t0, other, &mut conn, "pbx", "n", "", &digest);
+        assert_eq!(refusal(&r), "rate-limited");
+        let r = server.challenge(t0, other, &mut conn, None);
+        assert_eq!(refusal(&r), "rate-limited");
     }
 
     #[test]

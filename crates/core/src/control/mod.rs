@@ -4,6 +4,8 @@
 //! - [`auth`]: the challenge/response login (HMAC-SHA256, server proof); sans-IO.
 //! - [`login`]: the server and client sides of the login as state machines.
 //! - [`ratelimit`]: failed-login counting and lockout per peer network.
+//! - [`admission`]: the listener's connection budgets (waiting vs logged in) and
+//!   pre-login deadlines.
 //! - [`hex`]: the lowercase hex of the login fields.
 //!
 //! The conference behaviour itself (dial language, rooms, channels, listen modes)
@@ -13,6 +15,7 @@
 //! `docs/control-protocol.md` documents the protocol with a full example session,
 //! `docs/login.md` the login's wire construction.
 
+pub mod admission;
 pub mod auth;
 pub mod hex;
 pub mod login;

@@ -157,7 +157,7 @@ impl RateLimiter {
 
 /// The address the limiter counts under: IPv4 as is (also when IPv4-mapped in IPv6),
 /// IPv6 reduced to its /64 network.
-fn peer_key(peer: IpAddr) -> IpAddr {
+pub(crate) fn peer_key(peer: IpAddr) -> IpAddr {
     match peer {
         IpAddr::V4(_) => peer,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

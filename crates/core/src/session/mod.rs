@@ -70,7 +70,8 @@ pub struct SessionConfig {
     pub login: LoginConfig,
     pub conf: ConfConfig,
     /// A session not logged in after this long is closed (a connection slot is not
-    /// free for the taking). Default 30 s.
+    /// free for the taking). The node's shell sets `control.login_timeout_ms` (5 s),
+    /// which its connection gate also enforces, from the accept.
     pub login_timeout: Duration,
     /// The node's media workers, in index order.
     pub workers: Vec<WorkerAddrs>,
@@ -101,12 +102,24 @@ pub enum Output {
     Send { conn: ConnId, text: String },
     /// Close a connection (the reason goes into the close frame).
     Close { conn: ConnId, reason: String },
+    /// A connection got further in its login; the transport's connection budgets
+    /// ([`crate::control::admission`]) follow it.
+    Login { conn: ConnId, step: LoginStep },
     /// Apply `op` on media worker `worker` and hand the result back with `req`.
     Media {
         req: ReqId,
         worker: usize,
         op: MediaOp,
     },
+}
+
+/// How far a connection got in its login.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginStep {
+    /// It was issued a challenge (it is logging in).
+    Challenged,
+    /// It logged in, or needs no login.
+    LoggedIn,
 }
 
 struct Conn {
@@ -237,7 +250,10 @@ impl Session {
                 reports_pending: 0,
             },
         );
-        if !logged_in {
+        if logged_in {
+            let step = LoginStep::LoggedIn;
+            self.out.push_back(Output::Login { conn, step });
+        } else {
             self.timers
                 .set(Timer::Login(conn), now + self.cfg.login_timeout);
         }
@@ -570,10 +586,14 @@ impl Session {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
-                Some(
-                    self.login
-                        .challenge(now, c.peer.ip(), &mut c.challenges, version),
-                )
+                let reply = self
+                    .login
+                    .challenge(now, c.peer.ip(), &mut c.challenges, version);
+                if matches!(reply, ServerMsg::AppChallengeResult { .. }) && !c.logged_in {
+                    let step = LoginStep::Challenged;
+                    self.out.push_back(Output::Login { conn, step });
+                }
+                Some(reply)
             }
             ClientMsg::AppLogin {
                 name,
@@ -596,6 +616,8 @@ impl Session {
                 if let Admission::LoggedIn { name } = admission {
                     if !c.logged_in {
                         tracing::info!(peer = %c.peer, name, "control session logged in");
+                        let step = LoginStep::LoggedIn;
+                        self.out.push_back(Output::Login { conn, step });
                     }
                     c.logged_in = true;
                     self.timers.clear(Timer::Login(conn));

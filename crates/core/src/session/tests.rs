@@ -23,6 +23,8 @@ struct Node {
     now: Instant,
     sent: Vec<(ConnId, ServerMsg, Option<String>)>,
     closed: Vec<(ConnId, String)>,
+    /// The login steps the transport was told of.
+    steps: Vec<(ConnId, LoginStep)>,
     held: VecDeque<(ReqId, usize, MediaOp)>,
     /// Every media operation applied, in order.
     applied: Vec<MediaOp>,
@@ -63,6 +65,7 @@ impl Node {
             now,
             sent: Vec::new(),
             closed: Vec::new(),
+            steps: Vec::new(),
             held: VecDeque::new(),
             applied: Vec::new(),
         }
@@ -77,6 +80,7 @@ impl Node {
                     self.sent.push((conn, msg, src));
                 }
                 Output::Close { conn, reason } => self.closed.push((conn, reason)),
+                Output::Login { conn, step } => self.steps.push((conn, step)),
                 Output::Media { req, worker, op } => self.held.push_back((req, worker, op)),
             }
         }
@@ -128,6 +132,29 @@ impl Node {
     fn take_sent(&mut self) -> Vec<ServerMsg> {
         self.sent.drain(..).map(|(_, m, _)| m).collect()
     }
+}
+
+#[test]
+fn the_transport_is_told_when_a_connection_asks_for_a_challenge_and_logs_in() {
+    let mut n = Node::new(Some(SECRET));
+    let (a, b) = (n.open(1), n.open(2));
+    n.collect();
+    assert!(n.steps.is_empty(), "opening is not logging in");
+    n.login(a);
+    n.text(b, json!({"mt": "AppChallenge"}));
+    let wrong = json!({"mt": "AppLogin", "name": "x", "cnonce": "n", "digest": "00".repeat(32)});
+    n.text(b, wrong);
+    let expected = vec![
+        (a, LoginStep::Challenged),
+        (a, LoginStep::LoggedIn),
+        (b, LoginStep::Challenged),
+    ];
+    assert_eq!(n.steps, expected);
+    // Without a password every connection is logged in from the start.
+    let mut open = Node::new(None);
+    let c = open.open(1);
+    open.collect();
+    assert_eq!(open.steps, vec![(c, LoginStep::LoggedIn)]);
 }
 
 #[test]

@@ -26,7 +26,7 @@
 
 use crate::NodeHandle;
 use scnf_core::engine::MediaResult;
-use scnf_core::session::{ConnId, Output, ReqId, Session, SHUTDOWN_CAUSE};
+use scnf_core::session::{ConnId, LoginStep, Output, ReqId, Session, SHUTDOWN_CAUSE};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
@@ -68,6 +68,8 @@ pub enum Outbound {
     Text(String),
     /// End the session (the reason goes into the close frame).
     Close(String),
+    /// The session got further in its login (the transport's budgets follow it).
+    Login(LoginStep),
 }
 
 /// A transport's two ways in.
@@ -202,6 +204,13 @@ fn flush(
                     c.kill("not reading");
                 }
             }
+            Output::Login { conn, step } => {
+                if let Some(c) = conns.get_mut(&conn) {
+                    if c.frames.try_send(Outbound::Login(step)).is_err() {
+                        c.kill("not reading");
+                    }
+                }
+            }
             Output::Close { conn, reason } => {
                 if let Some(c) = conns.get_mut(&conn) {
                     if let Err(mpsc::error::TrySendError::Full(_)) =
@@ -282,14 +291,19 @@ mod tests {
         }
     }
 
+    /// The next message to the session (login steps for the transport skipped:
+    /// without a password every session is told at once that it is logged in).
     async fn next_text(rx: &mut mpsc::Receiver<Outbound>) -> (ServerMsg, Option<String>) {
-        let answer = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .expect("answered within 5 s");
-        let Some(Outbound::Text(text)) = answer else {
-            panic!("a text frame: {answer:?}");
-        };
-        msg::parse_server(&text).expect("valid JSON")
+        loop {
+            let answer = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("answered within 5 s");
+            match answer {
+                Some(Outbound::Text(text)) => return msg::parse_server(&text).expect("valid JSON"),
+                Some(Outbound::Login(LoginStep::LoggedIn)) => continue,
+                other => panic!("a text frame: {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 //! the protocol is `scnf_testkit::client`.
 
 pub mod driver;
+pub mod frames;
 pub mod server;
 
 use crate::config::{Config, ConfigError};
@@ -135,7 +136,7 @@ pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, Cont
         }
     });
     let tls = acceptor.is_some();
-    let server = tokio::spawn(server::serve(listener, acceptor, tx, c.max_connections));
+    let server = tokio::spawn(server::serve(listener, acceptor, tx, cfg.control_limits()));
     tracing::info!(%local, tls, "call control listening");
     Ok(ControlHandle {
         local,

@@ -311,6 +311,8 @@ impl Harness {
                                 c.receive(&text);
                             }
                         }
+                        // The harness has no connection budgets to keep.
+                        Output::Login { .. } => {}
                         Output::Close { conn, reason } => {
                             self.closed.push((n, conn, reason));
                             self.nodes[n].session.handle_close(conn);
