@@ -126,6 +126,7 @@ async fn a_flood_from_one_legs_address_leaves_the_other_rooms_clean_and_on_time(
         latency_rise_ms: 50.0,
         seed: 11,
         progress: false,
+        send_jitter: Duration::ZERO,
     };
     let probes = Probes {
         target: CpuProbe::Threads("scnf-media".into()),

@@ -35,6 +35,7 @@ fn scenario(rooms: usize, per_room: usize) -> Scenario {
         ramp: None,
         settle: Duration::from_millis(600),
         tone_dbfs: -20.0,
+        send_jitter: Duration::ZERO,
         loss_max_pct: 0.5,
         latency_rise_ms: 50.0,
         seed: 3,

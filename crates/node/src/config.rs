@@ -97,20 +97,22 @@ impl Default for RtpSection {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct JitterSection {
-    /// Smallest playout delay. Default 20.
+    /// Smallest playout delay (on top of the wait for the next mix tick). Default 5.
     pub min_ms: u64,
     /// Playout delay at the start of a leg. Default 40.
     pub start_ms: u64,
-    /// Largest playout delay. Default 200.
+    /// Largest playout delay; bursty senders (`ffmpeg -re`) need ~300. Default 500.
     pub max_ms: u64,
 }
 
 impl Default for JitterSection {
+    /// The media crate's defaults, so the two cannot disagree.
     fn default() -> Self {
+        let d = JitterConfig::default();
         JitterSection {
-            min_ms: 20,
-            start_ms: 40,
-            max_ms: 200,
+            min_ms: d.min_delay.as_millis() as u64,
+            start_ms: d.start_delay.as_millis() as u64,
+            max_ms: d.max_delay.as_millis() as u64,
         }
     }
 }

@@ -20,6 +20,7 @@
 pub mod analysis;
 pub mod janus;
 pub mod media;
+pub mod plc_bench;
 pub mod plot;
 pub mod reflector;
 pub mod report;

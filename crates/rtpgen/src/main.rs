@@ -104,6 +104,10 @@ struct LoadArgs {
     /// Judge a talker once it kept its state this long (ms): above the target's delay.
     #[arg(long, default_value_t = 600)]
     settle_ms: u64,
+    /// Path jitter towards the target: each packet sent is held 0..=this many ms
+    /// (uniform, seeded), so packets also reorder. Latency then includes it.
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Measure this process's CPU time as the target's.
@@ -246,6 +250,7 @@ fn scenario_of(a: &LoadArgs) -> Result<Scenario, String> {
         }),
         settle: Duration::from_millis(a.settle_ms),
         tone_dbfs: a.level,
+        send_jitter: Duration::from_millis(a.jitter_ms),
         loss_max_pct: a.loss_max,
         latency_rise_ms: a.latency_rise_ms,
         seed: a.seed,

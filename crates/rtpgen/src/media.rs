@@ -24,8 +24,11 @@ use hdrhistogram::Histogram;
 use scnf_media::codec::{CodecKind, Decoder, FRAME_SAMPLES};
 use scnf_media::rtp::stats::ReceptionStats;
 use scnf_media::rtp::{RtpHeader, RtpPacket};
+use scnf_media::util::Rng;
 use scnf_udp::fleet::{participant_index, FleetSocket, NetCounters, Received, BATCH};
-use std::net::SocketAddrV4;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,6 +81,10 @@ pub struct MediaConfig {
     /// [`super::analysis`]).
     pub settle: Duration,
     pub tone_dbfs: f64,
+    /// Most hold-back of a sent packet (see [`Held`]); zero sends at once.
+    pub send_jitter: Duration,
+    /// Seeds the hold-back draws.
+    pub seed: u64,
     /// Report period.
     pub interval: Duration,
     /// Speech sample, 8 kHz; `None` when no participant speaks.
@@ -200,6 +207,65 @@ struct Loops {
     speech: Vec<(CodecKind, Arc<FrameLoop>)>,
 }
 
+/// Packets held back to emulate path jitter: a heap of release times over a pool of
+/// reused buffers (no allocation per packet once the pool has grown to the packets
+/// in flight).
+struct Held {
+    rng: Rng,
+    max_us: u64,
+    /// (release time, send order, pool index), earliest first.
+    queue: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    pool: Vec<(Ipv4Addr, SocketAddrV4, Vec<u8>)>,
+    free: Vec<usize>,
+    order: u64,
+}
+
+impl Held {
+    fn new(max: Duration, seed: u64) -> Held {
+        Held {
+            rng: Rng::new(seed ^ 0x6a17),
+            max_us: max.as_micros() as u64,
+            queue: BinaryHeap::new(),
+            pool: Vec::new(),
+            free: Vec::new(),
+            order: 0,
+        }
+    }
+
+    /// Holds a datagram sent at `now` for its random delay.
+    fn hold(&mut self, now: Instant, src: Ipv4Addr, dst: SocketAddrV4, bytes: &[u8]) {
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.pool.push((src, dst, Vec::with_capacity(256)));
+            self.pool.len() - 1
+        });
+        let slot = &mut self.pool[i];
+        slot.0 = src;
+        slot.1 = dst;
+        slot.2.clear();
+        slot.2.extend_from_slice(bytes);
+        let at = now + Duration::from_micros(self.rng.below(self.max_us + 1));
+        self.order += 1;
+        self.queue.push(Reverse((at, self.order, i)));
+    }
+
+    /// Sends every held datagram due by `now`.
+    fn release(&mut self, now: Instant, socket: &mut FleetSocket) {
+        while let Some(&Reverse((at, _, i))) = self.queue.peek() {
+            if at > now {
+                break;
+            }
+            self.queue.pop();
+            let (src, dst, bytes) = &self.pool[i];
+            socket.push(*src, *dst, |buf| {
+                let n = bytes.len().min(buf.len());
+                buf[..n].copy_from_slice(&bytes[..n]);
+                n
+            });
+            self.free.push(i);
+        }
+    }
+}
+
 /// The media thread's state. See the module docs.
 pub struct Media {
     cfg: MediaConfig,
@@ -220,12 +286,19 @@ pub struct Media {
     /// The socket's counters at the last report.
     last_net: NetCounters,
     next_report: Instant,
+    /// Path jitter emulation, when `cfg.send_jitter` is not zero.
+    held: Option<Held>,
+    /// Scratch for one datagram to hold.
+    wire: [u8; 1500],
 }
 
 impl Media {
     pub fn new(cfg: MediaConfig, socket: FleetSocket) -> Media {
         let epoch = Instant::now();
+        let held = (!cfg.send_jitter.is_zero()).then(|| Held::new(cfg.send_jitter, cfg.seed));
         Media {
+            held,
+            wire: [0; 1500],
             next_report: epoch + cfg.interval,
             current: Media::empty_interval(),
             cfg,
@@ -284,6 +357,9 @@ impl Media {
                 let late = now.saturating_duration_since(due).as_micros() as u64;
                 let _ = self.current.send_late.record(late.max(1));
                 self.tick += 1;
+            }
+            if let Some(h) = &mut self.held {
+                h.release(Instant::now(), &mut self.socket);
             }
             self.socket.flush();
             self.drain_until(self.due(self.tick));
@@ -427,17 +503,21 @@ impl Media {
                 timestamp: vp.ts,
                 ssrc: vp.ssrc,
             };
-            self.socket.push(
-                scnf_udp::fleet::participant_ip(idx),
-                vp.join.node,
-                |buf| match header.write(buf) {
-                    Ok(h) if h + payload.len() <= buf.len() => {
-                        buf[h..h + payload.len()].copy_from_slice(payload);
-                        h + payload.len()
-                    }
-                    _ => 0,
-                },
-            );
+            let fill = |buf: &mut [u8]| match header.write(buf) {
+                Ok(h) if h + payload.len() <= buf.len() => {
+                    buf[h..h + payload.len()].copy_from_slice(payload);
+                    h + payload.len()
+                }
+                _ => 0,
+            };
+            let src = scnf_udp::fleet::participant_ip(idx);
+            match &mut self.held {
+                Some(h) => {
+                    let n = fill(&mut self.wire);
+                    h.hold(due, src, vp.join.node, &self.wire[..n]);
+                }
+                None => self.socket.push(src, vp.join.node, fill),
+            }
             vp.seq = vp.seq.wrapping_add(1);
             vp.ts = vp.ts.wrapping_add(vp.join.codec.frame_ts());
             vp.k += 1;

@@ -58,6 +58,9 @@ pub struct Scenario {
     pub ramp: Option<Ramp>,
     pub settle: Duration,
     pub tone_dbfs: f64,
+    /// Each packet the participants send is held back by a delay drawn uniformly from
+    /// `0..=send_jitter` (seeded), as a jittery path would: reordering included.
+    pub send_jitter: Duration,
     /// A step (or run) with more loss, or a larger shortfall of packets, than this
     /// is not clean, percent.
     pub loss_max_pct: f64,
@@ -234,6 +237,8 @@ pub async fn run(
             expect,
             settle: sc.settle,
             tone_dbfs: sc.tone_dbfs,
+            send_jitter: sc.send_jitter,
+            seed: sc.seed,
             interval: REPORT_PERIOD,
             speech: speech.map(Arc::new),
         },

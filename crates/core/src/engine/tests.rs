@@ -226,9 +226,12 @@ impl Peer {
     }
 }
 
+/// Judges seconds 6-9 of the call (runs must last 9 s): by then every playout has
+/// converged from its start delay, whose one or two 20 ms skips break a tone's phase
+/// and so lower its measured level.
 fn assert_n_minus_one(h: &Harness, max_level_error_db: f64) {
     for i in 0..h.peers.len() {
-        let levels = h.levels(i, 1, 4);
+        let levels = h.levels(i, 6, 9);
         for (j, &l) in levels.iter().enumerate() {
             if j == i {
                 continue;
@@ -265,7 +268,7 @@ fn five_in_mixed_codecs(h: &mut Harness, path: PathConfig) {
 fn every_leg_hears_the_others_and_not_itself_on_a_clean_network() {
     let mut h = Harness::new();
     five_in_mixed_codecs(&mut h, PathConfig::default());
-    h.run(Duration::from_secs(5));
+    h.run(Duration::from_secs(9));
     assert_n_minus_one(&h, 1.0);
     assert_eq!(h.engine.stats().late_ticks, 0);
 }
@@ -282,7 +285,7 @@ fn n_minus_one_holds_through_loss_jitter_and_reordering() {
         ..PathConfig::default()
     };
     five_in_mixed_codecs(&mut h, lossy);
-    h.run(Duration::from_secs(5));
+    h.run(Duration::from_secs(9));
     // Concealment stands in for lost frames: the levels stay within 2 dB.
     assert_n_minus_one(&h, 2.0);
     let s = h.engine.leg_stats(h.peers[0].leg).unwrap();
@@ -399,7 +402,7 @@ fn garbage_foreign_and_unknown_payloads_are_counted_and_calls_go_on() {
     let m = h.engine.leg_stats(h.peers[1].leg).unwrap();
     assert!(m.unknown_payload_type >= 15, "{m:?}");
     assert!(m.flood_dropped >= 6000 - budget::BURST, "{m:?}");
-    h.run(Duration::from_secs(4));
+    h.run(Duration::from_millis(8500));
     assert_n_minus_one(&h, 1.0);
 }
 

@@ -14,14 +14,34 @@
 //! amortised instead of a scan of the window: the node asks several times per leg
 //! per tick.
 //!
-//! The target delay is the 95th percentile of `r` plus a 10 ms margin (a packet that
-//! starts mid-frame must be there when that frame starts), clamped to
+//! The target delay is the 95th percentile of `r` plus a margin, clamped to
 //! `[min_delay, max_delay]`, and held at `start_delay` until 50 packets have been seen.
+//! The target is the wait from the fastest packet's arrival to the tick that plays it,
+//! so the margin holds only what the percentile cannot see:
+//! - the *lead* of the packetisation: a mix frame is taken whole at its tick, so when
+//!   packets are shorter than a frame (or straddle frames) the last packet a frame
+//!   needs starts up to 15 ms after the frame does and must be there at its tick
+//!   ([`frame_lead`]; 0 for 20 ms packets);
+//! - 3 ms of safety for the tick timer's noise: playout starts on the first tick at
+//!   or past the target, and a tick that runs late there makes the later, punctual
+//!   ones see up to that much less delay. The playout grows only when the delay falls
+//!   more than this safety below the target, i.e. below what the jitter itself needs.
+//!
+//! The wait for the next tick (the tick phase, 0-20 ms) comes on top by itself:
+//! playout starts on the first tick at or past the target, and the playout only
+//! shrinks when a whole frame of delay is spare (see `playout.rs`).
+//!
 //! The percentile comes from a histogram of 2 ms buckets whose old entries fade
 //! geometrically (factor 0.995 per packet, so it remembers about four seconds of
 //! 20 ms packets): it shrinks slowly. A late packet raises a separate peak to its own
-//! `r + margin` at once, which decays by 0.2% per packet (half-life ~7 s at 20 ms):
-//! it grows fast.
+//! `r + margin` at once (it came later than the delay, so the delay is now below
+//! `peak - safety` and the playout grows), which decays by 0.2% per packet (half-life
+//! ~7 s at 20 ms): it grows fast.
+//!
+//! A sender that delivers in bursts (`ffmpeg -re` writes ~256 ms at once) is just a
+//! path whose relative delay spans the burst: the first packet of a burst is the
+//! latest relative to the last one. The percentile covers it as long as `max_delay`
+//! does, which is why the default cap is well above such a burst.
 
 use super::JitterConfig;
 
@@ -30,6 +50,36 @@ const FORGET: f32 = 0.995;
 const PEAK_DECAY: f32 = 0.998;
 const QUANTILE: f32 = 0.95;
 const WARMUP: u32 = 50;
+/// Safety on top of the percentile and the packetisation lead, ms; also the slack
+/// the playout allows below the target before it grows.
+pub(super) const SAFETY_MS: i64 = 3;
+const FRAME: i64 = crate::codec::FRAME_SAMPLES as i64;
+
+/// How long after a mix frame's start the last packet that frame needs may start, in
+/// 8 kHz samples, for packets of `len` samples laid from the frame grid's origin (the
+/// playout anchors its frames on a packet's start). 0 for packets of a whole number of
+/// frames; 80 for 10 ms packets, 120 for 5 ms, 80 for 30 ms (every other frame).
+pub(super) fn frame_lead(len: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    let f = FRAME as usize;
+    let mut lead = 0;
+    // Frame starts fall on k * FRAME modulo len; len / gcd(len, FRAME) residues.
+    let mut start = 0;
+    loop {
+        let first = (len - start % len) % len;
+        if first < f {
+            // Packet starts inside the frame: first, first + len, ... below f.
+            lead = lead.max(first + (f - 1 - first) / len * len);
+        }
+        start = (start + f) % len;
+        if start == 0 {
+            break;
+        }
+    }
+    lead
+}
 
 #[derive(Clone, Copy, Default)]
 struct Entry {
@@ -60,7 +110,10 @@ pub(super) struct DelayEstimator {
     min: i64,
     start: i64,
     max: i64,
+    /// Packetisation lead plus safety (see the module docs).
     margin: i64,
+    /// Packet length (8 kHz samples) the lead was computed for.
+    lead_for: usize,
     target: i64,
 }
 
@@ -90,7 +143,8 @@ impl DelayEstimator {
             min,
             start,
             max,
-            margin: 10 * units_per_ms,
+            margin: SAFETY_MS * units_per_ms,
+            lead_for: FRAME as usize,
             target: start,
         }
     }
@@ -113,12 +167,19 @@ impl DelayEstimator {
         self.head = 0;
     }
 
-    pub fn target(&self) -> i64 {
-        self.target
+    /// Packets of `samples` 8 kHz samples are arriving: sets the packetisation lead.
+    /// Cheap when the length is unchanged (the usual case).
+    pub fn set_packet_samples(&mut self, samples: usize, ups: i64) {
+        if samples == self.lead_for {
+            return;
+        }
+        self.lead_for = samples;
+        let lead = frame_lead(samples) as i64 * ups;
+        self.margin = lead + SAFETY_MS * self.units_per_ms;
     }
 
-    pub fn start(&self) -> i64 {
-        self.start
+    pub fn target(&self) -> i64 {
+        self.target
     }
 
     pub fn units_per_ms(&self) -> i64 {
@@ -235,7 +296,8 @@ mod tests {
             let ts = i * 160;
             assert_eq!(e.observe(ts + 30 * MS, ts), 0);
         }
-        assert_eq!(e.target(), 20 * MS);
+        // 2 ms (the first bucket's edge) + 3 ms safety.
+        assert_eq!(e.target(), 5 * MS);
     }
 
     #[test]
@@ -248,7 +310,8 @@ mod tests {
             e.observe(ts + 30 * MS + extra, ts);
         }
         let t = e.target();
-        assert!((50 * MS..=54 * MS).contains(&t), "target {} ms", t / MS);
+        // The 40 ms bucket's edge (42 ms) plus 3 ms safety; 20 ms packets need no lead.
+        assert!((42 * MS..=46 * MS).contains(&t), "target {} ms", t / MS);
     }
 
     #[test]
@@ -258,19 +321,48 @@ mod tests {
             e.observe(i * 160 + 30 * MS, i * 160);
         }
         e.late(100 * MS);
-        assert_eq!(e.target(), 110 * MS);
+        assert_eq!(e.target(), 103 * MS);
         for i in 100..150 {
             e.observe(i * 160 + 30 * MS, i * 160);
         }
         let t = e.target();
-        assert!((95 * MS..110 * MS).contains(&t), "target {} ms", t / MS);
+        assert!((88 * MS..103 * MS).contains(&t), "target {} ms", t / MS);
     }
 
     #[test]
     fn the_target_stays_within_bounds() {
         let mut e = est();
         e.late(10_000 * MS);
-        assert_eq!(e.target(), 200 * MS);
+        assert_eq!(e.target(), 500 * MS);
+    }
+
+    #[test]
+    fn the_packetisation_lead_is_the_latest_packet_start_inside_a_frame() {
+        // (packet samples, lead samples)
+        let cases = [
+            (160, 0),
+            (320, 0),
+            (960, 0),
+            (80, 80),
+            (40, 120),
+            (240, 80),
+            (400, 80),
+        ];
+        for (len, want) in cases {
+            assert_eq!(frame_lead(len), want, "{len}-sample packets");
+        }
+    }
+
+    #[test]
+    fn ten_ms_packets_get_ten_ms_more_margin() {
+        let mut e = est();
+        e.set_packet_samples(80, 1);
+        for i in 0..100 {
+            let ts = i * 80;
+            e.observe(ts + 30 * MS, ts);
+        }
+        // 2 ms bucket edge + 10 ms lead + 3 ms safety.
+        assert_eq!(e.target(), 15 * MS);
     }
 
     #[test]

@@ -50,22 +50,26 @@ use std::time::Duration;
 /// fastest recent packet to its playout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JitterConfig {
-    /// The adaptive target never goes below this. Default 20 ms.
+    /// The adaptive target never goes below this. Default 5 ms: the target is the
+    /// wait from the fastest packet's arrival to the tick that plays it, and the
+    /// tick phase (0-20 ms) comes on top, so a clean path needs only a few ms.
     pub min_delay: Duration,
     /// Delay used for the first talk spurt, before any jitter has been measured.
     /// Default 40 ms.
     pub start_delay: Duration,
-    /// The adaptive target never goes above this; it also bounds the buffer's memory.
-    /// Default 200 ms.
+    /// The adaptive target never goes above this; it also bounds the buffer's memory
+    /// (one slot per 10 ms of it). Default 500 ms: a sender that writes in bursts
+    /// (`ffmpeg -re`: ~256 ms at once) needs the whole burst, and the adaptive target
+    /// keeps well-behaved legs far below the cap.
     pub max_delay: Duration,
 }
 
 impl Default for JitterConfig {
     fn default() -> Self {
         JitterConfig {
-            min_delay: Duration::from_millis(20),
+            min_delay: Duration::from_millis(5),
             start_delay: Duration::from_millis(40),
-            max_delay: Duration::from_millis(200),
+            max_delay: Duration::from_millis(500),
         }
     }
 }

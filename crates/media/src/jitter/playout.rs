@@ -23,20 +23,24 @@
 //!   stream had gone silent (concealment faded out) — and there is a gap before it,
 //!   the playout re-anchors on it: the silence is lengthened or shortened so the delay
 //!   becomes exactly the target. No audio is touched.
-//! - Mid-spurt, when `delay < target - 5 ms` (late packets raised the target, or the
+//! - Mid-spurt, when `delay < target - 3 ms` (late packets raised the target, or the
 //!   sender's clock is slow), one 20 ms frame of pitch-repetition is inserted at once:
-//!   grow fast. The 5 ms slack absorbs measurement noise: playout starts on the first
+//!   grow fast. The 3 ms slack absorbs measurement noise: playout starts on the first
 //!   tick at or past the target, so the delay may start just above it, and a tick
-//!   that runs less late than that one, or a transit floor raised by the path's jitter
-//!   as the fastest packet leaves its window, reads a millisecond or two below it.
-//! - Mid-spurt, when `delay > max(target, start_delay) + 30 ms` (the sender's clock
-//!   is fast, or the path calmed down) for 0.5 s, 20 ms is skipped with a 5 ms
-//!   cross-fade, preferably in a quiet frame, in any frame after 2 s: shrink slowly.
-//!   The 30 ms hysteresis exceeds one step, so a skip can never cause an insert;
-//!   and no skip comes within 10 s of an insert, so the delay does not pump.
+//!   that runs less late than that one reads a millisecond or two below it. It is the
+//!   target's own safety margin, so the delay still covers the jitter percentile.
+//! - Mid-spurt, when `delay > target + 20 ms + 4 ms` (a whole frame of delay is
+//!   spare: the start delay was more than the path needs, the sender's clock is fast,
+//!   or the path calmed down) for 0.5 s, 20 ms is skipped with a 5 ms cross-fade,
+//!   preferably in a quiet frame, in any frame after 2 s: shrink slowly. So the delay
+//!   settles at the first tick at or past the target, as at a spurt start (the 4 ms
+//!   absorb tick-timer noise). After a skip the delay is still above
+//!   `target + 4 ms`, far from the grow threshold, so a skip can never cause an
+//!   insert; and no skip comes within 10 s of an insert, so the delay does not pump.
 //!
-//! At 0.5% clock drift this takes one step about every 4 s; on a steady path it
-//! never acts, so a clean stream passes bit-exactly.
+//! On a steady path this converges from the start delay in one or two skips (each
+//! bit-exact except the 20 ms it removes) and then never acts; at 0.5% clock drift it
+//! takes one step about every 4 s.
 //!
 //! # Counting concealment
 //! When the buffer runs dry the playout conceals, then fades to silence, whether audio
@@ -70,12 +74,17 @@ const CROSSFADE: usize = 40;
 const LATE_RUN_RESYNC: u32 = 8;
 /// Mean square below which a frame counts as quiet (RMS 500, about -36 dBFS).
 const QUIET: i64 = 500 * 500;
-const HYSTERESIS_MS: i64 = 30;
+/// Spare delay, beyond one whole frame, before the playout skips a frame: the tick
+/// timer's noise (ticks run 0-3 ms late), so a delay just one frame above the target
+/// is not shrunk and grown back.
+const SHRINK_SLACK_MS: i64 = 4;
+const FRAME_MS: i64 = 20;
 /// A delay this far below the target is measurement noise, not a risk: each tick is
 /// measured at the instant it runs (a timer fires 0-3 ms late, and playout starts on
-/// whichever tick first reaches the target), and the transit floor moves by the
-/// path's jitter as packets leave its window. The target's own 10 ms margin covers it.
-const GROW_SLACK_MS: i64 = 5;
+/// whichever tick first reaches the target). The target holds exactly this much of
+/// safety above what the jitter needs, so growing below it still comes before a
+/// packet is late.
+const GROW_SLACK_MS: i64 = super::adapt::SAFETY_MS;
 const JUMP_MARGIN_MS: i64 = 100;
 const SHRINK_AFTER: Duration = Duration::from_millis(500);
 const FORCE_SHRINK_AFTER: Duration = Duration::from_secs(2);
@@ -215,6 +224,7 @@ impl Playout {
             return Err(Rejected::TooLarge);
         }
         let len = samples as i64 * self.ups;
+        self.est.set_packet_samples(samples, self.ups);
 
         if self.state == State::Idle {
             let (eseq, ets) = (SEQ_BASE + i64::from(seq), TS_BASE + i64::from(ts));
@@ -351,6 +361,11 @@ impl Playout {
         &self.stats
     }
 
+    /// Packets received and waiting to be played.
+    pub fn queued(&self) -> usize {
+        self.ring.queued()
+    }
+
     /// Sum of squares of the frame the last `next_frame` produced (the mixer's
     /// talker detection reads it instead of measuring the frame again).
     pub fn frame_energy(&self) -> u64 {
@@ -464,7 +479,7 @@ impl Playout {
             self.grown_at = Some(now);
             return Action::Stretch;
         }
-        if delay <= target.max(self.est.start()) + HYSTERESIS_MS * upm {
+        if delay <= target + (FRAME_MS + SHRINK_SLACK_MS) * upm {
             self.above_since = None;
             return Action::Play;
         }
