@@ -240,7 +240,10 @@ async fn a_setup_naming_the_nodes_own_rtp_socket_is_refused_and_the_room_never_h
     let own = node.workers()[0].rtp;
     let mut offer = a.offer(true);
     // The node's RTP socket as advertised, and the same port through loopback.
-    for (i, ip) in [own.ip(), "127.0.0.1".parse().unwrap()].into_iter().enumerate() {
+    for (i, ip) in [own.ip(), "127.0.0.1".parse().unwrap()]
+        .into_iter()
+        .enumerate()
+    {
         offer.address = ip;
         offer.port = own.port();
         let out = c
