@@ -81,7 +81,7 @@ pub struct MediaConfig {
     /// [`super::analysis`]).
     pub settle: Duration,
     pub tone_dbfs: f64,
-    /// Most hold-back of a sent packet (see [`Held`]); zero sends at once.
+    /// Most hold-back of a sent packet (packets are held back in a small delay queue); zero sends at once.
     pub send_jitter: Duration,
     /// Seeds the hold-back draws.
     pub seed: u64,
