@@ -32,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
         conf: ConfConfig::new(1 + u32::from(data.get(1).copied().unwrap_or(0) % 8)),
         login_timeout: Duration::from_secs(30),
         workers,
+        own_media: Default::default(),
         budgets: Default::default(),
     };
     let mut s = Session::new(cfg, [3; 32]);
