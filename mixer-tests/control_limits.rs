@@ -131,7 +131,17 @@ async fn a_controller_that_stops_answering_is_closed_and_its_call_is_released() 
         .await;
     assert!(left, "the frozen controller's call is still up");
     assert!(frozen.closed_within(Duration::from_secs(1)).await);
-    assert_eq!(watcher.status().await.expect("status").channels.used, 0);
+    let status = watcher.status().await.expect("status");
+    assert_eq!(status.channels.used, 0);
+    // The operator sees why: the node closed one session as silent.
+    let health = watcher.health().await.expect("health");
+    assert_eq!(
+        health.control.closed.get("idle timeout"),
+        Some(&1),
+        "{:?}",
+        health.control
+    );
+    assert_eq!(health.control.sessions, 1);
     node.shutdown();
 }
 

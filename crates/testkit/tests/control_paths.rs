@@ -213,6 +213,7 @@ fn status_reports_rooms_members_channels_and_leg_figures() {
         channels,
         rooms,
         workers,
+        ..
     } = h.request(ctl, json!({"mt": "Status"}))
     else {
         panic!("a status answer");

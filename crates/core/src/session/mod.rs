@@ -159,6 +159,17 @@ enum Deferred {
     Shutdown(Cause),
 }
 
+/// Distinct close reasons counted before the rest go under "other".
+const MAX_CLOSE_REASONS: usize = 16;
+
+/// The control side's own counters (see `ControlInfo` in the protocol messages).
+#[derive(Debug, Default)]
+struct Counters {
+    closed: std::collections::BTreeMap<String, u64>,
+    rate_limited: u64,
+    events_lost: u64,
+}
+
 /// See the module docs.
 pub struct Session {
     cfg: SessionConfig,
@@ -181,6 +192,8 @@ pub struct Session {
     round: Option<report::Round>,
     queued_reports: Vec<report::Report>,
     out: VecDeque<Output>,
+    /// What the control side cut or refused (reported in `Status`/`Health`).
+    counters: Counters,
     /// Set by [`Session::handle_shutdown`]: the cause new calls are refused with.
     stopping: Option<Cause>,
 }
@@ -223,6 +236,7 @@ impl Session {
             round: None,
             queued_reports: Vec::new(),
             out: VecDeque::new(),
+            counters: Counters::default(),
             stopping: None,
         }
     }
@@ -447,8 +461,25 @@ impl Session {
         if self.waiting.is_some() {
             return self.deferred.push_back(Deferred::EventsLost(lost));
         }
+        self.counters.events_lost += lost;
         tracing::warn!(lost, "call control lost node events; controllers are told");
         self.broadcast(&ServerMsg::EventsLost { lost });
+    }
+
+    /// The transport closed session `conn` for `reason` (it decided, or carried out
+    /// a close the root or the driver asked for: not reading, idle timeout, login
+    /// timeout, ...). Only counted, for `Status`/`Health`; the close itself comes
+    /// with [`Session::handle_close`].
+    pub fn note_closed(&mut self, reason: &str) {
+        let closed = &mut self.counters.closed;
+        // Reasons are the transport's own few texts; the map stays small whatever
+        // a buggy transport sends.
+        let key = if closed.contains_key(reason) || closed.len() < MAX_CLOSE_REASONS {
+            reason
+        } else {
+            "other"
+        };
+        *closed.entry(key.to_string()).or_insert(0) += 1;
     }
 
     /// The result of the media operation `req`.

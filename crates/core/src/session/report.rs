@@ -11,7 +11,7 @@
 use super::{ConnId, ReqId, Session};
 use crate::conf::{CallRef, ConfEvent, MemberState};
 use crate::control::msg::{
-    Channels, MediaAnswer, MemberInfo, RoomInfo, RoomOptions, ServerMsg, WorkerInfo,
+    Channels, ControlInfo, MediaAnswer, MemberInfo, RoomInfo, RoomOptions, ServerMsg, WorkerInfo,
     PROTOCOL_VERSION,
 };
 use crate::engine::{LegId, LegStats, MediaOp, MediaResult, WorkerSnapshot};
@@ -268,6 +268,7 @@ impl Session {
             version: PROTOCOL_VERSION,
             channels: self.channels(),
             rooms,
+            control: self.control_info(),
         }
     }
 
@@ -279,6 +280,17 @@ impl Session {
             rooms: self.conf.room_count(),
             legs: workers.iter().map(|w| w.legs).sum(),
             workers,
+            control: self.control_info(),
+        }
+    }
+
+    fn control_info(&self) -> ControlInfo {
+        let c = &self.counters;
+        ControlInfo {
+            sessions: self.conns.len(),
+            closed: c.closed.clone(),
+            rate_limited: c.rate_limited,
+            events_lost: c.events_lost,
         }
     }
 

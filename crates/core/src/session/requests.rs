@@ -14,6 +14,7 @@ impl Session {
         let report = matches!(msg, ClientMsg::Status | ClientMsg::Health);
         let busy = report && session.reports_pending >= MAX_PENDING_REPORTS;
         if !session.requests.take(now) || (report && (busy || !session.reports.take(now))) {
+            self.counters.rate_limited += 1;
             return self.send(conn, &error(&msg, RATE_LIMITED), src.as_deref());
         }
         let is_login = matches!(

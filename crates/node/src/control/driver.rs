@@ -54,8 +54,12 @@ pub enum Inbound {
     Text { conn: ConnId, text: String },
     /// A frame the transport could not pass on (binary, not UTF-8, ...).
     Bad { conn: ConnId, problem: String },
-    /// The session ended.
-    Closed { conn: ConnId },
+    /// The session ended; `reason` when the node closed it (what its close frame
+    /// said), none when the peer did.
+    Closed {
+        conn: ConnId,
+        reason: Option<String>,
+    },
     /// The node is stopping ([`Session::handle_shutdown`]): `done` fires once the
     /// releases, the leg removals and the closes are through (every media result in,
     /// every session gone), and the driver then ends.
@@ -165,7 +169,10 @@ pub async fn run(mut session: Session, node: NodeHandle, mut inbound: mpsc::Rece
                 Some(Inbound::Text { text, .. }) => session.handle_text(Instant::now(), conn, &text),
                 Some(Inbound::Bad { problem, .. }) => session.handle_bad_frame(conn, problem),
                 Some(Inbound::Opened { .. }) => tracing::warn!(?conn, "Opened on a session queue"),
-                Some(Inbound::Closed { .. }) | None => {
+                item @ (Some(Inbound::Closed { .. }) | None) => {
+                    if let Some(Inbound::Closed { reason: Some(reason), .. }) = &item {
+                        session.note_closed(reason);
+                    }
                     queues.retain(|q| q.conn != conn);
                     conns.remove(&conn);
                     session.handle_close(conn);

@@ -347,6 +347,7 @@ where
             },
         }
     };
+    let reason = end.as_ref().map(|(_, reason)| reason.clone());
     if let Some((code, reason)) = end {
         // Logged once per session, with how many have gone the same way.
         if let Some(total) = lock(&ctx.door).count_dead(&reason) {
@@ -354,7 +355,7 @@ where
         }
         close(&mut sink, code, reason).await;
     }
-    let _ = frames.send(Inbound::Closed { conn }).await;
+    let _ = frames.send(Inbound::Closed { conn, reason }).await;
     tracing::debug!(%peer, ?conn, "control session closed");
 }
 

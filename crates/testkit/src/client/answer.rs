@@ -4,7 +4,9 @@
 //! node's normal business (no room, no channel, no codec); only failures of the
 //! session itself are errors of the client.
 
-use scnf_core::control::msg::{Channels, MediaAnswer, RoomInfo, ServerMsg, WorkerInfo};
+use scnf_core::control::msg::{
+    Channels, ControlInfo, MediaAnswer, RoomInfo, ServerMsg, WorkerInfo,
+};
 use std::net::SocketAddr;
 
 /// How the node decided a call (the answer to `Setup`, or to the `Info` that
@@ -164,6 +166,8 @@ pub struct NodeHealth {
     pub rooms: usize,
     pub legs: usize,
     pub workers: Vec<WorkerInfo>,
+    /// What the control side cut or refused.
+    pub control: ControlInfo,
 }
 
 /// The node's `StatusResult`.
@@ -173,4 +177,6 @@ pub struct NodeStatus {
     pub channels: Channels,
     pub rooms: Vec<RoomInfo>,
     pub workers: Vec<WorkerInfo>,
+    /// What the control side cut or refused.
+    pub control: ControlInfo,
 }

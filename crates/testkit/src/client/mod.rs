@@ -371,11 +371,13 @@ impl Client {
                 channels,
                 rooms,
                 workers,
+                control,
             } => Take::Done(NodeStatus {
                 version,
                 channels,
                 rooms,
                 workers,
+                control,
             }),
             _ => Take::Skip,
         })
@@ -392,12 +394,14 @@ impl Client {
                 rooms,
                 legs,
                 workers,
+                control,
             } => Take::Done(NodeHealth {
                 version,
                 channels,
                 rooms,
                 legs,
                 workers,
+                control,
             }),
             _ => Take::Skip,
         })

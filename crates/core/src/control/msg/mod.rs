@@ -13,6 +13,7 @@
 use crate::engine::LegStats;
 use scnf_media::codec::CodecKind;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// Version of this protocol; reported in `AppChallengeResult`, `AppLoginResult` and
@@ -220,6 +221,22 @@ pub struct RoomOptions {
     pub multivideo: bool,
 }
 
+/// The control side's own counters, since the node started: what it cut or refused,
+/// so an operator sees an attack or a broken controller without reading its logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ControlInfo {
+    /// Control sessions open now (logged in or not yet).
+    pub sessions: usize,
+    /// Sessions the node closed, by reason (`not reading`, `idle timeout`, `message
+    /// not finished`, `login timeout`, ...). A peer's own close is not counted.
+    pub closed: BTreeMap<String, u64>,
+    /// Requests refused over their session's budget (`Error` "rate-limited").
+    pub rate_limited: u64,
+    /// Node events call control lost (each loss also went out as `EventsLost`).
+    pub events_lost: u64,
+}
+
 /// Channel accounting of the node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Channels {
@@ -344,6 +361,9 @@ pub enum ServerMsg {
         /// The media workers' clocks (absent from older nodes).
         #[serde(default)]
         workers: Vec<WorkerInfo>,
+        /// The control side's counters (absent from older nodes).
+        #[serde(default)]
+        control: ControlInfo,
     },
     HealthResult {
         version: u32,
@@ -353,6 +373,9 @@ pub enum ServerMsg {
         /// Media legs on this node's workers.
         legs: usize,
         workers: Vec<WorkerInfo>,
+        /// The control side's counters (absent from older nodes).
+        #[serde(default)]
+        control: ControlInfo,
     },
     // Events, sent to every logged-in session.
     RoomCreated {

@@ -183,6 +183,12 @@ fn every_server_message() -> Vec<ServerMsg> {
                 malformed: 3,
                 ..WorkerInfo::default()
             }],
+            control: ControlInfo {
+                sessions: 2,
+                closed: [("idle timeout".to_string(), 1)].into_iter().collect(),
+                rate_limited: 4,
+                events_lost: 0,
+            },
         },
         ServerMsg::HealthResult {
             version: 1,
@@ -194,6 +200,7 @@ fn every_server_message() -> Vec<ServerMsg> {
             rooms: 1,
             legs: 2,
             workers: Vec::new(),
+            control: ControlInfo::default(),
         },
         ServerMsg::RoomCreated {
             room: room(),

@@ -269,11 +269,14 @@ fn a_session_over_its_budget_is_refused_with_rate_limited_and_the_others_are_not
         );
         assert_eq!(src.as_deref(), Some(format!("q{i}").as_str()));
     }
-    // Another session has its own budget.
+    // Another session has its own budget, and sees the refusals counted.
     n.text(other, json!({"mt": "Health", "src": "h"}));
     let (conn, m, _) = n.sent.pop().expect("an answer");
     assert_eq!(conn, other);
-    assert!(matches!(m, ServerMsg::HealthResult { .. }), "{m:?}");
+    let ServerMsg::HealthResult { control, .. } = m else {
+        panic!("a HealthResult: {m:?}");
+    };
+    assert_eq!((control.rate_limited, control.sessions), (15, 2));
     // Half a second refills five requests; reports have their own, tighter budget.
     n.now += Duration::from_millis(500);
     n.sent.clear();
@@ -414,4 +417,32 @@ fn lost_node_events_are_told_to_every_logged_in_session_in_order() {
         "deferred while the leg was added: {:?}",
         n.sent
     );
+}
+
+#[test]
+fn sessions_the_node_closed_are_counted_by_reason_in_status_and_health() {
+    let mut n = Node::new(None);
+    let c = n.open(1);
+    for reason in ["idle timeout", "not reading", "idle timeout"] {
+        n.session.note_closed(reason);
+    }
+    // A transport sending ever new texts cannot grow the table without bound.
+    for i in 0..100 {
+        n.session.note_closed(&format!("reason {i}"));
+    }
+    let ServerMsg::HealthResult { control, .. } = report(&mut n, c, "Health") else {
+        panic!("a HealthResult");
+    };
+    assert_eq!(control.closed.get("idle timeout"), Some(&2));
+    assert_eq!(control.closed.get("not reading"), Some(&1));
+    assert_eq!(
+        control.closed.len(),
+        17,
+        "16 reasons and other: {control:?}"
+    );
+    assert_eq!(control.closed.values().sum::<u64>(), 103);
+    let ServerMsg::StatusResult { control: same, .. } = report(&mut n, c, "Status") else {
+        panic!("a StatusResult");
+    };
+    assert_eq!(same, control);
 }
