@@ -43,6 +43,37 @@ fn scenario(rooms: usize, per_room: usize) -> Scenario {
     }
 }
 
+/// Runs a scenario made by `attempt` up to [`ATTEMPTS`] times while the generator
+/// rejects its own figures because it fell behind (its send pacing or its reading
+/// slipped: the shared machine stalled the test process, which says nothing about
+/// the target). A run whose generator kept pace is returned and judged, whatever it
+/// found; the last attempt is returned either way.
+async fn valid_run<F, Fut>(mut attempt: F) -> Report
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Report>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let r = attempt().await;
+        let fell_behind = r
+            .problems
+            .iter()
+            .any(|p| p.contains("generator fell behind"));
+        if !fell_behind || tries == ATTEMPTS {
+            return r;
+        }
+        println!(
+            "the generator fell behind (attempt {tries}), running again:\n{}",
+            r.summary()
+        );
+    }
+}
+
+/// Runs of a smoke test (see [`valid_run`]).
+const ATTEMPTS: usize = 3;
+
 /// Runs `sc` against a reflector-style target at `addr` (rtpgen's reflector or a
 /// test relay): no signalling, everyone sends there.
 async fn run_reflecting(sc: Scenario, addr: SocketAddrV4) -> Report {
@@ -71,7 +102,6 @@ async fn scnf_target(control: SocketAddr) -> Target {
 async fn rtpgen_against_scnf_hears_n_minus_one_in_every_codec_with_no_loss() {
     let _serial = exclusive().await;
     let (node, control) = control_node(|_| {}).await;
-    let target = scnf_target(control.local).await;
     let mut sc = scenario(3, 5);
     sc.speakers = 1;
     sc.churn_per_s = 2.0;
@@ -79,7 +109,12 @@ async fn rtpgen_against_scnf_hears_n_minus_one_in_every_codec_with_no_loss() {
         .unwrap()
         .mono_8k()
         .unwrap();
-    let r = run(sc, target, Some(speech), probes()).await.unwrap();
+    let r = valid_run(|| async {
+        let target = scnf_target(control.local).await;
+        let (sc, speech) = (sc.clone(), speech.clone());
+        run(sc, target, Some(speech), probes()).await.unwrap()
+    })
+    .await;
     control.stop();
     node.shutdown();
     print!("{}", r.summary());
@@ -121,7 +156,7 @@ async fn rtpgen_against_the_reflector_hears_only_itself_within_a_millisecond() {
         std::thread::spawn(move || rtpgen::reflector::run(&socket, &flag, None).unwrap());
     let mut sc = scenario(2, 4);
     sc.codecs = vec![CodecKind::Pcmu, CodecKind::Pcma];
-    let r = run_reflecting(sc, addr).await;
+    let r = valid_run(|| run_reflecting(sc.clone(), addr)).await;
     stop.store(true, Ordering::Relaxed);
     let stats = reflector.join().unwrap();
     print!("{}", r.summary());
@@ -203,7 +238,6 @@ async fn rtpgen_catches_a_mixer_that_returns_a_participants_own_voice() {
 async fn a_ramp_finds_the_largest_clean_step() {
     let _serial = exclusive().await;
     let (node, control) = control_node(|c| c.control.channels = 1000).await;
-    let target = scnf_target(control.local).await;
     let mut sc = scenario(0, 5);
     sc.codecs = vec![CodecKind::Pcmu];
     sc.ramp = Some(Ramp {
@@ -211,7 +245,11 @@ async fn a_ramp_finds_the_largest_clean_step() {
         step_time: Duration::from_secs(2),
         max_rooms: 4,
     });
-    let r = run(sc, target, None, probes()).await.unwrap();
+    let r = valid_run(|| async {
+        let target = scnf_target(control.local).await;
+        run(sc.clone(), target, None, probes()).await.unwrap()
+    })
+    .await;
     control.stop();
     node.shutdown();
     print!("{}", r.summary());
