@@ -5,8 +5,8 @@ use scnf::config::Config;
 use scnf::control::ControlHandle;
 use scnf::NodeHandle;
 use scnf_core::control::msg::CodecDesc;
+use scnf_core::control::msg::MediaOffer;
 use scnf_core::control::msg::ServerMsg;
-use scnf_core::control::msg::{Direction, MediaOffer};
 use scnf_testkit::client::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -56,21 +56,7 @@ async fn logged_in(n: &TestNode) -> Client {
 async fn offer() -> (UdpSocket, MediaOffer) {
     let sock = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
     let local = sock.local_addr().expect("bound");
-    let offer = MediaOffer {
-        address: local.ip(),
-        port: local.port(),
-        codecs: vec![CodecDesc {
-            name: "PCMU".into(),
-            pt: 0,
-            rate: 8000,
-        }],
-        ptime: 20,
-        telephone_event: None,
-        direction: Direction::Sendrecv,
-        rtcp_mux: false,
-        latching: false,
-    };
-    (sock, offer)
+    (sock, MediaOffer::plain(local, CodecDesc::pcmu()))
 }
 
 #[tokio::test]

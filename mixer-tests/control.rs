@@ -387,19 +387,10 @@ fn quiet_offer(keep: &mut Vec<std::net::UdpSocket>) -> scnf_core::control::msg::
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let local = sock.local_addr().expect("bound");
     keep.push(sock);
-    scnf_core::control::msg::MediaOffer {
-        address: local.ip(),
-        port: local.port(),
-        codecs: vec![scnf_core::control::msg::CodecDesc {
-            name: "PCMU".into(),
-            pt: 0,
-            rate: 8000,
-        }],
-        ptime: 20,
+    use scnf_core::control::msg::{CodecDesc, MediaOffer};
+    MediaOffer {
         telephone_event: Some(101),
-        direction: scnf_core::control::msg::Direction::Sendrecv,
-        rtcp_mux: false,
-        latching: false,
+        ..MediaOffer::plain(local, CodecDesc::pcmu())
     }
 }
 

@@ -408,26 +408,13 @@ async fn telephone_events_reach_the_control_side_as_digits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_malformed_and_unknown_payload_input_shows_in_health_and_status() {
     use crate::support::{control_node, controller};
-    use scnf_core::control::msg::{CodecDesc, Direction, MediaOffer};
+    use scnf_core::control::msg::{CodecDesc, MediaOffer};
     let _machine = exclusive().await;
     let (node, control) = control_node(|_| {}).await;
     let mut c = controller(control.local).await;
     let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
     let local = phone.local_addr().unwrap();
-    let offer = MediaOffer {
-        address: local.ip(),
-        port: local.port(),
-        codecs: vec![CodecDesc {
-            name: "PCMU".into(),
-            pt: 0,
-            rate: 8000,
-        }],
-        ptime: 20,
-        telephone_event: None,
-        direction: Direction::Sendrecv,
-        rtcp_mux: false,
-        latching: false,
-    };
+    let offer = MediaOffer::plain(local, CodecDesc::pcmu());
     let answer = c.setup("g1", "*210#", true, &offer).await.unwrap();
     let media = answer.media_addr().expect("connected with media");
     let rtp = |pt: u8, seq: u16| {

@@ -2,7 +2,7 @@
 //! `Release` with cause 41 and its session closed, the participant an RTCP BYE, and
 //! the process exits 0 within a bound. Every wait is for an event, with a deadline.
 
-use scnf_core::control::msg::{CodecDesc, Direction, MediaOffer, ServerMsg};
+use scnf_core::control::msg::{CodecDesc, MediaOffer, ServerMsg};
 use scnf_media::rtp::{self, parse_compound, RtcpPacket};
 use scnf_testkit::client::{CallAnswer, Client};
 use std::io::{BufRead, BufReader};
@@ -105,19 +105,9 @@ async fn sigterm_releases_calls_with_cause_41_says_bye_and_exits_0() {
     let phone = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
     let local = phone.local_addr().unwrap();
     let offer = MediaOffer {
-        address: local.ip(),
-        port: local.port(),
-        codecs: vec![CodecDesc {
-            name: "PCMU".into(),
-            pt: 0,
-            rate: 8000,
-        }],
-        ptime: 20,
-        telephone_event: None,
-        direction: Direction::Sendrecv,
         // RTCP on the RTP socket: the BYE arrives where the mix does.
         rtcp_mux: true,
-        latching: false,
+        ..MediaOffer::plain(local, CodecDesc::pcmu())
     };
     let answer = c
         .setup("call-1", "*210#", true, &offer)

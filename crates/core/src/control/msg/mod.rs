@@ -195,6 +195,35 @@ fn default_ptime() -> u32 {
     20
 }
 
+impl MediaOffer {
+    /// The plainest offer: media at `at` in one `codec`, 20 ms packets, no
+    /// telephone-events (in-band DTMF), `sendrecv`, RTCP on the next port, no
+    /// latching; what a test or a simple controller changes from there.
+    pub fn plain(at: std::net::SocketAddr, codec: CodecDesc) -> MediaOffer {
+        MediaOffer {
+            address: at.ip(),
+            port: at.port(),
+            codecs: vec![codec],
+            ptime: default_ptime(),
+            telephone_event: None,
+            direction: Direction::Sendrecv,
+            rtcp_mux: false,
+            latching: false,
+        }
+    }
+}
+
+impl CodecDesc {
+    /// G.711 mu-law on its static payload type.
+    pub fn pcmu() -> CodecDesc {
+        CodecDesc {
+            name: "PCMU".into(),
+            pt: 0,
+            rate: 8000,
+        }
+    }
+}
+
 /// The node's side of the media: where to send, and what.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaAnswer {
