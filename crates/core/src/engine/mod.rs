@@ -257,6 +257,9 @@ pub struct Engine {
     addresses: Addresses,
     /// Slab indices of legs with latching on.
     latching: Vec<usize>,
+    /// How many latching legs each IP has (a latching leg never leaves its IP), so a
+    /// datagram from anywhere else is foreign after one lookup, not a scan.
+    latching_ips: HashMap<std::net::IpAddr, usize>,
     next_tick: Option<Instant>,
     tick_no: u64,
     tx: TxQueue,
@@ -277,6 +280,7 @@ impl Engine {
             leg_index: HashMap::new(),
             addresses: Addresses::default(),
             latching: Vec::new(),
+            latching_ips: HashMap::new(),
             next_tick: None,
             tick_no: 0,
             tx: TxQueue::default(),
@@ -363,6 +367,7 @@ impl Engine {
         self.addresses.map(idx, remote, rtcp_remote);
         if latching {
             self.latching.push(idx);
+            *self.latching_ips.entry(remote.ip()).or_insert(0) += 1;
         }
         self.rooms
             .get_mut(&room)
@@ -388,7 +393,15 @@ impl Engine {
         let (now, wall) = (self.clock, self.ntp(self.clock));
         rtcp_io::send_bye(&mut leg, now, wall, &self.cfg.cname, &mut self.tx);
         self.addresses.unmap(idx, leg.remote, leg.rtcp_remote);
-        self.latching.retain(|&i| i != idx);
+        if leg.spec.latching {
+            self.latching.retain(|&i| i != idx);
+            if let Some(n) = self.latching_ips.get_mut(&leg.remote.ip()) {
+                *n -= 1;
+                if *n == 0 {
+                    self.latching_ips.remove(&leg.remote.ip());
+                }
+            }
+        }
         if let Some(room) = self.rooms.get_mut(&leg.room) {
             room.legs.retain(|&i| i != idx);
         }
@@ -588,11 +601,7 @@ impl Engine {
     /// Whether some latching leg could claim a datagram from `from` (its IP is a
     /// latching leg's): anything else is foreign without being parsed.
     fn may_latch(&self, from: SocketAddr) -> bool {
-        self.latching.iter().any(|&i| {
-            self.legs
-                .get(i)
-                .is_some_and(|l| l.remote.ip() == from.ip() || l.spec.remote.ip() == from.ip())
-        })
+        self.latching_ips.contains_key(&from.ip())
     }
 
     /// Finds the latching leg that may claim a datagram from `from` (see module docs)
@@ -646,6 +655,8 @@ impl Engine {
             .expect("latching list holds live legs");
         self.addresses.unmap(idx, leg.remote, leg.rtcp_remote);
         tracing::info!(leg = leg.id.0, from = %leg.remote, to = %from, "latching leg moved");
+        // Both claims need the leg's own IP: `latching_ips` stays right.
+        debug_assert_eq!(leg.remote.ip(), from.ip());
         leg.remote = from;
         leg.rtcp_remote = leg::rtcp_address(from, leg.spec.rtcp_mux);
         leg.stats.latch_moves += 1;
