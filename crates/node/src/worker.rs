@@ -127,9 +127,8 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
         }
         tokio::select! {
             biased;
-            _ = &mut timer => {
-                run_due(&mut engine, clock.now(), &mut |e| out.drain(e, &rtp, &rtcp));
-            }
+            // The tick itself runs at the top of the loop, like every turn's.
+            _ = &mut timer => {}
             cmd = commands.recv() => match cmd {
                 None | Some(Command::Shutdown) => break,
                 Some(Command::Op { op, reply }) => {

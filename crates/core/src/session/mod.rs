@@ -400,17 +400,13 @@ impl Session {
                 }
             }
             EngineEvent::Talking { leg, talking, .. } => {
-                let Some(call) = self.table.call_of(leg) else {
-                    return;
-                };
-                let (Some(room), Some(c)) = (self.conf.call_room(call), self.calls.get(&call))
-                else {
+                let Some((call, room, id)) = self.member_of(leg) else {
                     return;
                 };
                 let event = ServerMsg::Talking {
                     room: room.to_string(),
                     participant: call.0,
-                    call: c.id.clone(),
+                    call: id.to_string(),
                     talking,
                 };
                 self.broadcast(&event);
@@ -434,24 +430,28 @@ impl Session {
                 }
             }
             EngineEvent::Latched { leg, remote, .. } => {
-                let Some(call) = self.table.call_of(leg) else {
+                let Some((call, room, id)) = self.member_of(leg) else {
                     return;
                 };
-                let (Some(room), Some(c)) = (self.conf.call_room(call), self.calls.get(&call))
-                else {
-                    return;
-                };
-                tracing::info!(call = %c.id, %room, %remote, "media moved (latching)");
+                tracing::info!(call = %id, %room, %remote, "media moved (latching)");
                 let event = ServerMsg::MediaMoved {
                     room: room.to_string(),
                     participant: call.0,
-                    call: c.id.clone(),
+                    call: id.to_string(),
                     address: remote.ip(),
                     port: remote.port(),
                 };
                 self.broadcast(&event);
             }
         }
+    }
+
+    /// The member behind a leg: its call, its room and the controller's call id
+    /// (none once it has left its room).
+    fn member_of(&self, leg: crate::engine::LegId) -> Option<(CallRef, &str, &str)> {
+        let call = self.table.call_of(leg)?;
+        let room = self.conf.call_room(call)?;
+        Some((call, room, self.calls.get(&call)?.id.as_str()))
     }
 
     /// The node's event stream lost `lost` engine events before the root saw them
