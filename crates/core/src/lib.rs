@@ -21,6 +21,7 @@
 //! The shell calls them in that order, then sleeps until the next deadline or the
 //! next input, whichever comes first.
 
+pub mod cluster;
 pub mod conf;
 pub mod control;
 pub mod engine;

@@ -363,6 +363,17 @@ impl Conference {
             .min()
     }
 
+    /// Changes the capacity (a scaler's cluster grows, shrinks or links rooms).
+    /// Calls already in rooms stay; new ones count against the new figure.
+    pub fn set_channels(&mut self, channels: u32) {
+        self.cfg.channels = channels;
+    }
+
+    /// The capacity in conference channels.
+    pub fn channels(&self) -> u32 {
+        self.cfg.channels
+    }
+
     /// Channels taken by calls in rooms (alerting included).
     pub fn channels_used(&self) -> u32 {
         self.dir.used()

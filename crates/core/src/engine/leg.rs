@@ -72,6 +72,21 @@ pub struct LegSpec {
     pub latching: bool,
     /// RTCP multiplexed on the RTP port (RFC 5761).
     pub rtcp_mux: bool,
+    /// Set on a link between two mixers (a cascade leg of a room spread over
+    /// nodes): see [`LinkTags`]. Absent from older peers' specs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkTags>,
+}
+
+/// The SSRCs of a link leg. Two nodes that share several rooms exchange every
+/// room's audio between the same two worker sockets, so the address cannot tell the
+/// rooms apart: each end sends with its own fixed `ssrc` and accepts only
+/// `peer_ssrc`, and the receiving worker finds the leg by (address, SSRC). A link
+/// carries mixed audio, so it detects no in-band DTMF and reports no talking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkTags {
+    pub ssrc: u32,
+    pub peer_ssrc: u32,
 }
 
 impl LegSpec {
@@ -84,6 +99,18 @@ impl LegSpec {
             telephone_event_pt: None,
             latching: false,
             rtcp_mux: false,
+            link: None,
+        }
+    }
+
+    /// A link leg to another mixer (see [`LinkTags`]): RTCP multiplexed, no
+    /// latching, no telephone-events.
+    pub fn link(remote: SocketAddr, codec: CodecKind, payload_type: u8, tags: LinkTags) -> Self {
+        LegSpec {
+            payload_type,
+            rtcp_mux: true,
+            link: Some(tags),
+            ..LegSpec::new(remote, codec)
         }
     }
 }
@@ -255,19 +282,20 @@ impl Leg {
             talker: TalkerDetector::new(talker),
             dtmf: DtmfReceiver::default(),
             dtmf_budget: TokenBucket::new(DTMF_RATE),
-            inband: spec.telephone_event_pt.is_none().then(InbandDtmf::new),
+            inband: (spec.telephone_event_pt.is_none() && spec.link.is_none())
+                .then(InbandDtmf::new),
             reception: ReceptionStats::new(spec.codec.rtp_clock_rate()),
             frame: [0; FRAME_SAMPLES],
             muted: false,
             receives: true,
-            peer_ssrc: None,
+            peer_ssrc: spec.link.map(|t| t.peer_ssrc),
             ssrc_heard: now,
             ssrc_candidate: None,
             last_rx: now,
             budget: Budget::new(now),
             latch_logged: None,
             timeout_reported: false,
-            ssrc,
+            ssrc: spec.link.map_or(ssrc, |t| t.ssrc),
             seq: initial_seq,
             ts: initial_ts,
             first_packet: true,

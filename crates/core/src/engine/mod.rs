@@ -39,7 +39,7 @@ pub mod room;
 pub mod slab;
 pub mod tx;
 
-pub use leg::{LegId, LegSpec, LegStats, MixId};
+pub use leg::{LegId, LegSpec, LegStats, LinkTags, MixId};
 pub use ops::{Drops, FloodWatch, MediaOp, MediaResult, WorkerSnapshot, WorkerStats};
 pub use tx::{Transmit, Via};
 
@@ -51,6 +51,7 @@ use scnf_media::jitter::{JitterConfig, Rejected};
 use scnf_media::mixer::MixConfig;
 use scnf_media::rtp::{self, RtpPacket, TelephoneEvent};
 use scnf_media::util::Rng;
+use serde::{Deserialize, Serialize};
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -124,7 +125,8 @@ pub enum EngineError {
 }
 
 /// Something the control side wants to know.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "ev", rename_all = "snake_case")]
 pub enum EngineEvent {
     /// A DTMF digit arrived as an RFC 4733 telephone-event, or (on a leg that did
     /// not negotiate telephone-events) was detected as tones in its decoded audio.
@@ -221,11 +223,13 @@ impl Default for EngineStats {
     }
 }
 
-/// Which leg (slab index) owns a remote address, for RTP and for RTCP.
+/// Which leg (slab index) owns a remote address, for RTP and for RTCP; link legs
+/// (see [`leg::LinkTags`]) by address and the SSRC they accept.
 #[derive(Debug, Default)]
 struct Addresses {
     rtp: HashMap<SocketAddr, usize>,
     rtcp: HashMap<SocketAddr, usize>,
+    links: HashMap<(SocketAddr, u32), usize>,
 }
 
 impl Addresses {
@@ -234,6 +238,18 @@ impl Addresses {
         if rtcp != rtp {
             self.rtcp.insert(rtcp, idx);
         }
+    }
+
+    /// The link leg a datagram from `from` belongs to, by the SSRC it carries
+    /// (RTP: bytes 8-11; RTCP: the sender's, bytes 4-7).
+    fn link(&self, from: SocketAddr, data: &[u8], rtcp: bool) -> Option<usize> {
+        if self.links.is_empty() {
+            return None;
+        }
+        let at = if rtcp { 4 } else { 8 };
+        let ssrc = data.get(at..at + 4)?;
+        let ssrc = u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]);
+        self.links.get(&(from, ssrc)).copied()
     }
 
     /// Forgets the leg's addresses (only where they still point at this leg).
@@ -339,7 +355,14 @@ impl Engine {
         if self.leg_index.contains_key(&id) {
             return Err(EngineError::LegExists(id));
         }
-        if self.addresses.rtp.contains_key(&spec.remote) {
+        let in_use = match spec.link {
+            Some(t) => self
+                .addresses
+                .links
+                .contains_key(&(spec.remote, t.peer_ssrc)),
+            None => self.addresses.rtp.contains_key(&spec.remote),
+        };
+        if in_use {
             return Err(EngineError::RemoteInUse(spec.remote));
         }
         // RFC 3550 6.2: the first report after a random fraction of the interval.
@@ -362,9 +385,15 @@ impl Engine {
         )?;
         let (remote, rtcp_remote) = (leg.remote, leg.rtcp_remote);
         let latching = leg.spec.latching;
+        let link = leg.spec.link;
         let idx = self.legs.insert(leg);
         self.leg_index.insert(id, idx);
-        self.addresses.map(idx, remote, rtcp_remote);
+        match link {
+            Some(t) => {
+                self.addresses.links.insert((remote, t.peer_ssrc), idx);
+            }
+            None => self.addresses.map(idx, remote, rtcp_remote),
+        }
         if latching {
             self.latching.push(idx);
             *self.latching_ips.entry(remote.ip()).or_insert(0) += 1;
@@ -392,7 +421,12 @@ impl Engine {
         // the report's delay since the peer's last SR (within one tick).
         let (now, wall) = (self.clock, self.ntp(self.clock));
         rtcp_io::send_bye(&mut leg, now, wall, &self.cfg.cname, &mut self.tx);
-        self.addresses.unmap(idx, leg.remote, leg.rtcp_remote);
+        match leg.spec.link {
+            Some(t) => {
+                self.addresses.links.remove(&(leg.remote, t.peer_ssrc));
+            }
+            None => self.addresses.unmap(idx, leg.remote, leg.rtcp_remote),
+        }
         if leg.spec.latching {
             self.latching.retain(|&i| i != idx);
             if let Some(n) = self.latching_ips.get_mut(&leg.remote.ip()) {
@@ -488,7 +522,8 @@ impl Engine {
         } else {
             self.addresses.rtp.get(&from)
         }
-        .copied();
+        .copied()
+        .or_else(|| self.addresses.link(from, data, is_rtcp));
         if let Some(idx) = known {
             // Spend the budget before any parsing: a flood costs a lookup per datagram.
             if !self.spend(now, idx) {

@@ -13,10 +13,12 @@
 
 use super::{Engine, EngineError, LegId, LegSpec, LegStats, MixId};
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// One media operation for one worker.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum MediaOp {
     /// Opens an empty mix room. The mix tick starts with the first room.
     OpenRoom { mix: MixId },
@@ -63,7 +65,8 @@ impl MediaOp {
 }
 
 /// A worker's answer to one [`MediaOp`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MediaResult {
     /// Done; nothing to report.
     Done,
@@ -73,12 +76,23 @@ pub enum MediaResult {
     Snapshot(WorkerSnapshot),
     /// The operation was refused or could not reach the worker.
     Failed(String),
+    /// A scaler's answer to an `AddLeg`: the leg was placed on cluster node `node`,
+    /// whose worker receives at `rtp`/`rtcp` (a node's own answer is `Done`: the
+    /// session root knows its workers' addresses).
+    Placed {
+        rtp: SocketAddr,
+        rtcp: SocketAddr,
+        node: String,
+    },
+    /// No channel is free for the leg (a scaler whose nodes are all full): the call
+    /// is refused with cause 34.
+    NoChannel(String),
 }
 
 impl MediaResult {
     /// Whether the operation failed.
     pub fn is_failed(&self) -> bool {
-        matches!(self, MediaResult::Failed(_))
+        matches!(self, MediaResult::Failed(_) | MediaResult::NoChannel(_))
     }
 }
 
@@ -281,11 +295,15 @@ impl FloodWatch {
 }
 
 /// What [`MediaOp::Snapshot`] returns.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerSnapshot {
     pub stats: WorkerStats,
     /// Every leg's statistics (empty unless asked for).
     pub legs: Vec<(LegId, LegStats)>,
+    /// A scaler's view of its cluster (nodes, members' nodes, invisible
+    /// participants); never set by a node's worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Box<crate::cluster::ClusterView>>,
 }
 
 impl Engine {
@@ -358,6 +376,7 @@ impl Engine {
                 latch_moves: s.latch_moves,
             },
             legs: out,
+            cluster: None,
         }
     }
 }

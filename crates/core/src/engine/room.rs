@@ -116,8 +116,11 @@ impl Room {
                     });
                 }
             }
+            let link = leg.spec.link.is_some();
             match leg.talker.update(energy) {
                 TalkerChange::None => {}
+                // A link carries other nodes' mix, not a person.
+                _ if link => {}
                 change => events.push_back(EngineEvent::Talking {
                     room: self.id,
                     leg: leg.id,
@@ -125,7 +128,10 @@ impl Room {
                 }),
             }
             if leg.talker.is_talking() && !leg.muted {
-                self.mixer.offer(i as u32, leg.talker.level());
+                // A link already holds the other nodes' selected talkers: it is
+                // always mixed, whatever the local talkers' levels.
+                let level = if link { u64::MAX } else { leg.talker.level() };
+                self.mixer.offer(i as u32, level);
             }
         }
         self.mixer.select();

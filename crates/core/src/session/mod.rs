@@ -490,14 +490,29 @@ impl Session {
         match self.waiting {
             Some((waited, call)) if waited == req => {
                 self.waiting = None;
-                if let MediaResult::Failed(e) = result {
+                let refused = match result {
+                    MediaResult::Failed(e) => Some((e, Cause::RESOURCE_UNAVAILABLE)),
+                    MediaResult::NoChannel(e) => Some((e, Cause::NO_CHANNEL)),
+                    MediaResult::Placed { rtp, rtcp, node } => {
+                        // A scaler placed the leg on a node: the peer sends there.
+                        if let Some(c) = self.calls.get_mut(&call) {
+                            let mux = c.offer.rtcp_mux;
+                            if let Some(leg) = c.leg.as_mut() {
+                                leg.local = rtp;
+                                leg.local_rtcp = if mux { rtp } else { rtcp };
+                            }
+                        }
+                        tracing::debug!(?call, %node, "leg placed");
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some((e, cause)) = refused {
                     tracing::warn!(%e, ?call, "cannot add a leg");
                     if let Some(leg) = self.calls.get_mut(&call).and_then(|c| c.leg.take()) {
                         self.table.remove_leg(&leg);
                     }
-                    let _ = self
-                        .conf
-                        .handle_media_failed(call, Cause::RESOURCE_UNAVAILABLE);
+                    let _ = self.conf.handle_media_failed(call, cause);
                 }
                 let src = self.src.take();
                 self.drain(src);
@@ -509,6 +524,12 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The capacity in conference channels changed (a scaler's cluster: see
+    /// [`crate::cluster::planner::PlanOutput::Capacity`]).
+    pub fn set_channels(&mut self, channels: u32) {
+        self.conf.set_channels(channels);
     }
 
     /// Runs the timers that are due.

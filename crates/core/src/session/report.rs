@@ -8,13 +8,14 @@
 //! that sends ten thousand `Status` costs the workers two rounds, not ten thousand,
 //! and another session's `Health` waits for at most those two.
 
-use super::{ConnId, ReqId, Session};
+use super::{ConnId, ReqId, RoomId, Session};
 use crate::conf::{CallRef, ConfEvent, MemberState};
 use crate::control::msg::{
     Channels, ControlInfo, MediaAnswer, MemberInfo, RoomInfo, RoomOptions, ServerMsg, WorkerInfo,
     PROTOCOL_VERSION,
 };
-use crate::engine::{LegId, LegStats, MediaOp, MediaResult, WorkerSnapshot};
+use crate::control::msg::{InvisibleInfo, NodeInfo};
+use crate::engine::{LegId, LegStats, MediaOp, MediaResult, MixId, WorkerSnapshot};
 use std::collections::HashMap;
 
 /// A `Status` (`full`) or `Health` request waiting for a snapshot round.
@@ -217,11 +218,20 @@ impl Session {
             .iter()
             .flat_map(|s| s.legs.iter().map(|(id, st)| (*id, st)))
             .collect();
+        let cluster = Cluster::of(snapshots);
         let rooms = self
             .conf
             .rooms()
             .into_iter()
-            .map(|r| RoomInfo {
+            .map(|r| {
+                let mix = self.table.room(&RoomId(r.id.clone())).map(|p| p.mix);
+                (r, mix)
+            })
+            .map(|(r, mix)| RoomInfo {
+                primary: mix.and_then(|m| cluster.primaries.get(&m).cloned()),
+                invisible: mix
+                    .and_then(|m| cluster.invisible.get(&m).cloned())
+                    .unwrap_or_default(),
                 room: r.id,
                 options: RoomOptions {
                     reserve: r.reserve,
@@ -235,9 +245,9 @@ impl Session {
                     .into_iter()
                     .map(|m| {
                         let call = self.calls.get(&m.call);
-                        let stats = call
-                            .and_then(|c| c.leg)
-                            .and_then(|leg| legs.get(&leg.id).copied())
+                        let leg = call.and_then(|c| c.leg).map(|l| l.id);
+                        let stats = leg
+                            .and_then(|leg| legs.get(&leg).copied())
                             .cloned()
                             .unwrap_or_default();
                         MemberInfo {
@@ -258,6 +268,7 @@ impl Session {
                             jitter_ms: stats.jitter_ms,
                             talking: stats.talking,
                             counters: stats,
+                            node: leg.and_then(|l| cluster.members.get(&l).cloned()),
                         }
                     })
                     .collect(),
@@ -269,6 +280,7 @@ impl Session {
             channels: self.channels(),
             rooms,
             control: self.control_info(),
+            nodes: cluster.nodes,
         }
     }
 
@@ -281,6 +293,7 @@ impl Session {
             legs: workers.iter().map(|w| w.legs).sum(),
             workers,
             control: self.control_info(),
+            nodes: Cluster::of(snapshots).nodes,
         }
     }
 
@@ -296,7 +309,7 @@ impl Session {
 
     fn channels(&self) -> Channels {
         Channels {
-            capacity: self.cfg.conf.channels,
+            capacity: self.conf.channels(),
             used: self.conf.channels_used(),
             free: self.conf.channels_free(),
         }
@@ -313,4 +326,29 @@ fn worker_infos(snapshots: &[WorkerSnapshot]) -> Vec<WorkerInfo> {
             ..s.stats.clone()
         })
         .collect()
+}
+
+/// A scaler's cluster view (see [`crate::cluster::ClusterView`]) indexed for the
+/// report; empty on a node.
+#[derive(Default)]
+struct Cluster {
+    nodes: Vec<NodeInfo>,
+    members: HashMap<LegId, String>,
+    primaries: HashMap<MixId, String>,
+    invisible: HashMap<MixId, Vec<InvisibleInfo>>,
+}
+
+impl Cluster {
+    fn of(snapshots: &[WorkerSnapshot]) -> Cluster {
+        let mut c = Cluster::default();
+        for view in snapshots.iter().filter_map(|s| s.cluster.as_deref()) {
+            c.nodes.extend(view.nodes.iter().cloned());
+            c.members.extend(view.members.iter().cloned());
+            c.primaries.extend(view.primaries.iter().cloned());
+            for (mix, inv) in &view.invisible {
+                c.invisible.entry(*mix).or_default().push(inv.clone());
+            }
+        }
+        c
+    }
 }

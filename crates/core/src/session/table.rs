@@ -23,7 +23,7 @@ impl std::fmt::Display for RoomId {
 }
 
 /// Where one media worker receives: the addresses a leg on it advertises.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkerAddrs {
     /// RTP (the worker's one RTP socket, as peers should reach it).
     pub rtp: SocketAddr,

@@ -5,7 +5,7 @@
 //! session itself are errors of the client.
 
 use scnf_core::control::msg::{
-    Channels, ControlInfo, MediaAnswer, RoomInfo, ServerMsg, WorkerInfo,
+    Channels, ControlInfo, MediaAnswer, NodeInfo, RoomInfo, ServerMsg, WorkerInfo,
 };
 use std::net::SocketAddr;
 
@@ -168,6 +168,8 @@ pub struct NodeHealth {
     pub workers: Vec<WorkerInfo>,
     /// What the control side cut or refused.
     pub control: ControlInfo,
+    /// A scaler's nodes (empty from a node).
+    pub nodes: Vec<NodeInfo>,
 }
 
 /// The node's `StatusResult`.
@@ -179,4 +181,6 @@ pub struct NodeStatus {
     pub workers: Vec<WorkerInfo>,
     /// What the control side cut or refused.
     pub control: ControlInfo,
+    /// A scaler's nodes (empty from a node).
+    pub nodes: Vec<NodeInfo>,
 }

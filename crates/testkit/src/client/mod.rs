@@ -372,12 +372,14 @@ impl Client {
                 rooms,
                 workers,
                 control,
+                nodes,
             } => Take::Done(NodeStatus {
                 version,
                 channels,
                 rooms,
                 workers,
                 control,
+                nodes,
             }),
             _ => Take::Skip,
         })
@@ -395,6 +397,7 @@ impl Client {
                 legs,
                 workers,
                 control,
+                nodes,
             } => Take::Done(NodeHealth {
                 version,
                 channels,
@@ -402,6 +405,7 @@ impl Client {
                 legs,
                 workers,
                 control,
+                nodes,
             }),
             _ => Take::Skip,
         })

@@ -308,6 +308,42 @@ pub struct MemberInfo {
     /// with no more plumbing. Absent from older nodes (then all zero).
     #[serde(default)]
     pub counters: LegStats,
+    /// The cluster node the member's media is on (a scaler's report only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// An invisible participant of a room spread over nodes (a scaler's report only):
+/// the link leg on node `node` that stands for node `peer`. Links form a star
+/// around the room's primary: the primary has one per other node, every other node
+/// one to the primary. Each takes a channel on its node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvisibleInfo {
+    pub node: String,
+    pub peer: String,
+    #[serde(default)]
+    pub counters: LegStats,
+}
+
+/// One cluster node in a scaler's `StatusResult` / `HealthResult`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeInfo {
+    pub name: String,
+    pub version: String,
+    /// The channels it offers, and how many are in use: by its own controllers
+    /// (`local`), by the cluster's members (`members`) and by invisible
+    /// participants (`invisible`).
+    pub channels: u32,
+    pub local: u32,
+    pub members: u32,
+    pub invisible: u32,
+    pub free: u32,
+    /// Rooms open on it, and of those the rooms it is the primary of.
+    pub rooms: u32,
+    pub primary: u32,
+    /// Its media workers, as its last load report gave them.
+    pub workers: Vec<WorkerInfo>,
 }
 
 /// One room in a status report.
@@ -319,6 +355,12 @@ pub struct RoomInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclusive: Option<u64>,
     pub members: Vec<MemberInfo>,
+    /// The node that mixes the room's nodes together (a scaler's report only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// Its invisible participants (a scaler's report of a room on several nodes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invisible: Vec<InvisibleInfo>,
 }
 
 /// Messages the node sends.
@@ -393,6 +435,9 @@ pub enum ServerMsg {
         /// The control side's counters (absent from older nodes).
         #[serde(default)]
         control: ControlInfo,
+        /// A scaler's nodes (absent from a node's report).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        nodes: Vec<NodeInfo>,
     },
     HealthResult {
         version: u32,
@@ -405,6 +450,9 @@ pub enum ServerMsg {
         /// The control side's counters (absent from older nodes).
         #[serde(default)]
         control: ControlInfo,
+        /// A scaler's nodes (absent from a node's report).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        nodes: Vec<NodeInfo>,
     },
     // Events, sent to every logged-in session.
     RoomCreated {

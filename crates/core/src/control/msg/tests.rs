@@ -169,6 +169,13 @@ fn every_server_message() -> Vec<ServerMsg> {
                         rtt_ms: Some(31.5),
                         ..LegStats::default()
                     },
+                    node: Some("scnf-08-03-01-1".into()),
+                }],
+                primary: Some("scnf-08-03-01-1".into()),
+                invisible: vec![InvisibleInfo {
+                    node: "scnf-08-03-01-1".into(),
+                    peer: "scnf-08-03-02-1".into(),
+                    counters: LegStats::default(),
                 }],
             }],
             workers: vec![WorkerInfo {
@@ -189,6 +196,14 @@ fn every_server_message() -> Vec<ServerMsg> {
                 rate_limited: 4,
                 events_lost: 0,
             },
+            nodes: vec![NodeInfo {
+                name: "scnf-08-03-01-1".into(),
+                channels: 100,
+                members: 1,
+                invisible: 1,
+                free: 98,
+                ..NodeInfo::default()
+            }],
         },
         ServerMsg::HealthResult {
             version: 1,
@@ -201,6 +216,7 @@ fn every_server_message() -> Vec<ServerMsg> {
             legs: 2,
             workers: Vec::new(),
             control: ControlInfo::default(),
+            nodes: Vec::new(),
         },
         ServerMsg::RoomCreated {
             room: room(),
