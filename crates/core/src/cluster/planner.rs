@@ -38,7 +38,7 @@
 use super::link::{NodeMsg, ScalerMsg};
 use crate::control::auth::LoginConfig;
 use crate::engine::{EngineEvent, MediaOp, MediaResult};
-use crate::session::ReqId;
+use crate::session::{LoginStep, ReqId};
 use scnf_media::codec::CodecKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -108,6 +108,9 @@ pub enum PlanOutput {
     ToNode { node: NodeId, text: String },
     /// Close a node's connection (refused login or registration, silence).
     CloseNode { node: NodeId, reason: String },
+    /// A node connection got further in its login (the transport's admission gate
+    /// follows it, as for a controller's [`crate::session::Output::Login`]).
+    Login { node: NodeId, step: LoginStep },
     /// The answer to the session root's `handle_op` with this `req`.
     Result { req: ReqId, result: MediaResult },
     /// A media event for the session root (its ids).
