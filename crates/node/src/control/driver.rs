@@ -1,12 +1,13 @@
 //! The session driver: one task that runs the node's session root
 //! ([`scnf_core::session::Session`]) on tokio.
 //!
-//! It only moves values: transport items ([`Inbound`]) and node events in, the
-//! root's outputs out (frames to connections, closes, media operations to the
-//! workers through [`NodeHandle::submit`]), media results back in, and one timer at
-//! the root's next deadline. The decisions are the root's. What the transport is does
-//! not matter here: the WebSocket listener of [`super::server`] today, the node's
-//! outbound registration to a scaler later.
+//! It only moves values: transport items ([`Inbound`]) and media events in, the
+//! root's outputs out (frames to connections, closes, media operations to its
+//! [`Media`] executor), media results back in, and one timer at the root's next
+//! deadline. The decisions are the root's. What the transport is does not matter
+//! here (the WebSocket listener of [`super::server`]), nor where the media runs: a
+//! node's own workers ([`NodeHandle`]) or, in `scnf scaler`, the cluster's nodes
+//! through the planner (`crate::scaler`).
 //!
 //! One task, one owner: there is no lock around call state and every connection sees
 //! the same order of events. While the root waits for a leg
@@ -25,7 +26,7 @@
 //! not lost silently: the root tells every controller ([`Session::handle_events_lost`]).
 
 use crate::NodeHandle;
-use scnf_core::engine::MediaResult;
+use scnf_core::engine::{EngineEvent, MediaOp, MediaResult};
 use scnf_core::session::{ConnId, LoginStep, Output, ReqId, Session, SHUTDOWN_CAUSE};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,8 +34,48 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-/// What a transport tells the driver: `Opened` on the node's channel, everything
-/// else on the session's own queue (`frames`), which the driver serves in turn with
+/// Where the root's media operations run. The driver needs only these two things of
+/// it, so a node (its workers) and a scaler (its planner, which runs them on the
+/// cluster's nodes) drive the same root with the same driver.
+pub trait Media: Send + 'static {
+    /// Why an operation could not even be queued (it is then answered `Failed`).
+    type Error: std::fmt::Display;
+
+    /// Queues `op` for `worker`; its result must come to `results`, tagged `req`,
+    /// exactly once. Operations on one worker are applied in submission order.
+    fn submit(
+        &self,
+        worker: usize,
+        req: ReqId,
+        op: MediaOp,
+        results: &mpsc::UnboundedSender<(ReqId, MediaResult)>,
+    ) -> Result<(), Self::Error>;
+
+    /// The media events (DTMF, talking, media timeouts, latching). A slow
+    /// subscriber loses the oldest, it never slows the media.
+    fn subscribe(&self) -> broadcast::Receiver<EngineEvent>;
+}
+
+impl Media for NodeHandle {
+    type Error = crate::NodeError;
+
+    fn submit(
+        &self,
+        worker: usize,
+        req: ReqId,
+        op: MediaOp,
+        results: &mpsc::UnboundedSender<(ReqId, MediaResult)>,
+    ) -> Result<(), crate::NodeError> {
+        NodeHandle::submit(self, worker, req, op, results)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        NodeHandle::subscribe(self)
+    }
+}
+
+/// What a transport tells the driver: `Opened` and `Channels` on the node's channel,
+/// everything else on the session's own queue (`frames`), which the driver serves in turn with
 /// the other sessions' queues.
 #[derive(Debug)]
 pub enum Inbound {
@@ -64,6 +105,9 @@ pub enum Inbound {
     /// releases, the leg removals and the closes are through (every media result in,
     /// every session gone), and the driver then ends.
     Shutdown { done: oneshot::Sender<()> },
+    /// The capacity in conference channels changed (a scaler's cluster grew or
+    /// shrank: [`Session::set_channels`]).
+    Channels(u32),
 }
 
 /// What the driver tells a transport.
@@ -96,14 +140,14 @@ impl Conn {
 pub const SESSION_QUEUE: usize = 64;
 
 /// One session's queue of frames.
-struct Queue {
-    conn: ConnId,
-    frames: mpsc::Receiver<Inbound>,
+pub(crate) struct Queue {
+    pub conn: ConnId,
+    pub frames: mpsc::Receiver<Inbound>,
 }
 
 /// The next frame of the sessions' queues, round-robin from `next`: the queue that
 /// gave the last frame goes to the back of the turn.
-fn poll_queues(
+pub(crate) fn poll_queues(
     queues: &mut [Queue],
     next: &mut usize,
     cx: &mut Context<'_>,
@@ -119,9 +163,9 @@ fn poll_queues(
     Poll::Pending
 }
 
-/// Runs the root until `inbound` closes or the node's workers are gone.
-pub async fn run(mut session: Session, node: NodeHandle, mut inbound: mpsc::Receiver<Inbound>) {
-    let mut events = node.subscribe();
+/// Runs the root until `inbound` closes or the media executor is gone.
+pub async fn run<M: Media>(mut session: Session, media: M, mut inbound: mpsc::Receiver<Inbound>) {
+    let mut events = media.subscribe();
     let (results_tx, mut results) = mpsc::unbounded_channel::<(ReqId, MediaResult)>();
     let mut conns: HashMap<ConnId, Conn> = HashMap::new();
     // Media operations submitted and not answered yet, and the stopping node's
@@ -131,7 +175,7 @@ pub async fn run(mut session: Session, node: NodeHandle, mut inbound: mpsc::Rece
     let mut queues: Vec<Queue> = Vec::new();
     let mut next = 0usize;
     loop {
-        in_flight += flush(&mut session, &node, &results_tx, &mut conns);
+        in_flight += flush(&mut session, &media, &results_tx, &mut conns);
         if stopping.is_some() && in_flight == 0 && conns.is_empty() {
             if let Some(done) = stopping.take() {
                 let _ = done.send(());
@@ -162,6 +206,7 @@ pub async fn run(mut session: Session, node: NodeHandle, mut inbound: mpsc::Rece
                     stopping = Some(done);
                     session.handle_shutdown(SHUTDOWN_CAUSE);
                 }
+                Some(Inbound::Channels(n)) => session.set_channels(n),
                 Some(other) => tracing::warn!(?other, "a session frame on the node channel"),
                 None => break,
             },
@@ -177,7 +222,9 @@ pub async fn run(mut session: Session, node: NodeHandle, mut inbound: mpsc::Rece
                     conns.remove(&conn);
                     session.handle_close(conn);
                 }
-                Some(Inbound::Shutdown { .. }) => tracing::warn!(?conn, "Shutdown on a session queue"),
+                Some(Inbound::Shutdown { .. } | Inbound::Channels(_)) => {
+                    tracing::warn!(?conn, "a node item on a session queue");
+                }
             },
             event = events.recv(), if !waiting => match event {
                 Ok(event) => session.handle_engine_event(Instant::now(), event),
@@ -191,9 +238,9 @@ pub async fn run(mut session: Session, node: NodeHandle, mut inbound: mpsc::Rece
 
 /// Executes the root's outputs; returns how many media operations it submitted
 /// (each one's result comes back, a failed submission's included).
-fn flush(
+fn flush<M: Media>(
     session: &mut Session,
-    node: &NodeHandle,
+    executor: &M,
     results: &mpsc::UnboundedSender<(ReqId, MediaResult)>,
     conns: &mut HashMap<ConnId, Conn>,
 ) -> usize {
@@ -229,7 +276,7 @@ fn flush(
             }
             Output::Media { req, worker, op } => {
                 media += 1;
-                if let Err(e) = node.submit(worker, req, op, results) {
+                if let Err(e) = executor.submit(worker, req, op, results) {
                     // The result still comes back, so the root never waits forever.
                     let _ = results.send((req, MediaResult::Failed(e.to_string())));
                 }

@@ -15,11 +15,13 @@ use crate::tls;
 use crate::NodeHandle;
 use scnf_core::control::auth;
 use scnf_core::session::budget::{Budgets, Rate};
-use scnf_core::session::{Session, SessionConfig};
+use scnf_core::session::media_addr::OwnMedia;
+use scnf_core::session::{Session, SessionConfig, WorkerAddrs};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 /// Why the control layer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,12 @@ pub struct ControlHandle {
 }
 
 impl ControlHandle {
+    /// The driver's way in (weak: it does not keep the driver alive), for a task
+    /// that feeds it node items such as [`driver::Inbound::Channels`].
+    pub(crate) fn inbound(&self) -> mpsc::WeakSender<driver::Inbound> {
+        self.inbound.clone()
+    }
+
     /// Stops accepting connections. The session driver ends when the last connection
     /// task has gone.
     pub fn stop(&self) {
@@ -88,31 +96,37 @@ pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, Cont
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
     };
-    let listener = TcpListener::bind(c.listen)
-        .await
-        .map_err(|source| ControlError::Listen {
-            addr: c.listen,
-            source,
-        })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| ControlError::Listen {
-            addr: c.listen,
-            source,
-        })?;
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| ControlError::Random(e.to_string()))?;
-    let session = SessionConfig {
+    let session = session_config(
+        cfg,
+        secret,
+        cfg.channel_capacity(),
+        node.workers(),
+        node.own_media(),
+    );
+    launch(node, session, c.listen, acceptor, cfg.control_limits()).await
+}
+
+/// The session root's settings from the `[control]` section, for a root with these
+/// media workers and channels (the node's own, or a scaler's one virtual worker).
+pub(crate) fn session_config(
+    cfg: &Config,
+    secret: Option<Vec<u8>>,
+    channels: u32,
+    workers: Vec<WorkerAddrs>,
+    own_media: OwnMedia,
+) -> SessionConfig {
+    let c = &cfg.control;
+    SessionConfig {
         secret,
         login: auth::LoginConfig::default(),
         conf: scnf_core::conf::ConfConfig {
-            channels: cfg.channel_capacity(),
+            channels,
             overlap_timeout: Duration::from_millis(c.overlap_timeout_ms),
             default_id_length: 6,
         },
         login_timeout: Duration::from_millis(c.login_timeout_ms),
-        workers: node.workers(),
-        own_media: node.own_media(),
+        workers,
+        own_media,
         budgets: Budgets {
             requests: Rate {
                 per_second: c.request_rate,
@@ -123,10 +137,36 @@ pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, Cont
                 burst: c.report_burst,
             },
         },
-    };
+    }
+}
+
+/// Binds `listen`, starts the supervised session driver over `media` and the
+/// listener feeding it (what [`start`] does for a node, and `scnf scaler` for its
+/// controllers' face).
+pub(crate) async fn launch<M: driver::Media>(
+    media: M,
+    session: SessionConfig,
+    listen: SocketAddr,
+    acceptor: Option<TlsAcceptor>,
+    limits: server::Limits,
+) -> Result<ControlHandle, ControlError> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| ControlError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ControlError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| ControlError::Random(e.to_string()))?;
     let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
     let inbound = tx.downgrade();
-    let driver = tokio::spawn(driver::run(Session::new(session, seed), node, rx));
+    let driver = tokio::spawn(driver::run(Session::new(session, seed), media, rx));
     tokio::spawn(async move {
         if let Err(e) = driver.await {
             if e.is_panic() {
@@ -136,7 +176,7 @@ pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, Cont
         }
     });
     let tls = acceptor.is_some();
-    let server = tokio::spawn(server::serve(listener, acceptor, tx, cfg.control_limits()));
+    let server = tokio::spawn(server::serve(listener, acceptor, tx, limits));
     tracing::info!(%local, tls, "call control listening");
     Ok(ControlHandle {
         local,
