@@ -12,11 +12,14 @@
 //!   and flags, validated once and turned into the core's typed configs.
 //! - [`tls`]: certificate files for wss.
 //! - [`demo`]: the embedded default of `scnf demo`.
+//! - [`scaler`]: `scnf scaler`, the cluster's call-control point: the same listener
+//!   and session driver, with the planner executing media on registered nodes.
 
 pub mod config;
 pub mod control;
 pub mod demo;
 pub mod node;
+pub mod scaler;
 pub mod tls;
 pub mod worker;
 

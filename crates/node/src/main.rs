@@ -2,6 +2,8 @@
 //!
 //! - `scnf node [flags]` runs a node (media workers and the call-control WebSocket
 //!   listener) until SIGTERM/SIGINT.
+//! - `scnf scaler [flags]` runs the cluster's scaler (controllers on `--listen`,
+//!   nodes on `--nodes-listen`) until SIGTERM/SIGINT.
 //! - `scnf demo` runs the main job on an embedded default: a node with a synthetic
 //!   conference on loopback, reporting what each participant hears.
 
@@ -30,6 +32,9 @@ struct Cli {
 enum Command {
     /// Run a mixer node until SIGTERM or SIGINT.
     Node(Overrides),
+    /// Run the cluster's scaler until SIGTERM or SIGINT: controllers connect to it as
+    /// to one big node, nodes register to it.
+    Scaler(scnf::scaler::ScalerOverrides),
     /// Run a synthetic conference on loopback and report what every participant hears.
     Demo(scnf::demo::DemoArgs),
 }
@@ -38,7 +43,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = cli.log.clone().unwrap_or_else(|| match cli.command {
         Command::Demo(_) => "warn".into(),
-        Command::Node(_) => "info".into(),
+        Command::Node(_) | Command::Scaler(_) => "info".into(),
     });
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Node(o) => rt.block_on(run_node(o)),
+        Command::Scaler(o) => rt.block_on(run_scaler(o)),
         Command::Demo(args) => rt.block_on(scnf::demo::run(args)),
     };
     match result {
@@ -112,6 +118,47 @@ async fn run_node(o: Overrides) -> Result<ExitCode, Box<dyn std::error::Error>> 
     control.stop();
     // The workers apply what is queued (the BYEs go out) before they stop.
     node.shutdown();
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_scaler(
+    o: scnf::scaler::ScalerOverrides,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let cfg = scnf::scaler::ScalerConfig::load(&o)?;
+    let scaler = scnf::scaler::start(&cfg).await?;
+    tracing::info!(
+        control = %scaler.control,
+        nodes = %scaler.nodes,
+        "scnf scaler running; SIGTERM or SIGINT stops it"
+    );
+    let mut report = tokio::time::interval(Duration::from_secs(60));
+    report.tick().await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = report.tick() => {
+                if let Some(s) = scaler.stats().await {
+                    tracing::info!(
+                        nodes = s.nodes, rooms = s.rooms, members = s.members, links = s.links,
+                        no_channel = s.no_channel, bad_frames = s.bad_frames,
+                        "cluster status"
+                    );
+                }
+            }
+        }
+    }
+    // As a node: calls end with a Release and a cause, their legs on the nodes are
+    // removed, and neither a stuck controller nor a stuck node holds the exit up.
+    tracing::info!("stopping: releasing calls");
+    if !scaler.shutdown(SHUTDOWN_BOUND).await {
+        tracing::warn!(
+            bound_ms = SHUTDOWN_BOUND.as_millis() as u64,
+            "calls not all released in time"
+        );
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,359 @@
+//! The planner task: the one owner of the scaler's [`Planner`], on tokio.
+//!
+//! Like the session driver it only moves values. In: the session driver's media
+//! operations (through [`PlannerFront`], the driver's [`Media`] executor on a
+//! scaler), the node face's connections and frames (the same listener as the
+//! controllers': [`crate::control::server::serve`], so node connections get the
+//! same admission gate, deadlines, pings and frame limits), and the planner's timer.
+//! Out: every [`PlanOutput`], routed to a node connection, to the driver (results,
+//! channels) or to the driver's event subscription.
+//!
+//! It never waits for one node: each node connection has a bounded queue
+//! ([`crate::control::server::OUTBOUND_QUEUE`] frames); a node whose queue is full
+//! does not read, and its connection is killed (the planner then hears it closed).
+//! Nodes' frames are taken one per ready node in turn (the driver's fairness), so a
+//! chatty node delays only itself. Nothing it sends towards the driver can block
+//! either: results go on the driver's unbounded result channel, events on a
+//! broadcast (a slow driver loses the oldest, and is told), and a capacity change
+//! waits for room in the driver's inbound queue without holding anything else up.
+
+use crate::control::driver::{poll_queues, Inbound, Media, Outbound, Queue};
+use scnf_core::cluster::link::{NodeMsg, ScalerMsg};
+use scnf_core::cluster::planner::{NodeId, PlanOutput, Planner, PlannerStats};
+use scnf_core::control::msg::{self, ServerMsg};
+use scnf_core::engine::{EngineEvent, MediaOp, MediaResult};
+use scnf_core::session::{ConnId, ReqId};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Media events queued for the driver before the oldest are lost (as a node's).
+const EVENTS: usize = 4096;
+
+/// What the front and the scaler's handle ask of the planner task.
+pub(crate) enum Command {
+    /// A media operation of the session root.
+    Op {
+        req: ReqId,
+        op: MediaOp,
+        results: mpsc::UnboundedSender<(ReqId, MediaResult)>,
+    },
+    /// The planner's counters.
+    Stats(oneshot::Sender<PlannerStats>),
+}
+
+/// Why the front could not queue an operation (the driver then answers it
+/// `Failed` itself).
+#[derive(Debug, thiserror::Error)]
+pub enum FrontError {
+    #[error("the scaler has one virtual worker (0), not {0}")]
+    NoSuchWorker(usize),
+    #[error("the scaler's planner is not running")]
+    PlannerGone,
+}
+
+/// The session driver's media executor on a scaler: hands each operation of the one
+/// virtual worker to the planner task, which answers it with the planner's result.
+#[derive(Clone)]
+pub struct PlannerFront {
+    commands: mpsc::UnboundedSender<Command>,
+    events: broadcast::Sender<EngineEvent>,
+}
+
+impl Media for PlannerFront {
+    type Error = FrontError;
+
+    fn submit(
+        &self,
+        worker: usize,
+        req: ReqId,
+        op: MediaOp,
+        results: &mpsc::UnboundedSender<(ReqId, MediaResult)>,
+    ) -> Result<(), FrontError> {
+        if worker != 0 {
+            return Err(FrontError::NoSuchWorker(worker));
+        }
+        let results = results.clone();
+        self.commands
+            .send(Command::Op { req, op, results })
+            .map_err(|_| FrontError::PlannerGone)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.events.subscribe()
+    }
+}
+
+/// One node connection, as the shell sees it.
+struct NodeConn {
+    peer: SocketAddr,
+    tx: mpsc::Sender<Outbound>,
+    /// Taken when used: a connection is killed once.
+    kill: Option<oneshot::Sender<String>>,
+    /// The name it registered under (from its `Register`, for the logs).
+    name: Option<String>,
+    registered: bool,
+    /// Its refusal was logged already (one line per node).
+    refused: bool,
+}
+
+impl NodeConn {
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("?")
+    }
+
+    /// Queues `out`; a node that does not read is cut, once.
+    fn send(&mut self, out: Outbound) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(out) {
+            if let Some(kill) = self.kill.take() {
+                tracing::warn!(name = self.name(), peer = %self.peer, "node does not read; closing it");
+                let _ = kill.send("not reading".into());
+            }
+        }
+    }
+}
+
+/// The planner task's ends, made by [`channels`].
+pub(crate) struct Task {
+    pub planner: Planner,
+    pub commands: mpsc::UnboundedReceiver<Command>,
+    /// The node face's listener: `Opened` here, each node's frames on its own queue.
+    pub nodes: mpsc::Receiver<Inbound>,
+    /// The session driver's inbound, for [`Inbound::Channels`] (weak: the driver
+    /// ends when its listener does, whatever the planner does).
+    pub driver: mpsc::WeakSender<Inbound>,
+    pub events: broadcast::Sender<EngineEvent>,
+    /// Fires (or is dropped) when the scaler stops.
+    pub stop: oneshot::Receiver<()>,
+}
+
+/// The front for the driver, a command sender for the scaler's handle, and the
+/// task's command and event ends.
+pub(crate) fn channels() -> (
+    PlannerFront,
+    mpsc::UnboundedSender<Command>,
+    mpsc::UnboundedReceiver<Command>,
+    broadcast::Sender<EngineEvent>,
+) {
+    let (commands, rx) = mpsc::unbounded_channel();
+    let (events, _) = broadcast::channel(EVENTS);
+    let front = PlannerFront {
+        commands: commands.clone(),
+        events: events.clone(),
+    };
+    (front, commands, rx, events)
+}
+
+/// The task's state beyond its inputs.
+struct State {
+    planner: Planner,
+    conns: HashMap<NodeId, NodeConn>,
+    /// Operations handed to the planner and not answered yet: where each answer goes.
+    pending: HashMap<ReqId, mpsc::UnboundedSender<(ReqId, MediaResult)>>,
+    events: broadcast::Sender<EngineEvent>,
+    /// A capacity the driver has not been given yet (its inbound was full).
+    capacity: Option<u32>,
+}
+
+/// Runs the planner until the scaler stops; then closes every node connection and
+/// fails every operation still open.
+pub(crate) async fn run(task: Task) {
+    let Task {
+        planner,
+        mut commands,
+        mut nodes,
+        driver,
+        events,
+        mut stop,
+    } = task;
+    let mut s = State {
+        planner,
+        conns: HashMap::new(),
+        pending: HashMap::new(),
+        events,
+        capacity: None,
+    };
+    let mut queues: Vec<Queue> = Vec::new();
+    let mut next = 0usize;
+    let mut listening = true;
+    loop {
+        s.route();
+        // The capacity goes to the driver as soon as its inbound has room.
+        let strong = s.capacity.and_then(|_| driver.upgrade());
+        if s.capacity.is_some() && strong.is_none() {
+            s.capacity = None; // no driver any more
+        }
+        let room = async {
+            match &strong {
+                Some(tx) => tx.reserve().await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let deadline = s.planner.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let frame = std::future::poll_fn(|cx| poll_queues(&mut queues, &mut next, cx));
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(Command::Op { req, op, results }) => {
+                    s.pending.insert(req, results);
+                    s.planner.handle_op(Instant::now(), req, op);
+                }
+                Some(Command::Stats(tx)) => {
+                    let _ = tx.send(s.planner.stats());
+                }
+                None => break, // the driver and the handle are gone
+            },
+            item = nodes.recv(), if listening => match item {
+                Some(Inbound::Opened { conn, peer, tx, kill, frames }) => {
+                    let node = NodeId(conn.0);
+                    s.conns.insert(node, NodeConn {
+                        peer, tx, kill: Some(kill), name: None, registered: false, refused: false,
+                    });
+                    queues.push(Queue { conn, frames });
+                    tracing::debug!(%peer, ?node, "node connection opened");
+                    s.planner.handle_node_open(Instant::now(), node, peer);
+                }
+                Some(other) => tracing::warn!(?other, "a node frame on the node face's channel"),
+                None => listening = false,
+            },
+            (conn, item) = frame => s.node_item(conn, item, &mut queues),
+            permit = room => {
+                if let (Some(permit), Some(n)) = (permit, s.capacity.take()) {
+                    permit.send(Inbound::Channels(n));
+                }
+            }
+            _ = sleep => s.planner.handle_timeout(Instant::now()),
+            _ = &mut stop => break,
+        }
+    }
+    s.route();
+    for (_, mut c) in s.conns.drain() {
+        c.send(Outbound::Close("scaler stopping".into()));
+    }
+    for (req, results) in s.pending.drain() {
+        let _ = results.send((req, MediaResult::Failed("scaler stopping".into())));
+    }
+}
+
+impl State {
+    /// One item of a node's queue.
+    fn node_item(&mut self, conn: ConnId, item: Option<Inbound>, queues: &mut Vec<Queue>) {
+        let node = NodeId(conn.0);
+        match item {
+            Some(Inbound::Text { text, .. }) => {
+                if let Some(c) = self.conns.get_mut(&node) {
+                    if !c.registered && c.name.is_none() {
+                        // Only until it registers: the name is for the logs.
+                        if let Ok(NodeMsg::Register(r)) = serde_json::from_str::<NodeMsg>(&text) {
+                            c.name = Some(r.name);
+                        }
+                    }
+                }
+                self.planner.handle_node_text(Instant::now(), node, &text);
+            }
+            Some(Inbound::Bad { problem, .. }) => {
+                // The link is JSON text frames: a node sending anything else is broken.
+                if let Some(c) = self.conns.get_mut(&node) {
+                    tracing::warn!(name = c.name(), peer = %c.peer, problem, "bad frame from a node; closing it");
+                    c.send(Outbound::Close(problem));
+                }
+            }
+            item @ (Some(Inbound::Closed { .. }) | None) => {
+                queues.retain(|q| q.conn != conn);
+                if let Some(c) = self.conns.remove(&node) {
+                    let reason = match item {
+                        Some(Inbound::Closed {
+                            reason: Some(reason),
+                            ..
+                        }) => reason,
+                        _ => "connection closed".into(),
+                    };
+                    if c.registered {
+                        tracing::warn!(name = c.name(), peer = %c.peer, reason, "node gone");
+                    } else {
+                        tracing::debug!(name = c.name(), peer = %c.peer, reason, "node connection closed before it registered");
+                    }
+                }
+                self.planner.handle_node_closed(Instant::now(), node);
+            }
+            Some(other) => tracing::warn!(?other, "a node-face item on a node's queue"),
+        }
+    }
+
+    /// Executes the planner's outputs.
+    fn route(&mut self) {
+        while let Some(out) = self.planner.poll_output() {
+            match out {
+                PlanOutput::ToNode { node, text } => {
+                    if let Some(c) = self.conns.get_mut(&node) {
+                        if !c.registered {
+                            note_answer(c, &text);
+                        }
+                        c.send(Outbound::Text(text));
+                    }
+                }
+                PlanOutput::CloseNode { node, reason } => {
+                    if let Some(c) = self.conns.get_mut(&node) {
+                        if !c.registered && !c.refused {
+                            c.refused = true;
+                            tracing::warn!(name = c.name(), peer = %c.peer, reason, "node refused");
+                        }
+                        match c.tx.try_send(Outbound::Close(reason.clone())) {
+                            Err(mpsc::error::TrySendError::Full(_)) => {
+                                if let Some(kill) = c.kill.take() {
+                                    let _ = kill.send(reason);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                PlanOutput::Login { node, step } => {
+                    if let Some(c) = self.conns.get_mut(&node) {
+                        c.send(Outbound::Login(step));
+                    }
+                }
+                PlanOutput::Result { req, result } => match self.pending.remove(&req) {
+                    Some(results) => {
+                        let _ = results.send((req, result));
+                    }
+                    None => tracing::warn!(?req, "the planner answered an operation twice or one never asked"),
+                },
+                PlanOutput::Event(event) => {
+                    // No subscriber: no driver, nobody to tell.
+                    let _ = self.events.send(event);
+                }
+                PlanOutput::Capacity(n) => self.capacity = Some(n),
+            }
+        }
+    }
+}
+
+/// Logs a node's registration or refusal from the planner's answer to it (read only
+/// until the node is registered: a handful of frames per connection).
+fn note_answer(c: &mut NodeConn, text: &str) {
+    if let Ok(ScalerMsg::Registered { ok, error }) = serde_json::from_str::<ScalerMsg>(text) {
+        if ok {
+            c.registered = true;
+            tracing::info!(name = c.name(), peer = %c.peer, "node registered");
+        } else if !c.refused {
+            c.refused = true;
+            let error = error.unwrap_or_default();
+            tracing::warn!(name = c.name(), peer = %c.peer, error, "node refused");
+        }
+        return;
+    }
+    if let Ok((ServerMsg::AppLoginResult { ok: false, error, .. }, _)) = msg::parse_server(text) {
+        if !c.refused {
+            c.refused = true;
+            let error = error.unwrap_or_default();
+            tracing::warn!(name = c.name(), peer = %c.peer, error, "node refused: login failed");
+        }
+    }
+}
