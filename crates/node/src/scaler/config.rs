@@ -406,7 +406,10 @@ mod tests {
             ..ScalerConfig::default()
         };
         let err = c.nodes_secret().unwrap_err().to_string();
-        assert!(err.contains("nodes_password_file") && err.contains("empty"), "{err}");
+        assert!(
+            err.contains("nodes_password_file") && err.contains("empty"),
+            "{err}"
+        );
         std::fs::remove_file(empty).unwrap();
     }
 
@@ -461,7 +464,10 @@ mod tests {
         });
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.link_codec, LinkCodec::Pcma);
-        assert_eq!(c.control.report_rate, 50, "untouched keys keep the node's defaults");
+        assert_eq!(
+            c.control.report_rate, 50,
+            "untouched keys keep the node's defaults"
+        );
     }
 
     #[test]

@@ -76,9 +76,7 @@ impl ScalerHandle {
     /// The planner's counters (`None` once it has stopped).
     pub async fn stats(&self) -> Option<PlannerStats> {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(planner_task::Command::Stats(tx))
-            .ok()?;
+        self.commands.send(planner_task::Command::Stats(tx)).ok()?;
         rx.await.ok()
     }
 
@@ -125,10 +123,12 @@ pub async fn start(cfg: &ScalerConfig) -> Result<ScalerHandle, ScalerError> {
             addr: cfg.nodes_listen,
             source,
         })?;
-    let nodes = listener.local_addr().map_err(|source| ScalerError::Listen {
-        addr: cfg.nodes_listen,
-        source,
-    })?;
+    let nodes = listener
+        .local_addr()
+        .map_err(|source| ScalerError::Listen {
+            addr: cfg.nodes_listen,
+            source,
+        })?;
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| ScalerError::Random(e.to_string()))?;
     let planner = Planner::new(cfg.planner_config(nodes_secret, seed));

@@ -304,13 +304,12 @@ impl State {
                             c.refused = true;
                             tracing::warn!(name = c.name(), peer = %c.peer, reason, "node refused");
                         }
-                        match c.tx.try_send(Outbound::Close(reason.clone())) {
-                            Err(mpsc::error::TrySendError::Full(_)) => {
-                                if let Some(kill) = c.kill.take() {
-                                    let _ = kill.send(reason);
-                                }
+                        if let Err(mpsc::error::TrySendError::Full(_)) =
+                            c.tx.try_send(Outbound::Close(reason.clone()))
+                        {
+                            if let Some(kill) = c.kill.take() {
+                                let _ = kill.send(reason);
                             }
-                            _ => {}
                         }
                     }
                 }
@@ -323,7 +322,10 @@ impl State {
                     Some(results) => {
                         let _ = results.send((req, result));
                     }
-                    None => tracing::warn!(?req, "the planner answered an operation twice or one never asked"),
+                    None => tracing::warn!(
+                        ?req,
+                        "the planner answered an operation twice or one never asked"
+                    ),
                 },
                 PlanOutput::Event(event) => {
                     // No subscriber: no driver, nobody to tell.
@@ -349,7 +351,13 @@ fn note_answer(c: &mut NodeConn, text: &str) {
         }
         return;
     }
-    if let Ok((ServerMsg::AppLoginResult { ok: false, error, .. }, _)) = msg::parse_server(text) {
+    if let Ok((
+        ServerMsg::AppLoginResult {
+            ok: false, error, ..
+        },
+        _,
+    )) = msg::parse_server(text)
+    {
         if !c.refused {
             c.refused = true;
             let error = error.unwrap_or_default();
