@@ -131,7 +131,8 @@ pub fn event_is_cluster(event: &EngineEvent) -> bool {
         EngineEvent::Dtmf { leg, .. }
         | EngineEvent::Talking { leg, .. }
         | EngineEvent::MediaTimeout { leg, .. }
-        | EngineEvent::Latched { leg, .. } => leg,
+        | EngineEvent::Latched { leg, .. }
+        | EngineEvent::Lost { leg, .. } => leg,
     };
     super::is_cluster_id(leg.0)
 }

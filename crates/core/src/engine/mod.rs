@@ -149,6 +149,9 @@ pub enum EngineEvent {
         leg: LegId,
         remote: SocketAddr,
     },
+    /// The leg's media is gone with the executor that carried it (a scaler lost
+    /// the cluster node it was on); never raised by an engine.
+    Lost { room: MixId, leg: LegId },
 }
 
 /// Worker-wide counters.
@@ -816,5 +819,7 @@ mod rtcp_io;
 
 #[cfg(test)]
 mod guard_tests;
+#[cfg(test)]
+mod link_tests;
 #[cfg(test)]
 mod tests;

@@ -429,6 +429,19 @@ impl Session {
                     self.drain(None);
                 }
             }
+            EngineEvent::Lost { leg, .. } => {
+                let Some(call) = self.table.call_of(leg) else {
+                    return;
+                };
+                if self
+                    .conf
+                    .handle_media_failed(call, Cause::TEMPORARY_FAILURE)
+                    .is_ok()
+                {
+                    tracing::warn!(?leg, "releasing a call whose media node was lost");
+                    self.drain(None);
+                }
+            }
             EngineEvent::Latched { leg, remote, .. } => {
                 let Some((call, room, id)) = self.member_of(leg) else {
                     return;

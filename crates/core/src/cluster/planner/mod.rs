@@ -1,0 +1,511 @@
+//! The scaler's planner: executes the session root's media operations on the
+//! registered nodes. Sans-IO: frames and time in, frames and results out.
+//!
+//! # Inputs and outputs
+//! - The node face: [`Planner::handle_node_open`], [`Planner::handle_node_text`] (a
+//!   text frame: the login, then [`NodeMsg`]s), [`Planner::handle_node_closed`].
+//!   The planner logs nodes in itself (the HMAC challenge, proof both ways), so a
+//!   wrong secret is decided here, not in the shell.
+//! - The session face: [`Planner::handle_op`] takes the root's
+//!   `Output::Media { req, op, .. }` (one virtual worker, the root's own ids); every
+//!   op is answered with [`PlanOutput::Result`] and the same `req`, to be fed to
+//!   `Session::handle_media_result`; [`PlanOutput::Event`]s (root ids) go to
+//!   `Session::handle_engine_event`; [`PlanOutput::Capacity`] to
+//!   `Session::set_channels`.
+//! - [`Planner::handle_timeout`] at [`Planner::poll_timeout`]: heartbeats, silent
+//!   nodes, reports a slow node holds up.
+//! - [`Planner::poll_output`] after every input, until `None`.
+//!
+//! # Placement (as the vendor's scaler, with the counts of its tables)
+//! A room's first member goes to a random node with a free channel: that node is
+//! the room's *primary*. Later members go to the node with the fewest of the room's
+//! members, ties broken round-robin after the room's last choice, so per-node counts
+//! differ by at most one. A node joining a room is linked to the primary: one link
+//! leg on each side (an invisible participant, a channel on each), L16 at the mix
+//! rate. A room of P members on N nodes therefore takes P + 2(N-1) channels. A node
+//! without the channels a placement needs is skipped; with no node left the member
+//! is refused ([`MediaResult::NoChannel`], cause 34).
+//!
+//! # Leaving
+//! A secondary whose last member leaves is unlinked and its room closed there. A
+//! primary whose last member leaves stays the room's mixing hub while two or more
+//! secondaries remain (re-linking them all would cut everyone's audio for a
+//! moment); once only one secondary is left, that one becomes the primary and the
+//! old primary is unlinked. A node that disappears takes its members with it (their
+//! calls are released, cause 41); if it was a room's primary, the remaining node
+//! with the most members becomes primary and the others are re-linked to it.
+
+mod nodes;
+mod place;
+mod report;
+
+use super::link::ScalerMsg;
+use crate::control::auth::{Challenges, LoginConfig};
+use crate::control::login::LoginServer;
+use crate::engine::{EngineEvent, LegId, MediaOp, MediaResult, MixId, WorkerStats};
+use crate::session::{LoginStep, ReqId, WorkerAddrs};
+use scnf_media::codec::CodecKind;
+use scnf_media::util::Rng;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// One node connection on the scaler's node face (the shell numbers them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u64);
+
+/// Settings of the planner.
+#[derive(Clone)]
+pub struct PlannerConfig {
+    /// The cluster secret nodes must prove (`None`: no login, loopback only).
+    pub secret: Option<Vec<u8>>,
+    pub login: LoginConfig,
+    /// Seed of the challenges and of the primaries' random choice.
+    pub seed: [u8; 32],
+    /// Codec of link legs: L16 (default, no second companding) or G.711.
+    pub link_codec: CodecKind,
+    /// Dynamic payload type of L16 on links (default 96).
+    pub link_payload_type: u8,
+    /// How long a `Status` waits for a slow node's snapshot before it answers
+    /// without it. Default 1 s.
+    pub report_timeout: Duration,
+    /// A node silent this long is gone. Default [`super::link::SILENCE`].
+    pub silence: Duration,
+    /// How often the scaler tells each node it is alive. Default
+    /// [`super::link::HEARTBEAT`].
+    pub heartbeat: Duration,
+    /// A node that has not logged in and registered this long after its connection
+    /// opened is closed. Default 5 s.
+    pub register_timeout: Duration,
+    /// A member's `AddLeg` a node has not answered this long after it was sent is
+    /// refused (and the leg removed there), so one slow node never holds up call
+    /// control. Default 2 s.
+    pub op_timeout: Duration,
+}
+
+impl std::fmt::Debug for PlannerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlannerConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("link_codec", &self.link_codec)
+            .field("link_payload_type", &self.link_payload_type)
+            .field("report_timeout", &self.report_timeout)
+            .field("silence", &self.silence)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlannerConfig {
+    /// Defaults with this secret and seed.
+    pub fn new(secret: Option<Vec<u8>>, seed: [u8; 32]) -> PlannerConfig {
+        PlannerConfig {
+            secret,
+            login: LoginConfig::default(),
+            seed,
+            link_codec: CodecKind::L16,
+            link_payload_type: 96,
+            report_timeout: Duration::from_secs(1),
+            silence: super::link::SILENCE,
+            heartbeat: super::link::HEARTBEAT,
+            register_timeout: Duration::from_secs(5),
+            op_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the planner asks its shell to do, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlanOutput {
+    /// Send a text frame to a node.
+    ToNode { node: NodeId, text: String },
+    /// Close a node's connection (refused login or registration, silence).
+    CloseNode { node: NodeId, reason: String },
+    /// A node connection got further in its login (the transport's admission gate
+    /// follows it, as for a controller's [`crate::session::Output::Login`]).
+    Login { node: NodeId, step: LoginStep },
+    /// The answer to the session root's `handle_op` with this `req`.
+    Result { req: ReqId, result: MediaResult },
+    /// A media event for the session root (its ids).
+    Event(EngineEvent),
+    /// The cluster's channels for callers changed (registered channels, minus the
+    /// nodes' own use, minus invisible participants): the conference core counts
+    /// against it, so reservations and `Channels` are cluster-wide.
+    Capacity(u32),
+}
+
+/// What the planner counted (for the scaler's logs and tests).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlannerStats {
+    pub nodes: usize,
+    pub rooms: usize,
+    pub members: usize,
+    pub links: usize,
+    /// Registrations refused (duplicate name, bad version, bad contents).
+    pub registrations_refused: u64,
+    /// Logins refused on the node face.
+    pub logins_refused: u64,
+    /// Frames from nodes that were not valid JSON or not a link message, or that
+    /// named a request, room or leg the planner does not know.
+    pub bad_frames: u64,
+    /// Operations a node refused.
+    pub node_refusals: u64,
+    /// Nodes dropped for silence.
+    pub silent_nodes: u64,
+    /// Members refused for want of a channel.
+    pub no_channel: u64,
+    /// Status rounds answered without a node that did not answer in time.
+    pub late_snapshots: u64,
+}
+
+/// A connection on the node face.
+struct Conn {
+    peer: SocketAddr,
+    opened: Instant,
+    challenges: Challenges,
+    logged_in: bool,
+    /// Set once it registered.
+    node: Option<Node>,
+    last_heard: Instant,
+}
+
+/// A registered node.
+struct Node {
+    name: String,
+    version: String,
+    workers: Vec<WorkerAddrs>,
+    channels: u32,
+    /// Channels its own controllers use.
+    local: u32,
+    /// Legs the planner placed there: members and links (invisible participants).
+    members: u32,
+    links: u32,
+    worker_legs: Vec<u32>,
+    /// Its workers' counters, from its last load report.
+    stats: Vec<WorkerStats>,
+    /// It let a member's `AddLeg` time out and has not answered anything since:
+    /// no new member goes there until it does.
+    stalled: bool,
+}
+
+impl Node {
+    /// Channels a placement may still take.
+    fn free(&self) -> u32 {
+        self.channels
+            .saturating_sub(self.local)
+            .saturating_sub(self.members)
+            .saturating_sub(self.links)
+    }
+
+    /// Its least loaded worker (ties: the lowest index).
+    fn quiet_worker(&self) -> usize {
+        (0..self.worker_legs.len())
+            .min_by_key(|&w| self.worker_legs[w])
+            .unwrap_or(0)
+    }
+}
+
+/// A room of the session root (its virtual mix), and where it lives.
+#[derive(Default)]
+struct Room {
+    primary: Option<NodeId>,
+    parts: BTreeMap<NodeId, Part>,
+    /// The node the last member went to (round-robin).
+    last: Option<NodeId>,
+}
+
+/// A room's share on one node.
+struct Part {
+    /// The node's mix id.
+    mix: MixId,
+    worker: usize,
+    /// Member legs here (the root's ids).
+    members: Vec<LegId>,
+    /// On a secondary: its link to the primary.
+    link: Option<LinkPair>,
+}
+
+/// A secondary's link: the leg on the secondary and the leg on the primary.
+#[derive(Clone, Copy)]
+struct LinkPair {
+    here: LegId,
+    there: LegId,
+}
+
+/// A member leg: the root's id -> where it lives.
+#[derive(Clone, Copy)]
+struct Member {
+    room: MixId,
+    node: NodeId,
+    leg: LegId,
+    worker: usize,
+}
+
+/// Who a node-side leg is.
+#[derive(Clone, Copy)]
+enum Owner {
+    Member(LegId),
+    /// An invisible participant of room `room` standing for node `peer`.
+    Link {
+        room: MixId,
+        peer: NodeId,
+    },
+}
+
+/// A node request whose answer matters.
+enum Pending {
+    /// A member's `AddLeg`: the root waits for it.
+    Member { req: ReqId, vleg: LegId },
+    /// A member's `LegStats`.
+    Stats { req: ReqId, vleg: LegId },
+    /// A worker's snapshot for status round `round`.
+    Snapshot { round: u64, worker: usize },
+    /// Only a refusal is worth noting.
+    Quiet,
+}
+
+/// See the module docs.
+pub struct Planner {
+    cfg: PlannerConfig,
+    login: LoginServer,
+    rng: Rng,
+    conns: BTreeMap<NodeId, Conn>,
+    names: HashMap<String, NodeId>,
+    rooms: HashMap<MixId, Room>,
+    members: HashMap<LegId, Member>,
+    owners: HashMap<(NodeId, LegId), Owner>,
+    pending: HashMap<u64, (NodeId, Pending)>,
+    /// Members' `AddLeg`s in the order sent, with their deadlines.
+    deadlines: VecDeque<(Instant, u64)>,
+    rounds: Vec<report::Round>,
+    next_req: u64,
+    next_id: u64,
+    next_round: u64,
+    next_heartbeat: Option<Instant>,
+    capacity: Option<u32>,
+    out: VecDeque<PlanOutput>,
+    stats: PlannerStats,
+}
+
+impl Planner {
+    pub fn new(cfg: PlannerConfig) -> Planner {
+        let seed = cfg.seed;
+        let mut rng_seed = [0u8; 8];
+        rng_seed.copy_from_slice(&crate::control::login::derive_key(&seed, "planner")[..8]);
+        Planner {
+            login: LoginServer::new(
+                cfg.secret.clone(),
+                cfg.login.clone(),
+                crate::control::login::derive_key(&seed, "node face"),
+            ),
+            rng: Rng::new(u64::from_le_bytes(rng_seed)),
+            cfg,
+            conns: BTreeMap::new(),
+            names: HashMap::new(),
+            rooms: HashMap::new(),
+            members: HashMap::new(),
+            owners: HashMap::new(),
+            pending: HashMap::new(),
+            deadlines: VecDeque::new(),
+            rounds: Vec::new(),
+            next_req: 1,
+            next_id: 1,
+            next_round: 1,
+            next_heartbeat: None,
+            capacity: None,
+            out: VecDeque::new(),
+            stats: PlannerStats::default(),
+        }
+    }
+
+    /// A media operation of the session root (`Output::Media`): answered with a
+    /// [`PlanOutput::Result`] for `req`, now or when the node answers.
+    pub fn handle_op(&mut self, now: Instant, req: ReqId, op: MediaOp) {
+        let result = match op {
+            MediaOp::OpenRoom { mix } => {
+                self.rooms.entry(mix).or_default();
+                Some(MediaResult::Done)
+            }
+            MediaOp::CloseRoom { mix } => {
+                self.close_room(mix);
+                Some(MediaResult::Done)
+            }
+            MediaOp::AddLeg { mix, leg, spec } => self.add_member(now, req, mix, leg, spec),
+            MediaOp::RemoveLeg { leg } => Some(match self.remove_member(leg) {
+                true => MediaResult::Done,
+                false => MediaResult::Failed(format!("no leg {leg:?}")),
+            }),
+            MediaOp::SetMuted { leg, muted } => {
+                Some(self.forward(leg, |leg| MediaOp::SetMuted { leg, muted }))
+            }
+            MediaOp::SetReceives { leg, receives } => {
+                Some(self.forward(leg, |leg| MediaOp::SetReceives { leg, receives }))
+            }
+            MediaOp::SetEncodeOnce { mix, on } => {
+                let parts: Vec<(NodeId, usize, MixId)> = self
+                    .rooms
+                    .get(&mix)
+                    .map(|r| r.parts.iter().map(|(n, p)| (*n, p.worker, p.mix)).collect())
+                    .unwrap_or_default();
+                for (node, worker, mix) in parts {
+                    self.op(
+                        node,
+                        worker,
+                        MediaOp::SetEncodeOnce { mix, on },
+                        Pending::Quiet,
+                    );
+                }
+                Some(MediaResult::Done)
+            }
+            MediaOp::LegStats { leg } => match self.members.get(&leg).copied() {
+                Some(m) => {
+                    let op = MediaOp::LegStats { leg: m.leg };
+                    self.op(m.node, m.worker, op, Pending::Stats { req, vleg: leg });
+                    None
+                }
+                None => Some(MediaResult::Failed(format!("no leg {leg:?}"))),
+            },
+            MediaOp::Snapshot { legs } => self.snapshot(now, req, legs),
+        };
+        if let Some(result) = result {
+            self.out.push_back(PlanOutput::Result { req, result });
+        }
+        self.note_capacity();
+    }
+
+    /// A member's flag change, sent to its node as is (answered at once: ops on one
+    /// worker keep their order, and a refusal is counted when it comes).
+    fn forward(&mut self, vleg: LegId, op: impl FnOnce(LegId) -> MediaOp) -> MediaResult {
+        match self.members.get(&vleg).copied() {
+            Some(m) => {
+                self.op(m.node, m.worker, op(m.leg), Pending::Quiet);
+                MediaResult::Done
+            }
+            None => MediaResult::Failed(format!("no leg {vleg:?}")),
+        }
+    }
+
+    /// Sends `op` to worker `worker` of `node`; its answer goes to `pending`.
+    fn op(&mut self, node: NodeId, worker: usize, op: MediaOp, pending: Pending) -> u64 {
+        let req = self.next_req;
+        self.next_req += 1;
+        self.pending.insert(req, (node, pending));
+        let text = ScalerMsg::Op { req, worker, op }.to_json();
+        self.out.push_back(PlanOutput::ToNode { node, text });
+        req
+    }
+
+    /// A fresh node-side id (mix or leg), in the cluster's namespace.
+    fn fresh(&mut self) -> u64 {
+        let id = self.next_id | super::CLUSTER_ID_BIT;
+        self.next_id += 1;
+        id
+    }
+
+    /// Tells the root when the cluster's channels for callers changed.
+    fn note_capacity(&mut self) {
+        let capacity: u32 = self
+            .conns
+            .values()
+            .filter_map(|c| c.node.as_ref())
+            .map(|n| n.channels.saturating_sub(n.local).saturating_sub(n.links))
+            .fold(0u32, |a, b| a.saturating_add(b));
+        if self.capacity != Some(capacity) {
+            self.capacity = Some(capacity);
+            self.out.push_back(PlanOutput::Capacity(capacity));
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire_members(now);
+        self.expire_rounds(now);
+        if self.next_heartbeat.is_some_and(|t| t <= now) {
+            self.heartbeat(now);
+        } else {
+            self.drop_silent(now);
+        }
+        self.note_capacity();
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let silence = self
+            .conns
+            .values()
+            .map(|c| match c.node {
+                Some(_) => c.last_heard + self.cfg.silence,
+                None => c.opened + self.cfg.register_timeout,
+            })
+            .min();
+        [
+            self.next_heartbeat,
+            silence,
+            self.deadlines.front().map(|d| d.0),
+            self.rounds.iter().map(|r| r.deadline).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn poll_output(&mut self) -> Option<PlanOutput> {
+        self.out.pop_front()
+    }
+
+    pub fn stats(&self) -> PlannerStats {
+        PlannerStats {
+            nodes: self.names.len(),
+            rooms: self.rooms.len(),
+            members: self.members.len(),
+            links: self
+                .conns
+                .values()
+                .filter_map(|c| c.node.as_ref())
+                .map(|n| n.links as usize)
+                .sum(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// Refuses members whose node did not answer their `AddLeg` in time, and
+    /// removes the leg there (applied after the add, whenever the node gets to it).
+    fn expire_members(&mut self, now: Instant) {
+        while let Some(&(at, req)) = self.deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            let Some((
+                node,
+                Pending::Member {
+                    req: root_req,
+                    vleg,
+                },
+            )) = self.pending.remove(&req)
+            else {
+                continue;
+            };
+            self.pending.insert(req, (node, Pending::Quiet));
+            if let Some(n) = self.node_mut(node) {
+                n.stalled = true;
+            }
+            let name = self.node_name(node);
+            tracing::warn!(node = %name, ?vleg, "a node did not answer an AddLeg in time");
+            self.remove_member(vleg);
+            self.out.push_back(PlanOutput::Result {
+                req: root_req,
+                result: MediaResult::Failed(format!("node {name} did not answer in time")),
+            });
+        }
+    }
+
+    fn node(&self, id: NodeId) -> Option<&Node> {
+        self.conns.get(&id).and_then(|c| c.node.as_ref())
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> Option<&mut Node> {
+        self.conns.get_mut(&id).and_then(|c| c.node.as_mut())
+    }
+
+    fn node_name(&self, id: NodeId) -> String {
+        self.node(id).map(|n| n.name.clone()).unwrap_or_default()
+    }
+}
