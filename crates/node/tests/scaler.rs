@@ -308,3 +308,131 @@ async fn a_setup_through_the_scaler_reaches_the_node_and_connects_to_its_worker(
     }
     assert!(s.shutdown(WAIT).await);
 }
+
+/// Kills the scaler process if the test fails before it exits.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Removes terminal colour sequences (`ESC [ ... m`) from a log line.
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The scaler's log lines, as they come.
+struct Log(std::sync::mpsc::Receiver<String>);
+
+impl Log {
+    /// The first line from now on that contains every one of `words` (bounded).
+    fn wait_for(&self, words: &[&str]) -> String {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .0
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line with {words:?}"));
+            if words.iter().all(|w| line.contains(w)) {
+                return line;
+            }
+        }
+    }
+}
+
+/// The `addr=` value of a log line.
+fn addr_in(line: &str, key: &str) -> SocketAddr {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{key} in {line:?}"))
+}
+
+/// The binary with the flags operators script against: a refused node, a registered
+/// one and a gone one each make one log line with the node's name and address, and
+/// SIGTERM stops it with exit 0.
+#[tokio::test]
+async fn scnf_scaler_logs_nodes_registering_refused_and_gone_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let secret = secret_file("process");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scnf"))
+        .args([
+            "scaler",
+            "--listen",
+            "127.0.0.1:0",
+            "--nodes-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--password-file")
+        .arg(&secret)
+        .env("SCNF_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the scnf binary starts");
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(plain(&line));
+        }
+    });
+    let mut process = Process(child);
+    let log = Log(rx);
+    let line = log.wait_for(&["scaler listening"]);
+    let (control, nodes) = (addr_in(&line, "control="), addr_in(&line, "nodes="));
+
+    let mut wrong = dial(nodes).await;
+    assert!(log_in(&mut wrong, b"guess").await.is_err());
+    log.wait_for(&["login was refused", "127.0.0.1"]);
+
+    let mut ws = dial(nodes).await;
+    log_in(&mut ws, SECRET.as_bytes()).await.expect("logs in");
+    register(&mut ws, "scnf-0a-0b-0c-1", 10)
+        .await
+        .expect("registered");
+    log.wait_for(&["node registered", "scnf-0a-0b-0c-1", "127.0.0.1:"]);
+    // A second node under the same name is refused, naming both.
+    let mut twin = dial(nodes).await;
+    log_in(&mut twin, SECRET.as_bytes()).await.expect("logs in");
+    assert!(register(&mut twin, "scnf-0a-0b-0c-1", 10).await.is_err());
+    log.wait_for(&["registration refused", "scnf-0a-0b-0c-1", "127.0.0.1:"]);
+    drop(ws);
+    log.wait_for(&["node gone", "scnf-0a-0b-0c-1", "127.0.0.1:"]);
+
+    // The controllers' face takes the same secret.
+    let mut c = Client::connect(control).await.expect("connects");
+    c.login("pbx", SECRET.as_bytes()).await.expect("logs in");
+    let pid = process.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(killed.expect("kill runs").success());
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = process.0.try_wait().expect("waits") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    log.wait_for(&["stopped"]);
+}

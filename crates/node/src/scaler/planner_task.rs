@@ -18,9 +18,7 @@
 //! waits for room in the driver's inbound queue without holding anything else up.
 
 use crate::control::driver::{poll_queues, Inbound, Media, Outbound, Queue};
-use scnf_core::cluster::link::{NodeMsg, ScalerMsg};
 use scnf_core::cluster::planner::{NodeId, PlanOutput, Planner, PlannerStats};
-use scnf_core::control::msg::{self, ServerMsg};
 use scnf_core::engine::{EngineEvent, MediaOp, MediaResult};
 use scnf_core::session::{ConnId, ReqId};
 use std::collections::HashMap;
@@ -85,31 +83,28 @@ impl Media for PlannerFront {
     }
 }
 
-/// One node connection, as the shell sees it.
+/// One node connection, as the shell sees it. Who the node is (its name, whether it
+/// registered) is the planner's business, and so are the log lines of a node
+/// registering, refused or gone.
 struct NodeConn {
     peer: SocketAddr,
     tx: mpsc::Sender<Outbound>,
     /// Taken when used: a connection is killed once.
     kill: Option<oneshot::Sender<String>>,
-    /// The name it registered under (from its `Register`, for the logs).
-    name: Option<String>,
-    registered: bool,
-    /// Its refusal was logged already (one line per node).
-    refused: bool,
 }
 
 impl NodeConn {
-    fn name(&self) -> &str {
-        self.name.as_deref().unwrap_or("?")
+    /// Queues `out`; a node that does not read is cut, once.
+    fn send(&mut self, node: NodeId, out: Outbound) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(out) {
+            self.cut(node, "not reading");
+        }
     }
 
-    /// Queues `out`; a node that does not read is cut, once.
-    fn send(&mut self, out: Outbound) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(out) {
-            if let Some(kill) = self.kill.take() {
-                tracing::warn!(name = self.name(), peer = %self.peer, "node does not read; closing it");
-                let _ = kill.send("not reading".into());
-            }
+    fn cut(&mut self, node: NodeId, reason: &str) {
+        if let Some(kill) = self.kill.take() {
+            tracing::warn!(peer = %self.peer, ?node, reason, "closing a node's connection");
+            let _ = kill.send(reason.into());
         }
     }
 }
@@ -212,9 +207,7 @@ pub(crate) async fn run(task: Task) {
             item = nodes.recv(), if listening => match item {
                 Some(Inbound::Opened { conn, peer, tx, kill, frames }) => {
                     let node = NodeId(conn.0);
-                    s.conns.insert(node, NodeConn {
-                        peer, tx, kill: Some(kill), name: None, registered: false, refused: false,
-                    });
+                    s.conns.insert(node, NodeConn { peer, tx, kill: Some(kill) });
                     queues.push(Queue { conn, frames });
                     tracing::debug!(%peer, ?node, "node connection opened");
                     s.planner.handle_node_open(Instant::now(), node, peer);
@@ -233,8 +226,8 @@ pub(crate) async fn run(task: Task) {
         }
     }
     s.route();
-    for (_, mut c) in s.conns.drain() {
-        c.send(Outbound::Close("scaler stopping".into()));
+    for (node, mut c) in s.conns.drain() {
+        c.send(node, Outbound::Close("scaler stopping".into()));
     }
     for (req, results) in s.pending.drain() {
         let _ = results.send((req, MediaResult::Failed("scaler stopping".into())));
@@ -247,38 +240,19 @@ impl State {
         let node = NodeId(conn.0);
         match item {
             Some(Inbound::Text { text, .. }) => {
-                if let Some(c) = self.conns.get_mut(&node) {
-                    if !c.registered && c.name.is_none() {
-                        // Only until it registers: the name is for the logs.
-                        if let Ok(NodeMsg::Register(r)) = serde_json::from_str::<NodeMsg>(&text) {
-                            c.name = Some(r.name);
-                        }
-                    }
-                }
-                self.planner.handle_node_text(Instant::now(), node, &text);
+                self.planner.handle_node_text(Instant::now(), node, &text)
             }
             Some(Inbound::Bad { problem, .. }) => {
                 // The link is JSON text frames: a node sending anything else is broken.
                 if let Some(c) = self.conns.get_mut(&node) {
-                    tracing::warn!(name = c.name(), peer = %c.peer, problem, "bad frame from a node; closing it");
-                    c.send(Outbound::Close(problem));
+                    tracing::warn!(peer = %c.peer, ?node, problem, "bad frame from a node");
+                    c.send(node, Outbound::Close(problem));
                 }
             }
-            item @ (Some(Inbound::Closed { .. }) | None) => {
+            Some(Inbound::Closed { .. }) | None => {
                 queues.retain(|q| q.conn != conn);
                 if let Some(c) = self.conns.remove(&node) {
-                    let reason = match item {
-                        Some(Inbound::Closed {
-                            reason: Some(reason),
-                            ..
-                        }) => reason,
-                        _ => "connection closed".into(),
-                    };
-                    if c.registered {
-                        tracing::warn!(name = c.name(), peer = %c.peer, reason, "node gone");
-                    } else {
-                        tracing::debug!(name = c.name(), peer = %c.peer, reason, "node connection closed before it registered");
-                    }
+                    tracing::debug!(peer = %c.peer, ?node, "node connection closed");
                 }
                 self.planner.handle_node_closed(Instant::now(), node);
             }
@@ -292,30 +266,22 @@ impl State {
             match out {
                 PlanOutput::ToNode { node, text } => {
                     if let Some(c) = self.conns.get_mut(&node) {
-                        if !c.registered {
-                            note_answer(c, &text);
-                        }
-                        c.send(Outbound::Text(text));
+                        c.send(node, Outbound::Text(text));
                     }
                 }
                 PlanOutput::CloseNode { node, reason } => {
                     if let Some(c) = self.conns.get_mut(&node) {
-                        if !c.registered && !c.refused {
-                            c.refused = true;
-                            tracing::warn!(name = c.name(), peer = %c.peer, reason, "node refused");
-                        }
+                        // Behind a full queue the close would never be seen.
                         if let Err(mpsc::error::TrySendError::Full(_)) =
                             c.tx.try_send(Outbound::Close(reason.clone()))
                         {
-                            if let Some(kill) = c.kill.take() {
-                                let _ = kill.send(reason);
-                            }
+                            c.cut(node, &reason);
                         }
                     }
                 }
                 PlanOutput::Login { node, step } => {
                     if let Some(c) = self.conns.get_mut(&node) {
-                        c.send(Outbound::Login(step));
+                        c.send(node, Outbound::Login(step));
                     }
                 }
                 PlanOutput::Result { req, result } => match self.pending.remove(&req) {
@@ -333,35 +299,6 @@ impl State {
                 }
                 PlanOutput::Capacity(n) => self.capacity = Some(n),
             }
-        }
-    }
-}
-
-/// Logs a node's registration or refusal from the planner's answer to it (read only
-/// until the node is registered: a handful of frames per connection).
-fn note_answer(c: &mut NodeConn, text: &str) {
-    if let Ok(ScalerMsg::Registered { ok, error }) = serde_json::from_str::<ScalerMsg>(text) {
-        if ok {
-            c.registered = true;
-            tracing::info!(name = c.name(), peer = %c.peer, "node registered");
-        } else if !c.refused {
-            c.refused = true;
-            let error = error.unwrap_or_default();
-            tracing::warn!(name = c.name(), peer = %c.peer, error, "node refused");
-        }
-        return;
-    }
-    if let Ok((
-        ServerMsg::AppLoginResult {
-            ok: false, error, ..
-        },
-        _,
-    )) = msg::parse_server(text)
-    {
-        if !c.refused {
-            c.refused = true;
-            let error = error.unwrap_or_default();
-            tracing::warn!(name = c.name(), peer = %c.peer, error, "node refused: login failed");
         }
     }
 }

@@ -200,7 +200,8 @@ impl Planner {
             }
             Err(error) => {
                 self.stats.registrations_refused += 1;
-                tracing::warn!(?node, name = %reg.name, %error, "node registration refused");
+                let peer = self.conns.get(&node).map(|c| c.peer);
+                tracing::warn!(name = %reg.name, ?peer, %error, "node registration refused");
                 self.send(
                     node,
                     &ScalerMsg::Registered {
