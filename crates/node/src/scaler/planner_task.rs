@@ -302,3 +302,191 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scnf_core::cluster::link::{self, NodeMsg, Register, ScalerMsg};
+    use scnf_core::cluster::planner::PlannerConfig;
+    use scnf_core::control::login::{ClientStep, LoginClient};
+    use scnf_core::control::msg::{self, ClientMsg};
+    use scnf_core::session::{LoginStep, WorkerAddrs};
+    use std::time::Duration;
+
+    const SECRET: &[u8] = b"cluster";
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// The transport's ends of one node connection.
+    struct Peer {
+        conn: ConnId,
+        frames: mpsc::Sender<Inbound>,
+        out: mpsc::Receiver<Outbound>,
+        killed: oneshot::Receiver<String>,
+    }
+
+    impl Peer {
+        async fn open(nodes: &mpsc::Sender<Inbound>, conn: u64, queue: usize) -> Peer {
+            let (tx, out) = mpsc::channel(queue);
+            let (kill, killed) = oneshot::channel();
+            let (frames, rx) = mpsc::channel(16);
+            let conn = ConnId(conn);
+            let peer = SocketAddr::from(([127, 0, 0, 1], 40_000 + conn.0 as u16));
+            let opened = Inbound::Opened {
+                conn,
+                peer,
+                tx,
+                kill,
+                frames: rx,
+            };
+            nodes.send(opened).await.unwrap();
+            Peer {
+                conn,
+                frames,
+                out,
+                killed,
+            }
+        }
+
+        async fn send(&self, text: String) {
+            let conn = self.conn;
+            self.frames
+                .send(Inbound::Text { conn, text })
+                .await
+                .unwrap();
+        }
+
+        /// The next text frame (login steps for the gate skipped).
+        async fn text(&mut self) -> String {
+            loop {
+                match tokio::time::timeout(WAIT, self.out.recv()).await {
+                    Ok(Some(Outbound::Text(t))) => return t,
+                    Ok(Some(Outbound::Login(_))) => continue,
+                    other => panic!("a text frame, not {other:?}"),
+                }
+            }
+        }
+
+        /// Logs in and registers `channels`.
+        async fn join(&mut self, name: &str, channels: u32) {
+            let mut login = LoginClient::new(name, SECRET, "test");
+            let mut request = login.start();
+            loop {
+                self.send(serde_json::to_string(&request).unwrap()).await;
+                let (answer, _) = msg::parse_server(&self.text().await).unwrap();
+                match login.handle(&answer, "0123456789abcdef0123456789abcdef") {
+                    ClientStep::Send(next) => request = next,
+                    ClientStep::Done(verdict) => {
+                        verdict.expect("logged in");
+                        break;
+                    }
+                };
+            }
+            let reg = NodeMsg::Register(Register {
+                name: name.into(),
+                version: "test".into(),
+                link_version: link::LINK_VERSION,
+                workers: vec![WorkerAddrs {
+                    rtp: "127.0.0.1:31000".parse().unwrap(),
+                    rtcp: "127.0.0.1:31001".parse().unwrap(),
+                }],
+                channels,
+                local: 0,
+            });
+            self.send(reg.to_json()).await;
+            loop {
+                if let Ok(ScalerMsg::Registered { ok, error }) =
+                    serde_json::from_str(&self.text().await)
+                {
+                    assert!(ok, "{error:?}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A running planner task and the ends the test plays.
+    struct Harness {
+        /// The node face's listener.
+        nodes: mpsc::Sender<Inbound>,
+        /// The driver's inbound: the test holds the sender the weak one upgrades to.
+        driver: mpsc::Sender<Inbound>,
+        driver_rx: mpsc::Receiver<Inbound>,
+        stop: oneshot::Sender<()>,
+        run: tokio::task::JoinHandle<()>,
+    }
+
+    /// A planner task whose driver inbound holds `driver_queue` items.
+    fn task(driver_queue: usize) -> Harness {
+        let (front, commands, commands_rx, events) = channels();
+        let (nodes, nodes_rx) = mpsc::channel(16);
+        let (driver, driver_rx) = mpsc::channel(driver_queue);
+        let (stop, stopped) = oneshot::channel();
+        let t = Task {
+            planner: Planner::new(PlannerConfig::new(Some(SECRET.to_vec()), [7; 32])),
+            commands: commands_rx,
+            nodes: nodes_rx,
+            driver: driver.downgrade(),
+            events,
+            stop: stopped,
+        };
+        // The task ends when every command sender is gone: this future holds them.
+        let run = tokio::spawn(async move {
+            let _senders = (front, commands);
+            run(t).await
+        });
+        Harness {
+            nodes,
+            driver,
+            driver_rx,
+            stop,
+            run,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_that_does_not_read_is_cut_and_the_others_are_served() {
+        let Harness {
+            nodes, stop, run, ..
+        } = task(16);
+        // Room for one item, never read: the gate's login step fills it.
+        let mut stuck = Peer::open(&nodes, 1, 1).await;
+        let challenge = ClientMsg::AppChallenge { version: None };
+        stuck.send(serde_json::to_string(&challenge).unwrap()).await;
+        let reason = tokio::time::timeout(WAIT, &mut stuck.killed)
+            .await
+            .expect("cut within the bound")
+            .expect("with a reason");
+        assert_eq!(reason, "not reading");
+        assert!(matches!(
+            stuck.out.try_recv(),
+            Ok(Outbound::Login(LoginStep::Challenged))
+        ));
+        let mut other = Peer::open(&nodes, 2, 16).await;
+        other.join("scnf-a", 10).await;
+        stop.send(()).unwrap();
+        run.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_capacity_waits_for_room_at_the_driver_without_holding_up_the_nodes() {
+        let Harness {
+            nodes,
+            driver,
+            mut driver_rx,
+            stop,
+            run,
+        } = task(1);
+        driver.send(Inbound::Channels(0)).await.unwrap(); // the driver's queue is full
+        let mut a = Peer::open(&nodes, 1, 16).await;
+        a.join("scnf-a", 10).await;
+        // The capacity is pending; another node is still served.
+        let mut b = Peer::open(&nodes, 2, 16).await;
+        b.join("scnf-b", 5).await;
+        // Once the driver reads, the latest capacity arrives (not every step).
+        assert!(matches!(driver_rx.recv().await, Some(Inbound::Channels(0))));
+        let got = tokio::time::timeout(WAIT, driver_rx.recv()).await.unwrap();
+        assert!(matches!(got, Some(Inbound::Channels(15))), "{got:?}");
+        stop.send(()).unwrap();
+        run.await.unwrap();
+    }
+}
