@@ -126,6 +126,11 @@ async fn run_scaler(
     o: scnf::scaler::ScalerOverrides,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let cfg = scnf::scaler::ScalerConfig::load(&o)?;
+    // Handlers first: a signal that comes once the listeners are up (a script that
+    // starts and stops at once) must stop the scaler cleanly, not kill it.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let scaler = scnf::scaler::start(&cfg).await?;
     tracing::info!(
         control = %scaler.control,
@@ -134,10 +139,9 @@ async fn run_scaler(
     );
     let mut report = tokio::time::interval(Duration::from_secs(60));
     report.tick().await;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
             _ = term.recv() => break,
             _ = report.tick() => {
                 if let Some(s) = scaler.stats().await {

@@ -309,6 +309,44 @@ async fn a_setup_through_the_scaler_reaches_the_node_and_connects_to_its_worker(
     assert!(s.shutdown(WAIT).await);
 }
 
+#[tokio::test]
+async fn stopping_the_scaler_releases_its_calls_with_cause_41_and_their_legs_on_the_node() {
+    let s = scaler("stop").await;
+    let mut node = FakeNode::start(&s, "scnf-08-03-01-2", 100).await;
+    let mut c = controller(&s).await;
+    wait_for_capacity(&mut c, 100).await;
+    let answer = c
+        .setup("c1", "*24243#", true, &offer())
+        .await
+        .expect("answered");
+    assert!(matches!(answer, CallAnswer::Connect { .. }), "{answer:?}");
+    let leg = loop {
+        if let (_, MediaOp::AddLeg { leg, .. }) = node.next_op().await {
+            break leg;
+        }
+    };
+    let stopping = tokio::spawn(s.shutdown(WAIT));
+    let release = c
+        .wait_for("Release", |m| matches!(m, msg::ServerMsg::Release { .. }))
+        .await
+        .expect("the controller is told");
+    assert!(
+        matches!(&release, msg::ServerMsg::Release { call, cause: 41, .. } if call == "c1"),
+        "{release:?}"
+    );
+    loop {
+        match node.next_op().await.1 {
+            MediaOp::RemoveLeg { leg: gone } if gone == leg => break,
+            MediaOp::Snapshot { .. } | MediaOp::CloseRoom { .. } => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        stopping.await.unwrap(),
+        "everything released within the bound"
+    );
+}
+
 /// Kills the scaler process if the test fails before it exits.
 struct Process(std::process::Child);
 
