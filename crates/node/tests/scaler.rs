@@ -28,6 +28,10 @@ const WAIT: Duration = Duration::from_secs(5);
 
 type Ws = WebSocketStream<TcpStream>;
 
+/// A byte stream the fake node's WebSocket runs over (TCP, or TLS over TCP).
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Io for T {}
+
 /// A secret file with the editor's trailing newline (not part of the secret).
 fn secret_file(test: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("scnf-scaler-{test}-{}", std::process::id()));
@@ -64,7 +68,7 @@ async fn dial(addr: SocketAddr) -> Ws {
 
 /// The next text frame; `None` when the scaler closed the connection (or sent
 /// nothing within [`WAIT`]).
-async fn next_text(ws: &mut Ws) -> Option<String> {
+async fn next_text<S: Io>(ws: &mut WebSocketStream<S>) -> Option<String> {
     loop {
         match timeout(WAIT, ws.next()).await.ok()?? {
             Ok(Message::Text(t)) => return Some(t.to_string()),
@@ -74,13 +78,13 @@ async fn next_text(ws: &mut Ws) -> Option<String> {
     }
 }
 
-async fn send(ws: &mut Ws, text: String) {
+async fn send<S: Io>(ws: &mut WebSocketStream<S>, text: String) {
     ws.send(Message::Text(text.into())).await.expect("sends");
 }
 
 /// The node's side of the login: `Ok` once the scaler proved the secret too,
 /// `Err` with why it failed (refused, or the connection closed).
-async fn log_in(ws: &mut Ws, secret: &[u8]) -> Result<(), String> {
+async fn log_in<S: Io>(ws: &mut WebSocketStream<S>, secret: &[u8]) -> Result<(), String> {
     let mut login = LoginClient::new("fake-node", secret, "fake-node/1");
     let mut request = login.start();
     loop {
@@ -105,7 +109,11 @@ fn worker() -> WorkerAddrs {
 }
 
 /// Registers as `name` with `channels`; returns the scaler's verdict.
-async fn register(ws: &mut Ws, name: &str, channels: u32) -> Result<(), String> {
+async fn register<S: Io>(
+    ws: &mut WebSocketStream<S>,
+    name: &str,
+    channels: u32,
+) -> Result<(), String> {
     let reg = NodeMsg::Register(Register {
         name: name.into(),
         version: "test".into(),
@@ -345,6 +353,51 @@ async fn stopping_the_scaler_releases_its_calls_with_cause_41_and_their_legs_on_
         stopping.await.unwrap(),
         "everything released within the bound"
     );
+}
+
+#[tokio::test]
+async fn both_faces_speak_wss_when_given_a_certificate() {
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("scnf-scaler-certs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, pem) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, key.cert.pem()).unwrap();
+    std::fs::write(&pem, key.signing_key.serialize_pem()).unwrap();
+    let cfg = ScalerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        nodes_listen: "127.0.0.1:0".parse().unwrap(),
+        password_file: Some(secret_file("wss")),
+        tls_cert: Some(cert.clone()),
+        tls_key: Some(pem.clone()),
+        nodes_tls_cert: Some(cert),
+        nodes_tls_key: Some(pem),
+        ..ScalerConfig::default()
+    };
+    let s = scaler::start(&cfg).await.expect("the scaler starts");
+    assert!(s.control_tls && s.nodes_tls);
+    let trust = scnf::tls::client_config_trusting(key.cert.der()).unwrap();
+
+    let tcp = TcpStream::connect(s.nodes).await.expect("connects");
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(trust.clone())
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    let url = format!("wss://localhost:{}/", s.nodes.port());
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .expect("WebSocket handshake");
+    log_in(&mut ws, SECRET.as_bytes()).await.expect("logs in");
+    register(&mut ws, "scnf-wss-1", 10)
+        .await
+        .expect("registered");
+
+    let mut c = Client::connect_tls(s.control, "localhost", trust)
+        .await
+        .expect("connects over wss");
+    c.login("pbx", SECRET.as_bytes()).await.expect("logs in");
+    wait_for_capacity(&mut c, 10).await;
+    assert!(s.shutdown(WAIT).await);
 }
 
 /// Kills the scaler process if the test fails before it exits.
