@@ -10,10 +10,11 @@
 //!   admission checks it against a limit no larger than the capacity and a release
 //!   never raises the sum.
 
-use super::listen::Listen;
+use super::listen::{Change, Listen, Member, MemberState};
 use super::CallRef;
 use scnf_media::util::Rng;
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 /// How many random ids `*1` tries before giving up with "no channel".
 pub const RANDOM_ID_TRIES: usize = 100;
@@ -51,6 +52,11 @@ impl Room {
 #[derive(Clone, Debug, Default)]
 pub struct Directory {
     rooms: BTreeMap<String, Room>,
+    /// Σ members and Σ unused reservations, kept as members come and go: a join is
+    /// checked in constant time however many rooms there are (a scaler holds the
+    /// rooms of a whole cluster).
+    used: u32,
+    outstanding: u32,
 }
 
 impl Directory {
@@ -69,40 +75,79 @@ impl Directory {
     /// Adds a room; the caller checked [`Directory::overlaps_any`].
     pub fn insert(&mut self, room: Room) {
         debug_assert!(!self.overlaps_any(&room.id), "room ids never overlap");
+        self.used += room.members();
+        self.outstanding += room.unused_reserve();
         self.rooms.insert(room.id.clone(), room);
     }
 
     pub fn remove(&mut self, id: &str) -> Option<Room> {
-        self.rooms.remove(id)
+        let room = self.rooms.remove(id)?;
+        self.used -= room.members();
+        self.outstanding -= room.unused_reserve();
+        Some(room)
     }
 
+    /// Adds a member to room `id`: whether it is heard right away (`None`: no room).
+    pub fn add_member(&mut self, id: &str, call: CallRef, state: MemberState) -> Option<bool> {
+        let room = self.rooms.get_mut(id)?;
+        let before = room.unused_reserve();
+        let heard = room.listen.add(call, state);
+        self.used += 1;
+        self.outstanding = self.outstanding - before + room.unused_reserve();
+        Some(heard)
+    }
+
+    /// Removes a member from room `id` (listen changes go to `changes`).
+    pub fn remove_member(
+        &mut self,
+        id: &str,
+        call: CallRef,
+        changes: &mut Vec<Change>,
+    ) -> Option<Member> {
+        let room = self.rooms.get_mut(id)?;
+        let before = room.unused_reserve();
+        let m = room.listen.remove(call, changes)?;
+        self.used -= 1;
+        self.outstanding = self.outstanding - before + room.unused_reserve();
+        Some(m)
+    }
+
+    /// Whether `id` overlaps a room: a room id is a prefix of it, or it is a prefix
+    /// of a room id (a range lookup in the sorted ids, not a scan).
     pub fn overlaps_any(&self, id: &str) -> bool {
-        self.rooms.keys().any(|r| overlaps(r, id))
+        self.room_for(id).is_some()
+            || self
+                .rooms
+                .range::<str, _>((Bound::Included(id), Bound::Unbounded))
+                .next()
+                .is_some_and(|(r, _)| r.starts_with(id))
     }
 
-    /// The room a plain dialed number joins: the one whose id is a prefix of `digits`.
+    /// The room a plain dialed number joins: the one whose id is a prefix of `digits`
+    /// (at most one: ids never overlap).
     pub fn room_for(&self, digits: &str) -> Option<&str> {
-        self.rooms
-            .keys()
-            .find(|id| digits.starts_with(id.as_str()))
-            .map(String::as_str)
+        (1..=digits.len())
+            .filter(|&k| digits.is_char_boundary(k))
+            .find_map(|k| self.rooms.get_key_value(&digits[..k]))
+            .map(|(id, _)| id.as_str())
     }
 
     /// True when `digits` is a proper head of some room id (more digits could match).
     pub fn is_head_of_any(&self, digits: &str) -> bool {
         self.rooms
-            .keys()
-            .any(|id| id.len() > digits.len() && id.starts_with(digits))
+            .range::<str, _>((Bound::Excluded(digits), Bound::Unbounded))
+            .next()
+            .is_some_and(|(id, _)| id.starts_with(digits))
     }
 
     /// Channels taken by members (alerting included).
     pub fn used(&self) -> u32 {
-        self.rooms.values().map(Room::members).sum()
+        self.used
     }
 
     /// Channels reserved by rooms and not yet taken.
     pub fn outstanding(&self) -> u32 {
-        self.rooms.values().map(Room::unused_reserve).sum()
+        self.outstanding
     }
 
     /// Whether a new room with `reserve` fits under `limit`.
@@ -142,7 +187,6 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conf::listen::MemberState;
 
     fn room(id: &str, members: u64, reserve: u32) -> Room {
         let mut listen = Listen::default();

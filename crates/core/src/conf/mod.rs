@@ -531,17 +531,19 @@ impl Conference {
 
     /// Puts a call into an existing room (capacity already checked).
     fn admit(&mut self, call: CallRef, id: &str) {
-        let Some(room) = self.dir.get_mut(id) else {
+        let Some(room) = self.dir.get(id) else {
             return;
         };
         let alerting = room.remote_connect && room.creator != call;
+        let multivideo = room.multivideo;
         let state = if alerting {
             MemberState::Alerting
         } else {
             MemberState::Connected
         };
-        let heard = room.listen.add(call, state);
-        let multivideo = room.multivideo;
+        let Some(heard) = self.dir.add_member(id, call, state) else {
+            return;
+        };
         self.calls.insert(
             call,
             Call::InRoom {
@@ -637,10 +639,10 @@ impl Conference {
         let Some(Call::InRoom { room: id, .. }) = self.calls.remove(&call) else {
             return;
         };
-        let Some(room) = self.dir.get_mut(&id) else {
+        self.dir.remove_member(&id, call, &mut self.changes);
+        let Some(room) = self.dir.get(&id) else {
             return;
         };
-        room.listen.remove(call, &mut self.changes);
         let cascade = room.disconnect_control && room.creator == call;
         let others: Vec<CallRef> = if cascade {
             room.listen.members().iter().map(|m| m.call).collect()

@@ -22,13 +22,9 @@ impl Session {
             return;
         }
         self.src = None;
-        let mut ended: Vec<CallRef> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.ended)
-            .map(|(r, _)| *r)
-            .collect();
+        let mut ended = std::mem::take(&mut self.ended);
         ended.sort_unstable();
+        ended.dedup();
         for call in ended {
             self.forget(call);
         }
@@ -87,6 +83,7 @@ impl Session {
                     return;
                 };
                 c.ended = true;
+                self.ended.push(call);
                 let (conn, id) = (c.conn, c.id.clone());
                 let reply = ServerMsg::Release {
                     call: id,

@@ -196,6 +196,9 @@ pub struct Session {
     counters: Counters,
     /// Set by [`Session::handle_shutdown`]: the cause new calls are refused with.
     stopping: Option<Cause>,
+    /// Calls marked ended, forgotten once the outputs are drained (a list, so a
+    /// drain never visits every call).
+    ended: Vec<CallRef>,
 }
 
 /// The cause calls are released with when their node stops (Q.850 41, temporary
@@ -238,6 +241,7 @@ impl Session {
             out: VecDeque::new(),
             counters: Counters::default(),
             stopping: None,
+            ended: Vec::new(),
         }
     }
 
@@ -338,6 +342,7 @@ impl Session {
                 self.forget(call);
             } else if let Some(c) = self.calls.get_mut(&call) {
                 c.ended = true;
+                self.ended.push(call);
             }
         }
         self.drain(None);
@@ -369,6 +374,7 @@ impl Session {
                 self.forget(call);
             } else if let Some(c) = self.calls.get_mut(&call) {
                 c.ended = true;
+                self.ended.push(call);
             }
         }
         self.drain(None);
