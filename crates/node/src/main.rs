@@ -105,19 +105,24 @@ async fn run_node(o: Overrides) -> Result<ExitCode, Box<dyn std::error::Error>> 
     }
     // Calls end cleanly: controllers get a Release with a cause, peers a BYE. A
     // controller that does not read or a stuck worker cannot hold the exit up for
-    // longer than the bound.
-    if let Some(link) = link {
-        // The scaler sees a close, not a silence; its legs go with the workers below.
-        if !link.close(SHUTDOWN_BOUND).await {
-            tracing::warn!("scaler link not closed in time");
-        }
-    }
+    // longer than the bound. The scaler link closes meanwhile (the scaler sees a
+    // close, not a silence; its legs go with the workers below).
     tracing::info!("stopping: releasing calls");
-    if !control.shutdown(SHUTDOWN_BOUND).await {
+    let close_link = async {
+        match link {
+            Some(link) => link.close(SHUTDOWN_BOUND).await,
+            None => true,
+        }
+    };
+    let (released, link_closed) = tokio::join!(control.shutdown(SHUTDOWN_BOUND), close_link);
+    if !released {
         tracing::warn!(
             bound_ms = SHUTDOWN_BOUND.as_millis() as u64,
             "calls not all released in time"
         );
+    }
+    if !link_closed {
+        tracing::warn!("scaler link not closed in time");
     }
     control.stop();
     // The workers apply what is queued (the BYEs go out) before they stop.

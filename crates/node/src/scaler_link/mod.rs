@@ -244,3 +244,70 @@ async fn run(
     state.send_replace(LinkState::Stopped);
     tracing::info!("scaler link closed");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node_on(ports: (u16, u16)) -> (Config, NodeHandle) {
+        let mut cfg = Config::default();
+        cfg.rtp.workers = 1;
+        cfg.rtp.port_min = ports.0;
+        cfg.rtp.port_max = ports.1;
+        cfg.rtp.recv_buffer = 1 << 17;
+        cfg.rtp.send_buffer = 1 << 17;
+        let node = NodeHandle::start(&cfg).expect("the test's UDP ports are free");
+        (cfg, node)
+    }
+
+    #[test]
+    fn a_node_without_a_scaler_url_has_no_link() {
+        let (cfg, node) = node_on((30_110, 30_119));
+        assert!(LinkConfig::from_config(&cfg, &node).unwrap().is_none());
+        node.shutdown();
+    }
+
+    #[test]
+    fn the_link_takes_the_configured_name_or_makes_one_from_the_media_interface() {
+        let (mut cfg, node) = node_on((30_120, 30_129));
+        cfg.scaler.url = Some("ws://127.0.0.1:7949".into());
+        cfg.scaler.password = Some("s3cret".into());
+        cfg.control.channels = 12;
+        let link = LinkConfig::from_config(&cfg, &node).unwrap().unwrap();
+        // The media address is loopback here: no MAC, so the host's name.
+        assert!(
+            link.name.starts_with("scnf-") && link.name.ends_with("-1"),
+            "{}",
+            link.name
+        );
+        assert_eq!(
+            (link.secret.as_slice(), link.channels),
+            (&b"s3cret"[..], 12)
+        );
+        assert!(link.tls.is_none());
+        assert!(
+            !format!("{link:?}").contains("s3cret"),
+            "the secret is never printed"
+        );
+        cfg.scaler.name = Some("scnf-08-03-01-1".into());
+        let link = LinkConfig::from_config(&cfg, &node).unwrap().unwrap();
+        assert_eq!(link.name, "scnf-08-03-01-1");
+        node.shutdown();
+    }
+
+    #[test]
+    fn a_wss_link_with_an_unreadable_ca_file_is_refused_at_start() {
+        let (mut cfg, node) = node_on((30_130, 30_139));
+        cfg.scaler.url = Some("wss://scaler.example:7871".into());
+        cfg.scaler.password = Some("s3cret".into());
+        cfg.scaler.ca_file = Some("/nonexistent/scnf-ca.pem".into());
+        let err = LinkConfig::from_config(&cfg, &node)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("scaler.ca_file") && err.contains("scnf-ca.pem"),
+            "{err}"
+        );
+        node.shutdown();
+    }
+}
