@@ -12,6 +12,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod scaler;
+pub use scaler::{ScalerSection, ScalerUrl};
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -29,7 +32,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field,
         message: message.into(),
@@ -44,6 +47,7 @@ pub struct Config {
     pub jitter: JitterSection,
     pub mixer: MixerSection,
     pub control: ControlSection,
+    pub scaler: ScalerSection,
 }
 
 /// `[rtp]`: sockets and workers.
@@ -256,6 +260,22 @@ pub struct Overrides {
     /// Conference channels this node offers (0 = 1000 per worker).
     #[arg(long, env = "SCNF_CHANNELS")]
     pub channels: Option<u32>,
+    /// Register to this scaler, `ws://host:port` or `wss://host:port`.
+    #[arg(long, env = "SCNF_SCALER")]
+    pub scaler: Option<String>,
+    /// File holding the cluster secret (trailing newline ignored).
+    #[arg(long, env = "SCNF_SCALER_PASSWORD_FILE")]
+    pub scaler_password_file: Option<PathBuf>,
+    /// The cluster secret itself (prefer the file or the environment: flags show in
+    /// `ps`).
+    #[arg(long, env = "SCNF_SCALER_PASSWORD", hide_env_values = true)]
+    pub scaler_password: Option<String>,
+    /// PEM certificate(s) to trust for a wss:// scaler (default: the system bundle).
+    #[arg(long, env = "SCNF_SCALER_CA")]
+    pub scaler_ca: Option<PathBuf>,
+    /// This node's name in the cluster (default `scnf-<MAC tail>-1`).
+    #[arg(long = "name", env = "SCNF_NODE_NAME")]
+    pub node_name: Option<String>,
 }
 
 /// Parses `20000-29999`.
@@ -330,6 +350,25 @@ impl Config {
         if let Some(v) = o.channels {
             self.control.channels = v;
         }
+        let s = &mut self.scaler;
+        if let Some(v) = &o.scaler {
+            s.url = Some(v.clone());
+        }
+        // One secret source: the later one replaces the other, whichever it was.
+        if let Some(v) = &o.scaler_password_file {
+            s.password_file = Some(v.clone());
+            s.password = None;
+        }
+        if let Some(v) = &o.scaler_password {
+            s.password = Some(v.clone());
+            s.password_file = None;
+        }
+        if let Some(v) = &o.scaler_ca {
+            s.ca_file = Some(v.clone());
+        }
+        if let Some(v) = &o.node_name {
+            s.name = Some(v.clone());
+        }
     }
 
     /// Checks every field and the relations between them.
@@ -380,6 +419,7 @@ impl Config {
             return Err(invalid("jitter.max_ms", "at most 1000"));
         }
         self.validate_control()?;
+        self.scaler.validate()?;
         let m = &self.mixer;
         if !(1..=64).contains(&m.max_talkers) {
             return Err(invalid("mixer.max_talkers", "must be 1..=64"));
@@ -470,26 +510,18 @@ impl Config {
     pub fn control_secret(&self) -> Result<Option<Vec<u8>>, ConfigError> {
         let c = &self.control;
         if let Some(path) = &c.password_file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            // One trailing line end is the editor's, not the secret's.
-            let secret = text.strip_suffix('\n').unwrap_or(&text);
-            let secret = secret.strip_suffix('\r').unwrap_or(secret);
-            if secret.is_empty() {
-                return Err(invalid(
-                    "control.password_file",
-                    format!("{} holds an empty secret", path.display()),
-                ));
-            }
-            return Ok(Some(secret.as_bytes().to_vec()));
+            return read_secret_file(path, "control.password_file").map(Some);
         }
         match &c.password {
             Some(p) if p.is_empty() => Err(invalid("control.password", "is empty")),
             Some(p) => Ok(Some(p.as_bytes().to_vec())),
             None => Ok(None),
         }
+    }
+
+    /// The cluster secret of the scaler link (see [`ScalerSection::secret`]).
+    pub fn scaler_secret(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        self.scaler.secret()
     }
 
     /// The control listener's typed limits.
@@ -545,6 +577,25 @@ impl Config {
             ..MixConfig::default()
         }
     }
+}
+
+/// A secret from a file; `field` names it in errors. One trailing line end is the
+/// editor's, not the secret's; a file holding nothing else is an empty secret, which
+/// is refused.
+pub(crate) fn read_secret_file(path: &Path, field: &'static str) -> Result<Vec<u8>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let secret = text.strip_suffix('\n').unwrap_or(&text);
+    let secret = secret.strip_suffix('\r').unwrap_or(secret);
+    if secret.is_empty() {
+        return Err(invalid(
+            field,
+            format!("{} holds an empty secret", path.display()),
+        ));
+    }
+    Ok(secret.as_bytes().to_vec())
 }
 
 #[cfg(test)]

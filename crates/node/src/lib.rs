@@ -10,6 +10,8 @@
 //!   session root.
 //! - [`config`]: the node's configuration from defaults, a TOML file, the environment
 //!   and flags, validated once and turned into the core's typed configs.
+//! - [`scaler_link`]: the node's outbound registration to a scaler, which then
+//!   drives part of its media.
 //! - [`tls`]: certificate files for wss.
 //! - [`demo`]: the embedded default of `scnf demo`.
 //! - [`scaler`]: `scnf scaler`, the cluster's call-control point: the same listener
@@ -20,6 +22,7 @@ pub mod control;
 pub mod demo;
 pub mod node;
 pub mod scaler;
+pub mod scaler_link;
 pub mod tls;
 pub mod worker;
 

@@ -1,7 +1,7 @@
 //! `scnf` — the mixer node binary.
 //!
 //! - `scnf node [flags]` runs a node (media workers and the call-control WebSocket
-//!   listener) until SIGTERM/SIGINT.
+//!   listener, and with `--scaler` its registration to a scaler) until SIGTERM/SIGINT.
 //! - `scnf scaler [flags]` runs the cluster's scaler (controllers on `--listen`,
 //!   nodes on `--nodes-listen`) until SIGTERM/SIGINT.
 //! - `scnf demo` runs the main job on an embedded default: a node with a synthetic
@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a mixer node until SIGTERM or SIGINT.
-    Node(Overrides),
+    Node(Box<Overrides>),
     /// Run the cluster's scaler until SIGTERM or SIGINT: controllers connect to it as
     /// to one big node, nodes register to it.
     Scaler(scnf::scaler::ScalerOverrides),
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Node(o) => rt.block_on(run_node(o)),
+        Command::Node(o) => rt.block_on(run_node(*o)),
         Command::Scaler(o) => rt.block_on(run_scaler(o)),
         Command::Demo(args) => rt.block_on(scnf::demo::run(args)),
     };
@@ -81,6 +81,10 @@ async fn run_node(o: Overrides) -> Result<ExitCode, Box<dyn std::error::Error>> 
     let cfg = Config::load(&o)?;
     let node = NodeHandle::start(&cfg)?;
     let control = scnf::control::start(node.clone(), &cfg).await?;
+    // Next to the control listener, not instead of it: a node can serve a scaler and
+    // local monitoring at once.
+    let link = scnf::scaler_link::LinkConfig::from_config(&cfg, &node)?
+        .map(|link| scnf::scaler_link::spawn(node.clone(), link));
     tracing::info!(
         workers = ?node.worker_addresses(),
         control = %control.local,
@@ -107,13 +111,24 @@ async fn run_node(o: Overrides) -> Result<ExitCode, Box<dyn std::error::Error>> 
     }
     // Calls end cleanly: controllers get a Release with a cause, peers a BYE. A
     // controller that does not read or a stuck worker cannot hold the exit up for
-    // longer than the bound.
+    // longer than the bound. The scaler link closes meanwhile (the scaler sees a
+    // close, not a silence; its legs go with the workers below).
     tracing::info!("stopping: releasing calls");
-    if !control.shutdown(SHUTDOWN_BOUND).await {
+    let close_link = async {
+        match link {
+            Some(link) => link.close(SHUTDOWN_BOUND).await,
+            None => true,
+        }
+    };
+    let (released, link_closed) = tokio::join!(control.shutdown(SHUTDOWN_BOUND), close_link);
+    if !released {
         tracing::warn!(
             bound_ms = SHUTDOWN_BOUND.as_millis() as u64,
             "calls not all released in time"
         );
+    }
+    if !link_closed {
+        tracing::warn!("scaler link not closed in time");
     }
     control.stop();
     // The workers apply what is queued (the BYEs go out) before they stop.

@@ -97,6 +97,31 @@ pub fn client_config_trusting(ca_der: &[u8]) -> Result<Arc<ClientConfig>, TlsErr
     Ok(Arc::new(config))
 }
 
+/// A client configuration that trusts every certificate in the PEM file `ca_pem`
+/// and nothing else (a scaler's private CA, or the system bundle). For the node's
+/// outbound link to a wss:// scaler.
+pub fn client_config_from_ca_file(ca_pem: &Path) -> Result<Arc<ClientConfig>, TlsError> {
+    let bytes = std::fs::read(ca_pem).map_err(|source| TlsError::Read {
+        path: ca_pem.to_path_buf(),
+        source,
+    })?;
+    let origin = ca_pem.display().to_string();
+    let mut roots = RootCertStore::empty();
+    for cert in parse_chain(&bytes, &origin)? {
+        roots.add(cert).map_err(|e| TlsError::BadTrustAnchor {
+            reason: format!("{origin}: {e}"),
+        })?;
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config {
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 fn build_acceptor(
     cert_pem: &[u8],
     cert_origin: &str,

@@ -72,7 +72,7 @@ mod recv;
 mod send;
 mod sockaddr;
 
-pub use ifaddrs::local_ips;
+pub use ifaddrs::{interface_addrs, interface_of, local_ips};
 pub use recv::{Datagram, RecvBatch};
 pub use send::{FlushStats, PushError, SendBatch};
 
