@@ -400,6 +400,70 @@ async fn both_faces_speak_wss_when_given_a_certificate() {
     assert!(s.shutdown(WAIT).await);
 }
 
+/// The whole chain with a real node: `scnf node --scaler`'s link registers, a call
+/// placed through the scaler connects to that node's worker, and the node's mix
+/// reaches the caller from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_node_registers_and_a_call_through_the_scaler_gets_its_media_from_it() {
+    use scnf::scaler_link::{self, LinkConfig};
+    let s = scaler("real").await;
+    let mut cfg = scnf::config::Config::default();
+    cfg.rtp.workers = 1;
+    cfg.rtp.port_min = 31_100;
+    cfg.rtp.port_max = 31_199;
+    let node = scnf::NodeHandle::start(&cfg).expect("the node starts");
+    let url = scnf::config::scaler::parse_scaler_url(&format!("ws://{}", s.nodes)).unwrap();
+    let link = scaler_link::spawn(
+        node.clone(),
+        LinkConfig {
+            url,
+            secret: SECRET.as_bytes().to_vec(),
+            name: "scnf-real-1".into(),
+            channels: 50,
+            tls: None,
+            local: None,
+            seed: 1,
+        },
+    );
+    let mut state = link.registered();
+    timeout(WAIT, state.wait_for(|s| s.is_registered()))
+        .await
+        .expect("registered within the bound")
+        .expect("the link runs");
+    let mut c = controller(&s).await;
+    wait_for_capacity(&mut c, 50).await;
+
+    let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let offer = MediaOffer {
+        rtcp_mux: true,
+        ..MediaOffer::plain(phone.local_addr().unwrap(), CodecDesc::pcmu())
+    };
+    let answer = c
+        .setup("c1", "*24245#", true, &offer)
+        .await
+        .expect("answered");
+    assert!(matches!(answer, CallAnswer::Connect { .. }), "{answer:?}");
+    let worker = node.worker_addresses()[0];
+    assert_eq!(answer.media_addr(), Some(worker));
+    let mut buf = [0u8; 1500];
+    let from = timeout(WAIT, async {
+        loop {
+            let (n, from) = phone.recv_from(&mut buf).await.expect("receives");
+            if scnf_media::rtp::RtpPacket::parse(&buf[..n]).is_ok() {
+                return from;
+            }
+        }
+    })
+    .await
+    .expect("the node's mix arrives");
+    assert_eq!(from, worker);
+
+    c.release("c1", None).await.expect("released");
+    assert!(s.shutdown(WAIT).await);
+    link.close(WAIT).await;
+    node.shutdown();
+}
+
 /// Kills the scaler process if the test fails before it exits.
 struct Process(std::process::Child);
 
