@@ -261,7 +261,11 @@ impl Planner {
         let Some(n) = conn.node else {
             return;
         };
-        tracing::warn!(name = %n.name, peer = %conn.peer, why, "node gone");
+        if n.members + n.links > 0 {
+            tracing::warn!(name = %n.name, peer = %conn.peer, why, members = n.members, "node gone with calls on it");
+        } else {
+            tracing::info!(name = %n.name, peer = %conn.peer, why, "node gone");
+        }
         self.names.remove(&n.name);
         self.lose_node(node);
         let reqs: Vec<u64> = self
