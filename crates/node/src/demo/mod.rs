@@ -50,8 +50,8 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 21000)]
     pub port: u16,
     /// Run a cluster instead: a scaler and this many nodes, one room spread over all
-    /// of them (`--per-node` participants each, codecs PCMA, PCMU, G722 in turn
-    /// unless `--codecs` says otherwise).
+    /// of them (`--per-node` participants each, in L16 unless `--codecs` says
+    /// otherwise).
     #[arg(long)]
     pub cluster: Option<usize>,
     /// Participants per node of a `--cluster` run.
@@ -239,6 +239,14 @@ async fn conference_over_protocol(
         status.rooms.len(),
         members.iter().filter(|m| m.state == "connected").count()
     );
+    for inv in status.rooms.iter().flat_map(|r| &r.invisible) {
+        let s = &inv.counters;
+        println!(
+            "            link {} -> {}: rx {} lost {} late {} concealed {} stretched {} compressed {} delay {} ms",
+            inv.peer, inv.node, s.packets_received, s.packets_lost, s.late, s.concealed_frames,
+            s.stretched, s.compressed, s.playout_delay_ms
+        );
+    }
     for n in &status.nodes {
         let invisible = status
             .rooms
@@ -252,7 +260,11 @@ async fn conference_over_protocol(
             n.members,
             invisible,
             n.members + n.invisible,
-            if status.rooms.iter().any(|r| r.primary.as_deref() == Some(n.name.as_str())) {
+            if status
+                .rooms
+                .iter()
+                .any(|r| r.primary.as_deref() == Some(n.name.as_str()))
+            {
                 " (the room's primary)"
             } else {
                 ""
@@ -380,7 +392,10 @@ async fn run_cluster(args: &DemoArgs, n: usize) -> Result<ExitCode, Box<dyn std:
     let codecs: Vec<CodecKind> = (0..total)
         .map(|i| match explicit {
             true => CodecKind::from_name(&args.codecs[i % args.codecs.len()]),
-            false => [CodecKind::Pcma, CodecKind::Pcmu, CodecKind::G722].get(i % 3).copied(),
+            // Uncompanded, so what a listener hears of itself is the cluster's doing
+            // alone: with eight other tones in a G.711 mix, companding alone leaves
+            // products some 55 dB down at the own frequency.
+            false => Some(CodecKind::L16).filter(|_| i < total),
         })
         .collect::<Option<Vec<_>>>()
         .ok_or("unknown codec")?;
@@ -398,15 +413,18 @@ async fn run_cluster(args: &DemoArgs, n: usize) -> Result<ExitCode, Box<dyn std:
         cl.scaler.control, cl.scaler.nodes
     );
     for node in &cl.nodes {
-        println!("  node {} registered, media on {:?}", node.name, node.node.worker_addresses());
+        println!(
+            "  node {} registered, media on {:?}",
+            node.name,
+            node.node.worker_addresses()
+        );
     }
     let result = async {
         let mut client = Client::connect(cl.control()).await?;
         client.login(CONTROLLER, cl.secret.as_bytes()).await?;
         println!("  > AppChallenge, AppLogin as {CONTROLLER:?}  < ok, the scaler's proof verifies");
-        let out =
-            conference_over_protocol(&mut client, &codecs, Duration::from_secs(args.seconds))
-                .await?;
+        let out = conference_over_protocol(&mut client, &codecs, Duration::from_secs(args.seconds))
+            .await?;
         client.close().await?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(out)
     }
@@ -486,7 +504,10 @@ fn print_table(rows: &[Row]) -> bool {
                 m.packets_received,
                 m.packets_lost,
                 m.jitter_ms,
-                m.node.as_ref().map(|n| format!(", on {n}")).unwrap_or_default()
+                m.node
+                    .as_ref()
+                    .map(|n| format!(", on {n}"))
+                    .unwrap_or_default()
             ),
             None => "not in the status".into(),
         };
