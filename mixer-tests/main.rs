@@ -6,6 +6,7 @@
 
 mod alloc;
 mod client;
+mod cluster;
 mod control;
 mod control_limits;
 mod control_robust;
