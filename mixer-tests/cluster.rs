@@ -333,3 +333,108 @@ async fn a_full_cluster_refuses_with_cause_34() {
     drop(c);
     cl.stop().await;
 }
+
+/// A tone counts as heard above this level (sent at -20 dBFS), as absent below the
+/// other.
+const HEARD_DBFS: f64 = -32.0;
+const ABSENT_DBFS: f64 = -50.0;
+const WINDOW: Duration = Duration::from_millis(300);
+
+/// Polls until `cond` holds (up to 4 s): a listen change takes a few ticks to show.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..80 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never: {what}");
+}
+
+/// Waits until phone `i` hears exactly the tones of `heard` among the others'.
+async fn expect_hearing(phones: &[Participant], i: usize, heard: &[usize]) {
+    eventually(&format!("phone {i} hears exactly {heard:?}"), || {
+        (0..phones.len()).filter(|&j| j != i).all(|j| {
+            let l = phones[i].level(TONES[j], WINDOW);
+            if heard.contains(&j) {
+                l > HEARD_DBFS
+            } else {
+                l < ABSENT_DBFS
+            }
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusive_listen_on_a_secondary_silences_everyone_else_on_every_node() {
+    let _machine = exclusive().await;
+    let cl = cluster(|_| {}).await;
+    let mut c = controller(&cl).await;
+    let mut phones = Vec::new();
+    for (i, &tone) in TONES.iter().enumerate().take(3) {
+        let p = Participant::bind([127, 0, 0, 1].into(), CodecKind::Pcmu, Source::tone(tone))
+            .await
+            .expect("bind a phone");
+        let out = c
+            .setup(&format!("p{i}"), "*3820#", false, &p.offer(true))
+            .await
+            .expect("setup");
+        p.connect(out.media_addr().expect("connected"));
+        phones.push(p);
+    }
+    let status = c.status().await.expect("status");
+    let room = &status.rooms[0];
+    let primary = room
+        .primary
+        .clone()
+        .expect("a room on three nodes has a primary");
+    let node_of = |i: usize| {
+        let call = format!("p{i}");
+        room.members
+            .iter()
+            .find(|m| m.call == call)
+            .and_then(|m| m.node.clone())
+    };
+    let x = (0..3)
+        .find(|&i| node_of(i).as_deref() != Some(primary.as_str()))
+        .expect("two of three phones are on secondaries");
+    let others: Vec<usize> = (0..3).filter(|&j| j != x).collect();
+    for i in 0..3 {
+        let all: Vec<usize> = (0..3).filter(|&j| j != i).collect();
+        expect_hearing(&phones, i, &all).await;
+    }
+    // The member on a secondary turns exclusive listen on: everyone, on every node,
+    // hears only it, and it hears nobody.
+    phones[x].send_rfc4733("*21#");
+    let participant = x as u64 + 1;
+    c.wait_for(
+        "exclusive listen",
+        |m| matches!(m, ServerMsg::ListenMode { exclusive: Some(p), .. } if *p == participant),
+    )
+    .await
+    .expect("the scaler reports the listen mode");
+    for &i in &others {
+        expect_hearing(&phones, i, &[x]).await;
+    }
+    expect_hearing(&phones, x, &[]).await;
+    // `*6#` returns the room to normal.
+    phones[x].send_rfc4733("*6#");
+    c.wait_for("normal listen", |m| {
+        matches!(
+            m,
+            ServerMsg::ListenMode {
+                exclusive: None,
+                ..
+            }
+        )
+    })
+    .await
+    .expect("back to normal");
+    for i in 0..3 {
+        let all: Vec<usize> = (0..3).filter(|&j| j != i).collect();
+        expect_hearing(&phones, i, &all).await;
+    }
+    drop(c);
+    cl.stop().await;
+}
