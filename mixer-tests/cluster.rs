@@ -438,3 +438,59 @@ async fn exclusive_listen_on_a_secondary_silences_everyone_else_on_every_node() 
     drop(c);
     cl.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_primary_releases_its_callers_and_relinks_the_others() {
+    let _machine = exclusive().await;
+    let mut cl = cluster(|_| {}).await;
+    let mut c = controller(&cl).await;
+    let mut phones = Vec::new();
+    for (i, &tone) in TONES.iter().enumerate().take(3) {
+        let p = Participant::bind([127, 0, 0, 1].into(), CodecKind::Pcmu, Source::tone(tone))
+            .await
+            .expect("bind a phone");
+        let out = c
+            .setup(&format!("p{i}"), "*3830#", false, &p.offer(false))
+            .await
+            .expect("setup");
+        p.connect(out.media_addr().expect("connected"));
+        phones.push(p);
+    }
+    let status = c.status().await.expect("status");
+    let room = &status.rooms[0];
+    let primary = room.primary.clone().expect("a primary");
+    let on_primary = room
+        .members
+        .iter()
+        .find(|m| m.node.as_deref() == Some(primary.as_str()))
+        .map(|m| m.call.clone())
+        .expect("the first caller is on the primary");
+    let x: usize = on_primary[1..].parse().unwrap();
+    let rest: Vec<usize> = (0..3).filter(|&j| j != x).collect();
+    for i in 0..3 {
+        let all: Vec<usize> = (0..3).filter(|&j| j != i).collect();
+        expect_hearing(&phones, i, &all).await;
+    }
+    // The primary node goes away.
+    let at = cl.nodes.iter().position(|n| n.name == primary).unwrap();
+    let dead = cl.nodes.remove(at);
+    dead.link.close(Duration::from_millis(500)).await;
+    dead.node.shutdown();
+    let m = c
+        .wait_for(
+            "the lost node's caller released",
+            |m| matches!(m, ServerMsg::Release { call, .. } if *call == on_primary),
+        )
+        .await
+        .expect("released");
+    assert!(matches!(m, ServerMsg::Release { cause: 41, .. }), "{m:?}");
+    // The two others, on the secondaries, are linked to each other and hear each
+    // other again.
+    expect_hearing(&phones, rest[0], &[rest[1]]).await;
+    expect_hearing(&phones, rest[1], &[rest[0]]).await;
+    let status = c.status().await.expect("status");
+    assert_eq!(status.rooms[0].members.len(), 2);
+    assert_ne!(status.rooms[0].primary.as_deref(), Some(primary.as_str()));
+    drop(c);
+    cl.stop().await;
+}
