@@ -494,3 +494,47 @@ async fn losing_the_primary_releases_its_callers_and_relinks_the_others() {
     drop(c);
     cl.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_own_calls_are_reported_and_left_to_it() {
+    let _machine = exclusive().await;
+    let cl = cluster(|o| o.channels = 10).await;
+    // Node 1 also serves a controller of its own, on its standalone listener.
+    let mut cfg = scnf::config::Config::default();
+    cfg.control.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.control.channels = 10;
+    let own = scnf::control::start(cl.nodes[0].node.clone(), &cfg)
+        .await
+        .expect("the node's own listener starts");
+    let mut local = Client::connect(own.local)
+        .await
+        .expect("connect to the node");
+    local.login_optional("local", b"").await.expect("open node");
+    let mut keep = Vec::new();
+    let out = local
+        .setup("own", "*3777#", false, &quiet_offer(&mut keep))
+        .await
+        .expect("setup");
+    assert!(matches!(out, CallAnswer::Connect { .. }), "{out:?}");
+    // Its next load report tells the scaler, which counts it out of the cluster.
+    let mut c = controller(&cl).await;
+    let name = cl.nodes[0].name.clone();
+    let mut seen = None;
+    for _ in 0..40 {
+        let h = c.health().await.expect("health");
+        let n = h.nodes.iter().find(|n| n.name == name).cloned();
+        if n.as_ref().is_some_and(|n| n.local == 1) {
+            seen = Some((h.channels.capacity, n.unwrap().free));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen,
+        Some((29, 9)),
+        "30 channels, one used by the node's own call"
+    );
+    own.stop();
+    drop(c);
+    cl.stop().await;
+}

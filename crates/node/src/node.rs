@@ -18,7 +18,7 @@ use scnf_udp as udp;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// Why a node call failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,9 @@ struct Inner {
     workers: Vec<WorkerLink>,
     events: broadcast::Sender<NodeEvent>,
     own_media: OwnMedia,
+    /// Channels the node's own controllers use (its session root publishes them; a
+    /// scaler link reports them, so the scaler leaves them alone).
+    local_channels: watch::Sender<u32>,
 }
 
 /// A running node (cheap to clone: all clones drive the same workers). Dropping it
@@ -147,8 +150,23 @@ impl NodeHandle {
                 workers,
                 events,
                 own_media,
+                local_channels: watch::channel(0).0,
             }),
         })
+    }
+
+    /// The channels the node's own controllers use, as its session root last said.
+    pub fn local_channels(&self) -> watch::Receiver<u32> {
+        self.inner.local_channels.subscribe()
+    }
+
+    /// The session root's count of channels in use (see [`Self::local_channels`]).
+    pub(crate) fn note_local_channels(&self, used: u32) {
+        self.inner.local_channels.send_if_modified(|v| {
+            let changed = *v != used;
+            *v = used;
+            changed
+        });
     }
 
     /// Subscribes to node events (DTMF, talking, media timeouts, latching). A slow

@@ -747,3 +747,26 @@ fn capacity_is_the_nodes_channels_less_invisible_participants() {
         "the link's two ends take two channels"
     );
 }
+
+#[test]
+fn a_nodes_own_calls_are_left_out_of_the_clusters_channels() {
+    let mut c = Cluster::new(2, 10);
+    let load = NodeMsg::Load(super::link::Load {
+        local: 4,
+        workers: Vec::new(),
+    })
+    .to_json();
+    c.node_says(0, &load);
+    c.text(json!({"mt": "Health"}));
+    let capacity = c.sent.iter().rev().find_map(|(_, m)| match m {
+        ServerMsg::HealthResult {
+            channels, nodes, ..
+        } => Some((channels.capacity, nodes[0].local, nodes[0].free)),
+        _ => None,
+    });
+    assert_eq!(
+        capacity,
+        Some((16, 4, 6)),
+        "node 1 offers 10, its own controllers use 4"
+    );
+}

@@ -54,6 +54,9 @@ pub trait Media: Send + 'static {
     /// The media events (DTMF, talking, media timeouts, latching). A slow
     /// subscriber loses the oldest, it never slows the media.
     fn subscribe(&self) -> broadcast::Receiver<EngineEvent>;
+
+    /// The root's channels in use now (after every turn of the driver).
+    fn note_channels(&self, _used: u32) {}
 }
 
 impl Media for NodeHandle {
@@ -71,6 +74,10 @@ impl Media for NodeHandle {
 
     fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
         NodeHandle::subscribe(self)
+    }
+
+    fn note_channels(&self, used: u32) {
+        self.note_local_channels(used);
     }
 }
 
@@ -176,6 +183,7 @@ pub async fn run<M: Media>(mut session: Session, media: M, mut inbound: mpsc::Re
     let mut next = 0usize;
     loop {
         in_flight += flush(&mut session, &media, &results_tx, &mut conns);
+        media.note_channels(session.conference().channels_used());
         if stopping.is_some() && in_flight == 0 && conns.is_empty() {
             if let Some(done) = stopping.take() {
                 let _ = done.send(());

@@ -110,7 +110,7 @@ impl LinkConfig {
             name,
             channels: cfg.channel_capacity(),
             tls,
-            local: None,
+            local: Some(node.local_channels()),
             seed: u64::from_le_bytes(seed),
         }))
     }
