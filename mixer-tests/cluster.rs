@@ -534,6 +534,32 @@ async fn a_nodes_own_calls_are_reported_and_left_to_it() {
         Some((29, 9)),
         "30 channels, one used by the node's own call"
     );
+    // The node's own Status: its caller is a member of its room; what the scaler
+    // placed there is listed apart, never as callers.
+    // Three callers through the scaler: the room spans every node.
+    for k in 0..3 {
+        let out = c
+            .setup(
+                &format!("viacluster{k}"),
+                "*3778#",
+                false,
+                &quiet_offer(&mut keep),
+            )
+            .await
+            .expect("setup through the scaler");
+        assert!(matches!(out, CallAnswer::Connect { .. }), "{out:?}");
+    }
+    let st = local.status().await.expect("the node's status");
+    assert_eq!(
+        st.rooms.len(),
+        1,
+        "only the node's own room: {:?}",
+        st.rooms
+    );
+    assert_eq!(st.rooms[0].members.len(), 1);
+    let placed = st.placed.expect("the scaler's legs are listed");
+    assert_eq!(placed.members, 1, "{placed:?}");
+    assert!((1..=2).contains(&placed.invisible), "{placed:?}");
     own.stop();
     drop(c);
     cl.stop().await;

@@ -120,6 +120,9 @@ impl LegSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LegStats {
+    /// A link between two nodes (an invisible participant), not a caller.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub link: bool,
     pub packets_received: u64,
     pub packets_sent: u64,
     /// Packets lost per RFC 3550 (expected - received), cumulative.
@@ -366,6 +369,7 @@ impl Leg {
         s.packets_lost = self.reception.lost();
         s.jitter_ms = self.reception.jitter_ms();
         s.talking = self.talker.is_talking();
+        s.link = self.spec.link.is_some();
         s
     }
 }

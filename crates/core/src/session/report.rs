@@ -281,6 +281,7 @@ impl Session {
             rooms,
             control: self.control_info(),
             nodes: cluster.nodes,
+            placed: placed(snapshots),
         }
     }
 
@@ -351,4 +352,19 @@ impl Cluster {
         }
         c
     }
+}
+
+/// The legs a scaler placed on this node's workers (their ids carry
+/// [`crate::cluster::CLUSTER_ID_BIT`]); `None` when there are none.
+fn placed(snapshots: &[WorkerSnapshot]) -> Option<crate::control::msg::PlacedInfo> {
+    let mut p = crate::control::msg::PlacedInfo::default();
+    for (leg, stats) in snapshots.iter().flat_map(|s| &s.legs) {
+        if crate::cluster::is_cluster_id(leg.0) {
+            match stats.link {
+                true => p.invisible += 1,
+                false => p.members += 1,
+            }
+        }
+    }
+    (p.members + p.invisible > 0).then_some(p)
 }

@@ -5,7 +5,7 @@
 //! session itself are errors of the client.
 
 use scnf_core::control::msg::{
-    Channels, ControlInfo, MediaAnswer, NodeInfo, RoomInfo, ServerMsg, WorkerInfo,
+    Channels, ControlInfo, MediaAnswer, NodeInfo, PlacedInfo, RoomInfo, ServerMsg, WorkerInfo,
 };
 use std::net::SocketAddr;
 
@@ -183,4 +183,6 @@ pub struct NodeStatus {
     pub control: ControlInfo,
     /// A scaler's nodes (empty from a node).
     pub nodes: Vec<NodeInfo>,
+    /// A node's legs that a scaler placed.
+    pub placed: Option<PlacedInfo>,
 }

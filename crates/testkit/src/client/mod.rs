@@ -373,6 +373,7 @@ impl Client {
                 workers,
                 control,
                 nodes,
+                placed,
             } => Take::Done(NodeStatus {
                 version,
                 channels,
@@ -380,6 +381,7 @@ impl Client {
                 workers,
                 control,
                 nodes,
+                placed,
             }),
             _ => Take::Skip,
         })

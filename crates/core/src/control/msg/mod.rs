@@ -325,6 +325,16 @@ pub struct InvisibleInfo {
     pub counters: LegStats,
 }
 
+/// What a scaler placed on this node (a node's `StatusResult`): legs of its callers
+/// and its invisible participants (links to other nodes), which the node's own
+/// rooms and members never include.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlacedInfo {
+    pub members: usize,
+    pub invisible: usize,
+}
+
 /// One cluster node in a scaler's `StatusResult` / `HealthResult`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -438,6 +448,9 @@ pub enum ServerMsg {
         /// A scaler's nodes (absent from a node's report).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         nodes: Vec<NodeInfo>,
+        /// A node's legs that a scaler placed (absent when there are none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        placed: Option<PlacedInfo>,
     },
     HealthResult {
         version: u32,

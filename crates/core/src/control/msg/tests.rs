@@ -204,6 +204,10 @@ fn every_server_message() -> Vec<ServerMsg> {
                 free: 98,
                 ..NodeInfo::default()
             }],
+            placed: Some(PlacedInfo {
+                members: 1,
+                invisible: 2,
+            }),
         },
         ServerMsg::HealthResult {
             version: 1,
