@@ -591,3 +591,59 @@ async fn the_scnf_binary_registers_with_its_flags_and_closes_the_link_on_sigterm
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_lost_link_the_rooms_the_scaler_placed_close_when_the_node_registers_again() {
+    let mut scaler = fake_scaler(
+        7908,
+        SECRET,
+        vec![Mode::CloseWhenDropped, Mode::Normal],
+        None,
+    )
+    .await;
+    let node = node(1, (30_100, 30_109));
+    let link = scaler_link::spawn(node.clone(), link_config(scaler.addr, SECRET, "relink"));
+    let (_, _, to) = scaler.registered().await;
+    let mix = MixId(cluster(1));
+    let ops = [
+        MediaOp::OpenRoom { mix },
+        MediaOp::AddLeg {
+            mix,
+            leg: LegId(cluster(1)),
+            spec: spec(peer(30_996)),
+        },
+    ];
+    for (req, op) in ops.into_iter().enumerate() {
+        to.send(ScalerMsg::Op {
+            req: req as u64,
+            worker: 0,
+            op,
+        })
+        .unwrap();
+    }
+    scaler
+        .expect("the leg added", |s| {
+            matches!(
+                s,
+                Seen::Result {
+                    req: 1,
+                    result: MediaResult::Done,
+                    ..
+                }
+            )
+            .then_some(())
+        })
+        .await;
+    assert_eq!(node.stats().await.unwrap()[0].legs, 1);
+    // The link drops; the scaler released that call. Once registered again, the
+    // node closes what the scaler had placed.
+    drop(to);
+    let mut state = link.registered();
+    state_where(&mut state, "registered again", |s| {
+        matches!(s, LinkState::Registered { attempt: 2, .. })
+    })
+    .await;
+    let stats = node.stats().await.unwrap();
+    assert_eq!((stats[0].rooms, stats[0].legs), (0, 0));
+    stop(link, node).await;
+}

@@ -203,11 +203,12 @@ async fn run(
 ) {
     let mut backoff = backoff::Backoff::new(cfg.seed);
     let mut attempt = 0u64;
+    let mut placed = session::Placed::default();
     tracing::info!(scaler = %cfg.url.text, name = %cfg.name, "registering to the scaler");
     loop {
         attempt += 1;
         state.send_replace(LinkState::Connecting { attempt });
-        let outcome = session::run(&node, &cfg, attempt, &state, &mut stop).await;
+        let outcome = session::run(&node, &cfg, attempt, &state, &mut stop, &mut placed).await;
         if let session::Outcome::Lost { lived, .. } = &outcome {
             if *lived > backoff::RESET_AFTER {
                 backoff.reset();
@@ -232,7 +233,7 @@ async fn run(
                     %reason,
                     registered_s = lived.as_secs(),
                     retry_ms,
-                    "scaler link lost; the legs it placed keep running until it comes back"
+                    "scaler link lost; the legs it placed run on until the link is back, then close (the scaler released their calls)"
                 );
             }
         }

@@ -16,7 +16,7 @@ use scnf_core::cluster::link::{
 };
 use scnf_core::control::login::{ClientLoginError, ClientStep, LoginClient, ServerAuth};
 use scnf_core::control::msg::{parse_server, ClientMsg, ServerMsg};
-use scnf_core::engine::{MediaOp, MediaResult, WorkerStats};
+use scnf_core::engine::{MediaOp, MediaResult, MixId, WorkerStats};
 use scnf_core::session::ReqId;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -72,6 +72,7 @@ pub(super) async fn run(
     attempt: u64,
     state: &watch::Sender<LinkState>,
     stop: &mut watch::Receiver<bool>,
+    placed: &mut Placed,
 ) -> Outcome {
     let setup = async {
         let mut ws = dial(cfg)
@@ -88,12 +89,46 @@ pub(super) async fn run(
         },
         _ = stopped(stop) => return Outcome::Stopped,
     };
+    placed.clear(node).await;
     tracing::info!(scaler = %cfg.url.text, name = %cfg.name, attempt, "registered to the scaler");
     state.send_replace(LinkState::Registered {
         name: cfg.name.clone(),
         attempt,
     });
-    serve(ws, node, cfg, stop).await
+    serve(ws, node, cfg, stop, placed).await
+}
+
+/// The rooms a scaler opened on this node, across link attempts. A scaler that loses
+/// a node releases the calls it had there, so once the link is back what the last
+/// one placed is closed before new operations come: no leg outlives its call.
+#[derive(Debug, Default)]
+pub(super) struct Placed {
+    rooms: std::collections::HashMap<MixId, usize>,
+}
+
+impl Placed {
+    fn note(&mut self, worker: usize, op: &MediaOp) {
+        match op {
+            MediaOp::OpenRoom { mix } => {
+                self.rooms.insert(*mix, worker);
+            }
+            MediaOp::CloseRoom { mix } => {
+                self.rooms.remove(mix);
+            }
+            _ => {}
+        }
+    }
+
+    async fn clear(&mut self, node: &NodeHandle) {
+        if self.rooms.is_empty() {
+            return;
+        }
+        let n = self.rooms.len();
+        for (mix, worker) in self.rooms.drain() {
+            let _ = node.request(worker, MediaOp::CloseRoom { mix }).await;
+        }
+        tracing::info!(rooms = n, "closed the rooms the scaler had placed before the link was lost (their calls were released)");
+    }
 }
 
 /// TCP (and TLS for wss), then the WebSocket handshake.
@@ -266,6 +301,7 @@ async fn serve(
     node: &NodeHandle,
     cfg: &LinkConfig,
     stop: &mut watch::Receiver<bool>,
+    placed: &mut Placed,
 ) -> Outcome {
     let since = Instant::now();
     let (mut sink, mut stream) = ws.split();
@@ -280,7 +316,7 @@ async fn serve(
         let _ = sink.close().await;
     });
     let out = Out { tx };
-    let mut state = Serving::new(node, cfg);
+    let mut state = Serving::new(node, cfg, placed);
     let silence = tokio::time::sleep(SILENCE);
     tokio::pin!(silence);
     let mut beat = tokio::time::interval(HEARTBEAT);
@@ -361,6 +397,7 @@ async fn serve(
 struct Serving<'a> {
     node: &'a NodeHandle,
     cfg: &'a LinkConfig,
+    placed: &'a mut Placed,
     workers: usize,
     answers: Answers,
     /// The workers' last counters, for a heartbeat that cannot wait for fresh ones.
@@ -375,11 +412,12 @@ struct Serving<'a> {
 }
 
 impl<'a> Serving<'a> {
-    fn new(node: &'a NodeHandle, cfg: &'a LinkConfig) -> Serving<'a> {
+    fn new(node: &'a NodeHandle, cfg: &'a LinkConfig, placed: &'a mut Placed) -> Serving<'a> {
         let workers = node.workers().len();
         Serving {
             node,
             cfg,
+            placed,
             workers,
             answers: Answers::new(workers),
             last_stats: Vec::new(),
@@ -428,6 +466,7 @@ impl<'a> Serving<'a> {
                 .answered_here(worker, req, MediaResult::Failed(reason), ready);
             return;
         }
+        self.placed.note(worker, &op);
         let id = self.answers.submitted(worker, req);
         if let Err(e) = self.node.submit(worker, id, op, results) {
             self.answers

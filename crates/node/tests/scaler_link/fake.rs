@@ -31,6 +31,8 @@ pub enum Mode {
     RefuseRegistration,
     /// Lets the node in without a proof (a scaler that does not know the secret).
     NoProof,
+    /// As `Normal`, and closes the connection once the test drops its op sender.
+    CloseWhenDropped,
 }
 
 /// What the fake scaler saw, in order.
@@ -203,18 +205,28 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
         return;
     }
     let mut beat = tokio::time::interval(Duration::from_secs(1));
+    let serving = matches!(mode, Mode::Normal | Mode::CloseWhenDropped);
+    let mut ops_open = true;
     loop {
         tokio::select! {
-            _ = beat.tick(), if mode == Mode::Normal => {
+            _ = beat.tick(), if serving => {
                 if ws.send(send(&ScalerMsg::Heartbeat)).await.is_err() {
                     return;
                 }
             }
-            Some(op) = ops.recv(), if mode == Mode::Normal => {
-                if ws.send(send(&op)).await.is_err() {
+            op = ops.recv(), if serving && ops_open => match op {
+                Some(op) => {
+                    if ws.send(send(&op)).await.is_err() {
+                        return;
+                    }
+                }
+                None if mode == Mode::CloseWhenDropped => {
+                    let _ = ws.close(None).await;
                     return;
                 }
-            }
+                // The test keeps no sender: go on with heartbeats.
+                None => ops_open = false,
+            },
             frame = ws.next() => match frame {
                 Some(Ok(Message::Text(t))) => {
                     let msg = serde_json::from_str::<NodeMsg>(t.as_str())
