@@ -35,7 +35,7 @@ fn scenario(quick: bool) -> Scenario {
         talk_ms: 1500,
         silence_ms: 900,
         warmup: Duration::from_secs(if quick { 1 } else { 3 }),
-        duration: Duration::from_secs(if quick { 4 } else { 20 }),
+        duration: Duration::from_secs(if quick { 4 } else { 11 }),
         churn_per_s: 0.0,
         ramp: None,
         settle: Duration::from_millis(600),
@@ -73,23 +73,20 @@ pub async fn run(quick: bool, base_port: u16) -> Result<(), Error> {
     cfg.control.request_rate = 0;
     let node = NodeHandle::start(&cfg)?;
     let control = scnf::control::start(node.clone(), &cfg).await?;
-    let one = run_scenario(
-        sc.clone(),
-        target(control.local, b"").await?,
-        None,
-        probes(),
-    )
+    let attempts = if quick { 1 } else { 2 };
+    let one = valid_run(attempts, || async {
+        let t = target(control.local, b"").await?;
+        Ok(run_scenario(sc.clone(), t, None, probes()).await?)
+    })
     .await?;
     control.stop();
     node.shutdown();
     // The cluster, after the node's media thread has ended.
     let cl = crate::cluster(base_port + 100, 8).await?;
-    let three = run_scenario(
-        sc.clone(),
-        target(cl.control(), cl.secret.as_bytes()).await?,
-        None,
-        probes(),
-    )
+    let three = valid_run(attempts, || async {
+        let t = target(cl.control(), cl.secret.as_bytes()).await?;
+        Ok(run_scenario(sc.clone(), t, None, probes()).await?)
+    })
     .await?;
     cl.stop().await;
 
@@ -113,7 +110,40 @@ pub async fn run(quick: bool, base_port: u16) -> Result<(), Error> {
         ),
         _ => println!("   cluster / node: no CPU figure (the probe read nothing)"),
     }
+    let n1 = &three.correctness;
+    println!(
+        "   rtpgen's N-1 judgement on the cluster: {} ({} of {} judged right, {} wrong, own voice heard {} times, {} ghosts)",
+        if n1.failed == 0 && n1.ok > 0 { "PASS" } else { "FAIL" },
+        n1.ok,
+        n1.judged,
+        n1.failed,
+        n1.counts.own_heard,
+        n1.counts.ghosts
+    );
     Ok(())
+}
+
+/// Runs `attempt` again (up to `attempts` runs in all) while rtpgen rejects its own
+/// figures because it fell behind its pacing (the shared machine stalled the
+/// generator, which says nothing about the target); the last run is kept either way.
+async fn valid_run<F, Fut>(attempts: usize, mut attempt: F) -> Result<Report, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Report, Error>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let r = attempt().await?;
+        let behind = r
+            .problems
+            .iter()
+            .any(|p| p.contains("generator fell behind"));
+        if !behind || tries >= attempts {
+            return Ok(r);
+        }
+        eprintln!("rtpgen fell behind (attempt {tries}), running again");
+    }
 }
 
 /// Media CPU seconds per participant per second measured.

@@ -3,7 +3,7 @@
 //!
 //! 1. **Call setup** ([`setup`]): N calls placed one after another on one controller
 //!    session (Setup, wait for Connect; then all released), and the same N spread
-//!    over M concurrent sessions; through the scaler and straight to a node. Setups
+//!    over M concurrent sessions, in rounds; through the scaler and straight to a node. Setups
 //!    per second, setup latency p50/p99, and the ratio scaler/node (the issue asks
 //!    for at least 50 %).
 //! 2. **Mouth-to-ear per cascade hop** ([`latency`]): one phone per room sends tone
@@ -42,6 +42,9 @@ struct Args {
     /// Only this part (1 setup, 2 latency, 3 CPU); all by default.
     #[arg(long)]
     part: Option<u8>,
+    /// Calls per round of part 1 (default 400, 100 with --quick).
+    #[arg(long)]
+    calls: Option<usize>,
     /// First UDP port of the nodes' media (each target takes its own range of 400
     /// ports above it: the node 100, the cluster 300).
     #[arg(long, default_value_t = 50_000)]
@@ -81,7 +84,7 @@ fn main() -> Result<(), Error> {
             if args.quick { " --quick" } else { "" }
         );
         if want(1) {
-            setup::run(args.quick, args.base_port).await?;
+            setup::run(args.quick, args.calls, args.base_port).await?;
         }
         if want(2) {
             latency::run(args.quick, args.base_port + 400).await?;
