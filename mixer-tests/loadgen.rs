@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn scenario(rooms: usize, per_room: usize) -> Scenario {
+pub(crate) fn scenario(rooms: usize, per_room: usize) -> Scenario {
     Scenario {
         rooms,
         per_room,
@@ -48,7 +48,7 @@ fn scenario(rooms: usize, per_room: usize) -> Scenario {
 /// slipped: the shared machine stalled the test process, which says nothing about
 /// the target). A run whose generator kept pace is returned and judged, whatever it
 /// found; the last attempt is returned either way.
-async fn valid_run<F, Fut>(mut attempt: F) -> Report
+pub(crate) async fn valid_run<F, Fut>(mut attempt: F) -> Report
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Report>,
@@ -82,7 +82,7 @@ async fn run_reflecting(sc: Scenario, addr: SocketAddrV4) -> Report {
         .unwrap()
 }
 
-fn probes() -> Probes {
+pub(crate) fn probes() -> Probes {
     Probes {
         target: CpuProbe::Threads("scnf-media".into()),
         generator: CpuProbe::Threads("rtpgen-media".into()),

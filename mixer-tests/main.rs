@@ -7,6 +7,7 @@
 mod alloc;
 mod client;
 mod cluster;
+mod cluster_load;
 mod control;
 mod control_limits;
 mod control_robust;
