@@ -178,12 +178,17 @@ pub async fn run<M: Media>(mut session: Session, media: M, mut inbound: mpsc::Re
     // Media operations submitted and not answered yet, and the stopping node's
     // waiter: a shutdown is through when both the media and the sessions are done.
     let mut in_flight = 0usize;
+    let mut channels_used = 0u32;
     let mut stopping: Option<oneshot::Sender<()>> = None;
     let mut queues: Vec<Queue> = Vec::new();
     let mut next = 0usize;
     loop {
         in_flight += flush(&mut session, &media, &results_tx, &mut conns);
-        media.note_channels(session.conference().channels_used());
+        let used = session.conference().channels_used();
+        if used != channels_used {
+            channels_used = used;
+            media.note_channels(used);
+        }
         if stopping.is_some() && in_flight == 0 && conns.is_empty() {
             if let Some(done) = stopping.take() {
                 let _ = done.send(());
