@@ -628,31 +628,69 @@ fn a_node_that_never_answers_an_add_does_not_hold_up_call_control() {
     let a = c.setup("c1", "5", 30_000);
     let slow = 1 - c.node_of(&a);
     c.nodes[slow].answering = false;
-    // c2 goes to the slow node and waits; c3 (another room) waits behind it.
-    let setup = |c: &mut Cluster, call: &str, room: &str, port: u16| {
-        let m = json!({"mt": "Setup", "call": call, "called": room, "complete": true,
-            "media": {"address": "192.0.2.50", "port": port, "codecs": [{"name": "PCMU", "pt": 0, "rate": 8000}]}});
-        c.session.handle_text(c.now, ConnId(1), &m.to_string());
-        c.pump();
-    };
-    setup(&mut c, "c2", "*35#", 30_002);
-    setup(&mut c, "c3", "*36#", 30_004);
+    // c2 goes to the slow node: it is answered at once (where its node receives is
+    // known), and so is c3 in another room, without waiting for any node.
+    let b = c.setup("c2", "5", 30_002);
+    assert_eq!(c.node_of(&b), slow);
+    let d = c.setup("c3", "6", 30_004);
+    assert!(connected(&d), "{d:?}");
+    // The slow node never confirms c2's leg: after 2 s the call is released, the
+    // node takes no new callers until it answers again, and the others are fine.
     c.advance(Duration::from_millis(2100));
-    let answer = |c: &Cluster, call: &str| {
-        c.sent.iter().find_map(|(_, m)| match m {
-            ServerMsg::Release { call: x, cause, .. } if x == call => Some(Err(*cause)),
-            ServerMsg::Connect { call: x, .. } if x == call => Some(Ok(())),
-            _ => None,
+    let released = c.sent.iter().find_map(|(_, m)| match m {
+        ServerMsg::Release { call, cause, .. } if call == "c2" => Some(*cause),
+        _ => None,
+    });
+    assert_eq!(released, Some(41), "the unconfirmed call is released");
+    for k in 0..4 {
+        let e = c.setup(&format!("late{k}"), &format!("{}", 70 + k), 30_010 + 2 * k);
+        assert_ne!(c.node_of(&e), slow, "a stalled node gets no new callers");
+    }
+    // It answers again (its backlog included): it is back in the rotation.
+    c.nodes[slow].answering = true;
+    c.pump();
+    let placed: Vec<usize> = (0..6)
+        .map(|k| {
+            let e = c.setup(&format!("back{k}"), &format!("{}", 80 + k), 30_030 + 2 * k);
+            c.node_of(&e)
         })
-    };
-    assert_eq!(
-        answer(&c, "c2"),
-        Some(Err(47)),
-        "the slow node's call is refused in time"
-    );
+        .collect();
+    assert!(placed.contains(&slow), "{placed:?}");
+}
+
+#[test]
+fn a_node_that_refuses_a_member_releases_that_call_only() {
+    let mut c = Cluster::new(2, 100);
+    let a = c.setup("c1", "5", 30_000);
+    let other = 1 - c.node_of(&a);
+    // The other node already has a leg for the address c2 will offer (its own call,
+    // say): its engine refuses the add.
+    let taken = SocketAddr::from(([192, 0, 2, 50], 30_002));
+    c.nodes[other]
+        .engine
+        .open_room(c.now, crate::engine::MixId(7))
+        .unwrap();
+    c.nodes[other]
+        .engine
+        .add_leg(
+            c.now,
+            crate::engine::MixId(7),
+            crate::engine::LegId(7),
+            crate::engine::LegSpec::new(taken, scnf_media::codec::CodecKind::Pcmu),
+        )
+        .unwrap();
+    let b = c.setup("c2", "5", 30_002);
+    assert_eq!(c.node_of(&b), other, "round-robin: the second caller");
+    let released = c.sent.iter().find_map(|(_, m)| match m {
+        ServerMsg::Release { call, cause, .. } if call == "c2" => Some(*cause),
+        _ => None,
+    });
+    assert_eq!(released, Some(41), "the refused leg's call is released");
+    let (rooms, _) = c.status();
+    assert_eq!(rooms[0].members.len(), 1, "c1 stays");
     assert!(
-        answer(&c, "c3").is_some(),
-        "the next call was decided after it"
+        rooms[0].invisible.is_empty(),
+        "the emptied node was unlinked"
     );
 }
 

@@ -253,8 +253,9 @@ enum Owner {
 
 /// A node request whose answer matters.
 enum Pending {
-    /// A member's `AddLeg`: the root waits for it.
-    Member { req: ReqId, vleg: LegId },
+    /// A member's `AddLeg`. The root had its answer at once (the planner knows
+    /// where the leg receives): a refusal, or no answer in time, loses the call.
+    Member { vleg: LegId },
     /// A member's `LegStats`.
     Stats { req: ReqId, vleg: LegId },
     /// A worker's snapshot for status round `round`.
@@ -329,7 +330,7 @@ impl Planner {
                 self.close_room(mix);
                 Some(MediaResult::Done)
             }
-            MediaOp::AddLeg { mix, leg, spec } => self.add_member(now, req, mix, leg, spec),
+            MediaOp::AddLeg { mix, leg, spec } => self.add_member(now, mix, leg, spec),
             MediaOp::RemoveLeg { leg } => Some(match self.remove_member(leg) {
                 true => MediaResult::Done,
                 false => MediaResult::Failed(format!("no leg {leg:?}")),
@@ -465,36 +466,35 @@ impl Planner {
         }
     }
 
-    /// Refuses members whose node did not answer their `AddLeg` in time, and
-    /// removes the leg there (applied after the add, whenever the node gets to it).
+    /// Loses the members whose node did not answer their `AddLeg` in time (their
+    /// calls are released), removes the leg there (applied after the add, whenever
+    /// the node gets to it), and places no one else there until it answers.
     fn expire_members(&mut self, now: Instant) {
         while let Some(&(at, req)) = self.deadlines.front() {
             if at > now {
                 break;
             }
             self.deadlines.pop_front();
-            let Some((
-                node,
-                Pending::Member {
-                    req: root_req,
-                    vleg,
-                },
-            )) = self.pending.remove(&req)
-            else {
+            let Some((node, Pending::Member { vleg })) = self.pending.remove(&req) else {
                 continue;
             };
             self.pending.insert(req, (node, Pending::Quiet));
             if let Some(n) = self.node_mut(node) {
                 n.stalled = true;
             }
-            let name = self.node_name(node);
-            tracing::warn!(node = %name, ?vleg, "a node did not answer an AddLeg in time");
-            self.remove_member(vleg);
-            self.out.push_back(PlanOutput::Result {
-                req: root_req,
-                result: MediaResult::Failed(format!("node {name} did not answer in time")),
-            });
+            tracing::warn!(node = %self.node_name(node), ?vleg, "a node did not answer an AddLeg in time");
+            self.lose_member(vleg, true);
         }
+    }
+
+    /// A member whose leg could not be set up: the root releases its call.
+    pub(super) fn lose_member(&mut self, vleg: LegId, remove_there: bool) {
+        let Some(room) = self.members.get(&vleg).map(|m| m.room) else {
+            return;
+        };
+        self.remove_member_on(vleg, remove_there);
+        self.out
+            .push_back(PlanOutput::Event(EngineEvent::Lost { room, leg: vleg }));
     }
 
     fn node(&self, id: NodeId) -> Option<&Node> {

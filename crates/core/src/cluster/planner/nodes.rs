@@ -346,26 +346,18 @@ impl Planner {
             self.stats.node_refusals += 1;
         }
         match pending {
-            Pending::Member { req, vleg } => {
-                let result = match result {
-                    MediaResult::Done => match self.placed(node, vleg) {
-                        Some(placed) => placed,
-                        None => MediaResult::Failed("the leg's node is gone".into()),
-                    },
-                    MediaResult::Failed(e) | MediaResult::NoChannel(e) => {
-                        let name = self.node_name(node);
-                        tracing::warn!(node = %name, %e, "a node refused a member");
-                        self.remove_member(vleg);
-                        MediaResult::Failed(format!("node {name}: {e}"))
-                    }
-                    other => {
+            Pending::Member { vleg } => match result {
+                MediaResult::Done => {}
+                other => {
+                    let name = self.node_name(node);
+                    tracing::warn!(node = %name, result = ?other, "a node refused a member");
+                    if !other.is_failed() {
                         self.stats.bad_frames += 1;
-                        self.remove_member(vleg);
-                        MediaResult::Failed(format!("unexpected answer {other:?}"))
                     }
-                };
-                self.out.push_back(PlanOutput::Result { req, result });
-            }
+                    // Refused: there is no leg to remove there.
+                    self.lose_member(vleg, false);
+                }
+            },
             Pending::Stats { req, vleg } => {
                 let result = match result {
                     MediaResult::Legs(legs) => {
@@ -385,7 +377,7 @@ impl Planner {
     }
 
     /// Where a placed member's peer sends.
-    fn placed(&self, node: NodeId, vleg: crate::engine::LegId) -> Option<MediaResult> {
+    pub(super) fn placed(&self, node: NodeId, vleg: crate::engine::LegId) -> Option<MediaResult> {
         let m = self.members.get(&vleg)?;
         let n = self.node(node)?;
         let w = n.workers.get(m.worker)?;

@@ -3,15 +3,15 @@
 
 use super::{LinkPair, Member, NodeId, Owner, Part, Pending, PlanOutput, Planner};
 use crate::engine::{EngineEvent, LegId, LegSpec, LinkTags, MediaOp, MediaResult, MixId};
-use crate::session::ReqId;
 use std::time::Instant;
 
 impl Planner {
-    /// Places a member: `None` when the answer waits for the node.
+    /// Places a member and answers at once with where its peer sends (the node's
+    /// worker socket is known): call setup never waits for a node's round trip. The
+    /// node's answer comes later; a refusal loses the call (see `lose_member`).
     pub(super) fn add_member(
         &mut self,
         now: Instant,
-        req: ReqId,
         vmix: MixId,
         vleg: LegId,
         spec: LegSpec,
@@ -61,9 +61,12 @@ impl Planner {
             leg,
             spec,
         };
-        let nreq = self.op(node, worker, op, Pending::Member { req, vleg });
+        let nreq = self.op(node, worker, op, Pending::Member { vleg });
         self.deadlines.push_back((now + self.cfg.op_timeout, nreq));
-        None
+        Some(
+            self.placed(node, vleg)
+                .unwrap_or_else(|| MediaResult::Failed("the chosen node is gone".into())),
+        )
     }
 
     /// Whether `addr` is one of the registered nodes' worker sockets (a member there
@@ -270,6 +273,11 @@ impl Planner {
 
     /// Removes a member; whether it existed.
     pub(super) fn remove_member(&mut self, vleg: LegId) -> bool {
+        self.remove_member_on(vleg, true)
+    }
+
+    /// Removes a member, and its leg on its node when `remove_there`.
+    pub(super) fn remove_member_on(&mut self, vleg: LegId, remove_there: bool) -> bool {
         let Some(m) = self.members.remove(&vleg) else {
             return false;
         };
@@ -280,7 +288,12 @@ impl Planner {
         {
             part.members.retain(|&l| l != vleg);
         }
-        self.drop_leg(m.node, m.worker, m.leg);
+        match remove_there {
+            true => self.drop_leg(m.node, m.worker, m.leg),
+            false => {
+                self.forget_leg(m.node, m.worker, m.leg);
+            }
+        }
         self.settle(m.room);
         true
     }
