@@ -34,6 +34,15 @@
 //! old primary is unlinked. A node that disappears takes its members with it (their
 //! calls are released, cause 41); if it was a room's primary, the remaining node
 //! with the most members becomes primary and the others are re-linked to it.
+//!
+//! # Answering at once
+//! A member's `AddLeg` is answered as soon as it is placed: where its peer must send
+//! is the chosen worker's socket, which the planner knows from the registration.
+//! The root therefore never waits for a node's round trip, and call setup through a
+//! scaler runs at the rate of one node or better. The node's answer still comes:
+//! a refusal, or no answer within `op_timeout`, loses the call (an
+//! [`EngineEvent::Lost`], released with cause 41), and a silent node gets no new
+//! members until it answers again.
 
 mod nodes;
 mod place;
@@ -77,9 +86,9 @@ pub struct PlannerConfig {
     /// A node that has not logged in and registered this long after its connection
     /// opened is closed. Default 5 s.
     pub register_timeout: Duration,
-    /// A member's `AddLeg` a node has not answered this long after it was sent is
-    /// refused (and the leg removed there), so one slow node never holds up call
-    /// control. Default 2 s.
+    /// A member's `AddLeg` a node has not confirmed this long after it was sent
+    /// loses its call (and the leg is removed there); the node gets no new members
+    /// until it answers again. Default 2 s.
     pub op_timeout: Duration,
 }
 
