@@ -808,3 +808,43 @@ fn a_nodes_own_calls_are_left_out_of_the_clusters_channels() {
         "node 1 offers 10, its own controllers use 4"
     );
 }
+
+#[test]
+fn a_reservation_holds_channels_of_the_whole_cluster() {
+    // Two nodes of 10: room 900 reserves 15 of the cluster's 20 channels.
+    let mut c = Cluster::new(2, 10);
+    let a = c.setup("a1", "*3900*215#", 30_000);
+    assert!(connected(&a), "{a:?}");
+    let free = |c: &mut Cluster| {
+        let before = c.sent.len();
+        c.text(json!({"mt": "Health"}));
+        c.sent[before..]
+            .iter()
+            .find_map(|(_, m)| match m {
+                ServerMsg::HealthResult { channels, .. } => Some(channels.free),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(free(&mut c), 5, "20 - 1 used - 14 still reserved");
+    // Another room gets what is left; once it spans both nodes its link takes two.
+    let mut refused = None;
+    for k in 0..6 {
+        let b = c.setup(&format!("b{k}"), "901", 30_010 + 2 * k);
+        if !connected(&b) {
+            refused = Some((k, cause(&b)));
+            break;
+        }
+    }
+    assert_eq!(
+        refused,
+        Some((3, Some(34))),
+        "three fit: 20 - 2 for the link - 1 - 14"
+    );
+    // The reserving room's callers still get in, on either node.
+    for k in 2..5 {
+        let a = c.setup(&format!("a{k}"), "900", 30_100 + 2 * k);
+        assert!(connected(&a), "a reserved channel: {a:?}");
+    }
+    assert_eq!(c.refusals(), 0);
+}
