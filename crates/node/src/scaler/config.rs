@@ -369,6 +369,18 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_deploy_config_is_valid_and_says_the_defaults() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/scaler.toml"
+        ));
+        let text = std::fs::read_to_string(path).unwrap();
+        let cfg = ScalerConfig::from_toml(&text, path).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg, ScalerConfig::default());
+    }
+
+    #[test]
     fn defaults_are_valid_and_on_loopback() {
         let c = ScalerConfig::default();
         c.validate().unwrap();
