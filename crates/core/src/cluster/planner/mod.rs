@@ -3,7 +3,7 @@
 //!
 //! # Inputs and outputs
 //! - The node face: [`Planner::handle_node_open`], [`Planner::handle_node_text`] (a
-//!   text frame: the login, then [`NodeMsg`]s), [`Planner::handle_node_closed`].
+//!   text frame: the login, then [`NodeMsg`](super::link::NodeMsg)s), [`Planner::handle_node_closed`].
 //!   The planner logs nodes in itself (the HMAC challenge, proof both ways), so a
 //!   wrong secret is decided here, not in the shell.
 //! - The session face: [`Planner::handle_op`] takes the root's
