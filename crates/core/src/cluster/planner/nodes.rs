@@ -275,7 +275,11 @@ impl Planner {
             .map(|(r, _)| *r)
             .collect();
         for req in reqs {
-            if let Some((_, pending)) = self.pending.remove(&req) {
+            // What waits for an answer gets one; the node's members were lost above
+            // (their calls released), and a quiet op's refusal would be no news.
+            if let Some((_, pending @ (Pending::Stats { .. } | Pending::Snapshot { .. }))) =
+                self.pending.remove(&req)
+            {
                 self.answer(
                     node,
                     pending,
