@@ -162,6 +162,7 @@ async fn events_that_arrive_while_waiting_are_queued_in_order() {
         room: "10".into(),
         participant,
         call: "c1".into(),
+        node: None,
     });
     assert_eq!(seen[1], joined);
     assert!(

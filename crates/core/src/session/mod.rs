@@ -142,6 +142,8 @@ struct Call {
     offer: MediaOffer,
     codec: (CodecKind, CodecDesc),
     leg: Option<LegPlace>,
+    /// The cluster node a scaler placed the leg on (`None` on a node).
+    node: Option<String>,
     /// Released by the node or the controller; forgotten after the outputs are drained.
     ended: bool,
 }
@@ -514,14 +516,15 @@ impl Session {
                     MediaResult::NoChannel(e) => Some((e, Cause::NO_CHANNEL)),
                     MediaResult::Placed { rtp, rtcp, node } => {
                         // A scaler placed the leg on a node: the peer sends there.
+                        tracing::debug!(?call, %node, "leg placed");
                         if let Some(c) = self.calls.get_mut(&call) {
                             let mux = c.offer.rtcp_mux;
                             if let Some(leg) = c.leg.as_mut() {
                                 leg.local = rtp;
                                 leg.local_rtcp = if mux { rtp } else { rtcp };
                             }
+                            c.node = Some(node);
                         }
-                        tracing::debug!(?call, %node, "leg placed");
                         None
                     }
                     _ => None,

@@ -107,6 +107,7 @@ impl Session {
                 room,
                 participant: call.0,
                 call: self.call_name(call),
+                node: self.calls.get(&call).and_then(|c| c.node.clone()),
             },
             ConfEvent::Left { room, call, cause } => ServerMsg::ParticipantLeft {
                 room,

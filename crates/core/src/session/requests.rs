@@ -147,6 +147,7 @@ impl Session {
                 offer,
                 codec,
                 leg: None,
+                node: None,
                 ended: false,
             },
         );

@@ -211,6 +211,17 @@ fn status_shows_each_members_node_and_the_cluster_nodes() {
         .collect();
     seen.sort();
     assert_eq!(seen, vec!["node1", "node2", "node3"]);
+    // The join events name each member's node too.
+    let mut joined: Vec<String> = c
+        .sent
+        .iter()
+        .filter_map(|(_, m)| match m {
+            ServerMsg::ParticipantJoined { node, .. } => node.clone(),
+            _ => None,
+        })
+        .collect();
+    joined.sort();
+    assert_eq!(joined, vec!["node1", "node2", "node3"]);
     let primary = rooms[0].primary.clone().unwrap();
     let at_primary = rooms[0]
         .invisible

@@ -479,6 +479,9 @@ pub enum ServerMsg {
         room: String,
         participant: u64,
         call: String,
+        /// The cluster node its media is on (from a scaler only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
     },
     ParticipantLeft {
         room: String,

@@ -231,6 +231,7 @@ fn every_server_message() -> Vec<ServerMsg> {
             room: room(),
             participant: 3,
             call: call(),
+            node: Some("scnf-08-03-01-1".into()),
         },
         ServerMsg::ParticipantLeft {
             room: room(),
