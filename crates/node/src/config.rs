@@ -291,24 +291,12 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 impl Config {
     /// Parses TOML text (unknown keys are errors, so a typo is not silently ignored).
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        parse_toml(text, path)
     }
 
     /// Defaults, then the file named by `o.config`, then the overrides; validated.
     pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
-        let mut cfg = match &o.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                Config::from_toml(&text, path)?
-            }
-            None => Config::default(),
-        };
+        let mut cfg: Config = file_or_default(o.config.as_deref())?;
         cfg.apply(o);
         cfg.validate()?;
         Ok(cfg)
@@ -577,6 +565,32 @@ impl Config {
             ..MixConfig::default()
         }
     }
+}
+
+/// Parses a TOML configuration (unknown keys are errors, so a typo is not silently
+/// ignored); `path` names it in errors.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// The configuration in the file at `path`, or the defaults without one.
+pub(crate) fn file_or_default<T: serde::de::DeserializeOwned + Default>(
+    path: Option<&Path>,
+) -> Result<T, ConfigError> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_toml(&text, path)
 }
 
 /// A secret from a file; `field` names it in errors. One trailing line end is the

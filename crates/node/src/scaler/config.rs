@@ -13,7 +13,9 @@
 //! face. The `[control]` table holds the controllers' limits, with the node's
 //! `[control]` defaults and names.
 
-use crate::config::{Config, ConfigError, ControlSection};
+use crate::config::{
+    file_or_default, parse_toml, read_secret_file, Config, ConfigError, ControlSection,
+};
 use scnf_core::cluster::planner::PlannerConfig;
 use scnf_media::codec::CodecKind;
 use serde::{Deserialize, Serialize};
@@ -170,24 +172,12 @@ pub struct ScalerOverrides {
 impl ScalerConfig {
     /// Parses TOML text (unknown keys are errors).
     pub fn from_toml(text: &str, path: &Path) -> Result<ScalerConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        parse_toml(text, path)
     }
 
     /// Defaults, then the file named by `o.config`, then the overrides; validated.
     pub fn load(o: &ScalerOverrides) -> Result<ScalerConfig, ConfigError> {
-        let mut cfg = match &o.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                ScalerConfig::from_toml(&text, path)?
-            }
-            None => ScalerConfig::default(),
-        };
+        let mut cfg: ScalerConfig = file_or_default(o.config.as_deref())?;
         cfg.apply(o);
         cfg.validate()?;
         Ok(cfg)
@@ -283,7 +273,7 @@ impl ScalerConfig {
             "password_file"
         };
         self.control_secret_file()
-            .map(|p| read_secret(p, field))
+            .map(|p| read_secret_file(p, field))
             .transpose()
     }
 
@@ -295,7 +285,7 @@ impl ScalerConfig {
             "password_file"
         };
         self.nodes_secret_file()
-            .map(|p| read_secret(p, field))
+            .map(|p| read_secret_file(p, field))
             .transpose()
     }
 
@@ -338,24 +328,6 @@ impl ScalerConfig {
         p.link_codec = self.link_codec.kind();
         p
     }
-}
-
-/// Reads a secret file: one trailing line end is the editor's, not the secret's; an
-/// empty secret is refused (it would be no secret).
-fn read_secret(path: &Path, field: &'static str) -> Result<Vec<u8>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let secret = text.strip_suffix('\n').unwrap_or(&text);
-    let secret = secret.strip_suffix('\r').unwrap_or(secret);
-    if secret.is_empty() {
-        return Err(invalid(
-            field,
-            format!("{} holds an empty secret", path.display()),
-        ));
-    }
-    Ok(secret.as_bytes().to_vec())
 }
 
 #[cfg(test)]
