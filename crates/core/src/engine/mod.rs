@@ -32,6 +32,7 @@
 //! takes a leg over, whatever SSRC it claims; ambiguous cases are dropped, never
 //! guessed; a refused datagram is dropped whole (no audio, no telephone-event).
 
+mod addresses;
 pub mod budget;
 pub mod leg;
 pub mod ops;
@@ -43,6 +44,7 @@ pub use leg::{LegId, LegSpec, LegStats, LinkTags, MixId};
 pub use ops::{Drops, FloodWatch, MediaOp, MediaResult, WorkerSnapshot, WorkerStats};
 pub use tx::{Transmit, Via};
 
+use addresses::Addresses;
 use hdrhistogram::Histogram;
 use leg::Leg;
 use room::Room;
@@ -222,46 +224,6 @@ impl Default for EngineStats {
             flood_dropped: 0,
             latch_refused: 0,
             latch_moves: 0,
-        }
-    }
-}
-
-/// Which leg (slab index) owns a remote address, for RTP and for RTCP; link legs
-/// (see [`leg::LinkTags`]) by address and the SSRC they accept.
-#[derive(Debug, Default)]
-struct Addresses {
-    rtp: HashMap<SocketAddr, usize>,
-    rtcp: HashMap<SocketAddr, usize>,
-    links: HashMap<(SocketAddr, u32), usize>,
-}
-
-impl Addresses {
-    fn map(&mut self, idx: usize, rtp: SocketAddr, rtcp: SocketAddr) {
-        self.rtp.insert(rtp, idx);
-        if rtcp != rtp {
-            self.rtcp.insert(rtcp, idx);
-        }
-    }
-
-    /// The link leg a datagram from `from` belongs to, by the SSRC it carries
-    /// (RTP: bytes 8-11; RTCP: the sender's, bytes 4-7).
-    fn link(&self, from: SocketAddr, data: &[u8], rtcp: bool) -> Option<usize> {
-        if self.links.is_empty() {
-            return None;
-        }
-        let at = if rtcp { 4 } else { 8 };
-        let ssrc = data.get(at..at + 4)?;
-        let ssrc = u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]);
-        self.links.get(&(from, ssrc)).copied()
-    }
-
-    /// Forgets the leg's addresses (only where they still point at this leg).
-    fn unmap(&mut self, idx: usize, rtp: SocketAddr, rtcp: SocketAddr) {
-        if self.rtp.get(&rtp) == Some(&idx) {
-            self.rtp.remove(&rtp);
-        }
-        if self.rtcp.get(&rtcp) == Some(&idx) {
-            self.rtcp.remove(&rtcp);
         }
     }
 }
