@@ -366,23 +366,43 @@ async fn expect_hearing(phones: &[Participant], i: usize, heard: &[usize]) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exclusive_listen_on_a_secondary_silences_everyone_else_on_every_node() {
-    let _machine = exclusive().await;
-    let cl = cluster(|_| {}).await;
-    let mut c = controller(&cl).await;
+/// Three live PCMU phones on tones 0-2 in room `*3<room>#` (one per node, by
+/// round-robin), with RFC 4733 offered when asked.
+async fn live_phones(c: &mut Client, room: &str, rfc4733: bool) -> Vec<Participant> {
     let mut phones = Vec::new();
     for (i, &tone) in TONES.iter().enumerate().take(3) {
         let p = Participant::bind([127, 0, 0, 1].into(), CodecKind::Pcmu, Source::tone(tone))
             .await
             .expect("bind a phone");
         let out = c
-            .setup(&format!("p{i}"), "*3820#", false, &p.offer(true))
+            .setup(
+                &format!("p{i}"),
+                &format!("*3{room}#"),
+                false,
+                &p.offer(rfc4733),
+            )
             .await
             .expect("setup");
         p.connect(out.media_addr().expect("connected"));
         phones.push(p);
     }
+    phones
+}
+
+/// Waits until every phone hears every other one.
+async fn expect_all_hear_all(phones: &[Participant]) {
+    for i in 0..phones.len() {
+        let all: Vec<usize> = (0..phones.len()).filter(|&j| j != i).collect();
+        expect_hearing(phones, i, &all).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusive_listen_on_a_secondary_silences_everyone_else_on_every_node() {
+    let _machine = exclusive().await;
+    let cl = cluster(|_| {}).await;
+    let mut c = controller(&cl).await;
+    let phones = live_phones(&mut c, "820", true).await;
     let status = c.status().await.expect("status");
     let room = &status.rooms[0];
     let primary = room
@@ -400,10 +420,7 @@ async fn exclusive_listen_on_a_secondary_silences_everyone_else_on_every_node() 
         .find(|&i| node_of(i).as_deref() != Some(primary.as_str()))
         .expect("two of three phones are on secondaries");
     let others: Vec<usize> = (0..3).filter(|&j| j != x).collect();
-    for i in 0..3 {
-        let all: Vec<usize> = (0..3).filter(|&j| j != i).collect();
-        expect_hearing(&phones, i, &all).await;
-    }
+    expect_all_hear_all(&phones).await;
     // The member on a secondary turns exclusive listen on: everyone, on every node,
     // hears only it, and it hears nobody.
     phones[x].send_rfc4733("*21#");
@@ -431,10 +448,7 @@ async fn exclusive_listen_on_a_secondary_silences_everyone_else_on_every_node() 
     })
     .await
     .expect("back to normal");
-    for i in 0..3 {
-        let all: Vec<usize> = (0..3).filter(|&j| j != i).collect();
-        expect_hearing(&phones, i, &all).await;
-    }
+    expect_all_hear_all(&phones).await;
     drop(c);
     cl.stop().await;
 }
@@ -444,18 +458,7 @@ async fn losing_the_primary_releases_its_callers_and_relinks_the_others() {
     let _machine = exclusive().await;
     let mut cl = cluster(|_| {}).await;
     let mut c = controller(&cl).await;
-    let mut phones = Vec::new();
-    for (i, &tone) in TONES.iter().enumerate().take(3) {
-        let p = Participant::bind([127, 0, 0, 1].into(), CodecKind::Pcmu, Source::tone(tone))
-            .await
-            .expect("bind a phone");
-        let out = c
-            .setup(&format!("p{i}"), "*3830#", false, &p.offer(false))
-            .await
-            .expect("setup");
-        p.connect(out.media_addr().expect("connected"));
-        phones.push(p);
-    }
+    let phones = live_phones(&mut c, "830", false).await;
     let status = c.status().await.expect("status");
     let room = &status.rooms[0];
     let primary = room.primary.clone().expect("a primary");
@@ -467,10 +470,7 @@ async fn losing_the_primary_releases_its_callers_and_relinks_the_others() {
         .expect("the first caller is on the primary");
     let x: usize = on_primary[1..].parse().unwrap();
     let rest: Vec<usize> = (0..3).filter(|&j| j != x).collect();
-    for i in 0..3 {
-        let all: Vec<usize> = (0..3).filter(|&j| j != i).collect();
-        expect_hearing(&phones, i, &all).await;
-    }
+    expect_all_hear_all(&phones).await;
     // The primary node goes away.
     let at = cl.nodes.iter().position(|n| n.name == primary).unwrap();
     let dead = cl.nodes.remove(at);
