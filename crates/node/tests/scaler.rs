@@ -4,6 +4,9 @@
 //! worker, and answers every operation `Done` (a snapshot with an empty snapshot),
 //! keeping what it was asked for. Every wait is for an event, with a deadline.
 
+mod common;
+
+use common::{plain, Process};
 use futures_util::{SinkExt, StreamExt};
 use scnf::scaler::{self, ScalerConfig, ScalerHandle};
 use scnf_core::cluster::is_cluster_id;
@@ -462,34 +465,6 @@ async fn a_real_node_registers_and_a_call_through_the_scaler_gets_its_media_from
     assert!(s.shutdown(WAIT).await);
     link.close(WAIT).await;
     node.shutdown();
-}
-
-/// Kills the scaler process if the test fails before it exits.
-struct Process(std::process::Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Removes terminal colour sequences (`ESC [ ... m`) from a log line.
-fn plain(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The scaler's log lines, as they come.

@@ -2,47 +2,22 @@
 //! `Release` with cause 41 and its session closed, the participant an RTCP BYE, and
 //! the process exits 0 within a bound. Every wait is for an event, with a deadline.
 
+mod common;
+
+use common::{plain, Process};
 use scnf_core::control::msg::{CodecDesc, MediaOffer, ServerMsg};
 use scnf_media::rtp::{self, parse_compound, RtcpPacket};
 use scnf_testkit::client::{CallAnswer, Client};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
-/// Kills the node if the test fails before it exits.
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Removes terminal colour sequences (`ESC [ ... m`) from a log line.
-fn plain(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Starts `scnf node` on loopback with an OS-chosen control port; returns it and
 /// that port, read from its log.
-fn start() -> (Node, SocketAddr) {
+fn start() -> (Process, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_scnf"))
         .args([
             "node",
@@ -68,7 +43,7 @@ fn start() -> (Node, SocketAddr) {
             let _ = tx.send(plain(&line));
         }
     });
-    let node = Node(child);
+    let node = Process(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
