@@ -87,14 +87,7 @@ pub fn client_config_trusting(ca_der: &[u8]) -> Result<Arc<ClientConfig>, TlsErr
         .map_err(|e| TlsError::BadTrustAnchor {
             reason: e.to_string(),
         })?;
-    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config {
-            reason: e.to_string(),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    client_config(roots)
 }
 
 /// A client configuration that trusts every certificate in the PEM file `ca_pem`
@@ -112,6 +105,11 @@ pub fn client_config_from_ca_file(ca_pem: &Path) -> Result<Arc<ClientConfig>, Tl
             reason: format!("{origin}: {e}"),
         })?;
     }
+    client_config(roots)
+}
+
+/// A client configuration trusting `roots` only.
+fn client_config(roots: RootCertStore) -> Result<Arc<ClientConfig>, TlsError> {
     let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config {
