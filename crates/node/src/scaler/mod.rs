@@ -55,6 +55,10 @@ pub enum ScalerError {
     Random(String),
 }
 
+/// How long node connections get to write their last frames and the close before
+/// the node listener stops (which ends them all).
+const NODE_FLUSH: Duration = Duration::from_millis(100);
+
 /// A running scaler. Dropping it stops the node face (the nodes' connections
 /// close); call [`ScalerHandle::shutdown`] to release the calls first.
 pub struct ScalerHandle {
@@ -88,13 +92,17 @@ impl ScalerHandle {
         let deadline = tokio::time::Instant::now() + bound;
         let released = self.face.shutdown(bound).await;
         self.face.stop();
-        self.node_server.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        // The close frames to the nodes are queued at once; the whole stop stays
-        // within `bound`.
+        // The planner queues its last operations (the calls' leg removals) and then
+        // a close on every node connection. The node listener goes only after that:
+        // its end stops every connection at once, and a connection stopped that way
+        // drops what it had not written yet. The whole stop stays within `bound`.
         let _ = tokio::time::timeout_at(deadline, &mut self.planner).await;
+        let grace = (tokio::time::Instant::now() + NODE_FLUSH).min(deadline);
+        tokio::time::sleep_until(grace).await;
+        self.node_server.abort();
         released
     }
 }
