@@ -353,7 +353,7 @@ where
         if let Some(total) = lock(&ctx.door).count_dead(&reason) {
             tracing::warn!(%peer, ?conn, reason, total, "control session closed: its controller stopped taking part");
         }
-        close(&mut sink, code, reason).await;
+        close(&mut sink, &mut stream, code, reason).await;
     }
     let _ = frames.send(Inbound::Closed { conn, reason }).await;
     tracing::debug!(%peer, ?conn, "control session closed");
@@ -405,20 +405,36 @@ fn stream_error(peer: SocketAddr, e: &WsError) -> End {
     Some((code, reason.into()))
 }
 
-/// How long a close frame may take to leave: a peer that does not read gets its
-/// connection dropped without it.
+/// How long the closing handshake may take: a peer that does not read, or does
+/// not answer the close, gets its connection dropped without it.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Sends a close frame, within [`CLOSE_TIMEOUT`].
-async fn close<S>(sink: &mut S, code: CloseCode, reason: String)
+/// The closing handshake (RFC 6455, 7.1.1), within [`CLOSE_TIMEOUT`]: sends the
+/// close frame, then reads (and drops) what the peer still sends until its own
+/// close or the end of the stream. Dropping the TCP connection while the peer's
+/// last frames sit unread makes the kernel answer with a reset, and a reset can
+/// destroy, at the peer, frames this side wrote just before: the last operations
+/// a scaler sends to a node, or the releases a node sends to its controller.
+async fn close<S, R>(sink: &mut S, stream: &mut R, code: CloseCode, reason: String)
 where
     S: Sink<Message> + Unpin,
+    R: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
 {
     let frame = CloseFrame {
         code,
         reason: reason.into(),
     };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+    let handshake = async {
+        if sink.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        while let Some(Ok(msg)) = stream.next().await {
+            if msg.is_close() {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, handshake).await;
 }
 
 #[cfg(test)]

@@ -55,10 +55,6 @@ pub enum ScalerError {
     Random(String),
 }
 
-/// How long node connections get to write their last frames and the close before
-/// the node listener stops (which ends them all).
-const NODE_FLUSH: Duration = Duration::from_millis(100);
-
 /// A running scaler. Dropping it stops the node face (the nodes' connections
 /// close); call [`ScalerHandle::shutdown`] to release the calls first.
 pub struct ScalerHandle {
@@ -96,12 +92,11 @@ impl ScalerHandle {
             let _ = stop.send(());
         }
         // The planner queues its last operations (the calls' leg removals) and then
-        // a close on every node connection. The node listener goes only after that:
-        // its end stops every connection at once, and a connection stopped that way
-        // drops what it had not written yet. The whole stop stays within `bound`.
+        // a close on every node connection, and ends when every connection has
+        // written them. The node listener goes only after that: its end stops every
+        // connection at once, and a connection stopped that way drops what it had
+        // not written yet. The whole stop stays within `bound`.
         let _ = tokio::time::timeout_at(deadline, &mut self.planner).await;
-        let grace = (tokio::time::Instant::now() + NODE_FLUSH).min(deadline);
-        tokio::time::sleep_until(grace).await;
         self.node_server.abort();
         released
     }

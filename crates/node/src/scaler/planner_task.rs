@@ -89,7 +89,8 @@ impl Media for PlannerFront {
 struct NodeConn {
     peer: SocketAddr,
     tx: mpsc::Sender<Outbound>,
-    /// Taken when used: a connection is killed once.
+    /// Taken when used: a connection is killed once. Dropping it kills the
+    /// connection too (what was queued and not written yet is lost).
     kill: Option<oneshot::Sender<String>>,
 }
 
@@ -226,11 +227,24 @@ pub(crate) async fn run(task: Task) {
         }
     }
     s.route();
-    for (node, mut c) in s.conns.drain() {
-        c.send(node, Outbound::Close("scaler stopping".into()));
+    for (node, c) in s.conns.iter_mut() {
+        c.send(*node, Outbound::Close("scaler stopping".into()));
     }
     for (req, results) in s.pending.drain() {
         let _ = results.send((req, MediaResult::Failed("scaler stopping".into())));
+    }
+    // A connection reports `Closed` once it has written everything queued before
+    // the close, and the close itself: the task ends when every node has had its
+    // last frames (or its connection is gone), so whoever stops the node listener
+    // after it cuts nothing short. Each `NodeConn` is kept until then, because
+    // dropping one kills its connection at once, queued frames and all. A node
+    // that never reads is cut by `send` above; the caller bounds the wait.
+    while !queues.is_empty() {
+        let (conn, item) = std::future::poll_fn(|cx| poll_queues(&mut queues, &mut next, cx)).await;
+        if matches!(item, Some(Inbound::Closed { .. }) | None) {
+            queues.retain(|q| q.conn != conn);
+            s.conns.remove(&NodeId(conn.0));
+        }
     }
 }
 
@@ -366,6 +380,25 @@ mod tests {
             }
         }
 
+        /// Plays the transport at the scaler's stop: everything queued up to the
+        /// close is written, then the connection reports `Closed`. Returns the texts
+        /// written before the close.
+        async fn closes(mut self) -> Vec<String> {
+            let mut texts = Vec::new();
+            loop {
+                match tokio::time::timeout(WAIT, self.out.recv()).await {
+                    Ok(Some(Outbound::Text(t))) => texts.push(t),
+                    Ok(Some(Outbound::Login(_))) => continue,
+                    Ok(Some(Outbound::Close(_))) => break,
+                    other => panic!("a close, not {other:?}"),
+                }
+            }
+            let conn = self.conn;
+            let closed = Inbound::Closed { conn, reason: None };
+            self.frames.send(closed).await.unwrap();
+            texts
+        }
+
         /// Logs in and registers `channels`.
         async fn join(&mut self, name: &str, channels: u32) {
             let mut login = LoginClient::new(name, SECRET, "test");
@@ -464,6 +497,9 @@ mod tests {
         let mut other = Peer::open(&nodes, 2, 16).await;
         other.join("scnf-a", 10).await;
         stop.send(()).unwrap();
+        // The cut one's transport ends without a word.
+        drop(stuck);
+        other.closes().await;
         run.await.unwrap();
     }
 
@@ -487,6 +523,30 @@ mod tests {
         let got = tokio::time::timeout(WAIT, driver_rx.recv()).await.unwrap();
         assert!(matches!(got, Some(Inbound::Channels(15))), "{got:?}");
         stop.send(()).unwrap();
+        a.closes().await;
+        b.closes().await;
         run.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn stopping_ends_only_once_every_node_connection_has_written_its_close() {
+        let Harness {
+            nodes, stop, run, ..
+        } = task(16);
+        let mut a = Peer::open(&nodes, 1, 16).await;
+        a.join("scnf-a", 10).await;
+        let mut b = Peer::open(&nodes, 2, 16).await;
+        b.join("scnf-b", 10).await;
+        stop.send(()).unwrap();
+        a.closes().await;
+        // One connection is still writing: the task waits for it.
+        let mut run = run;
+        let early = tokio::time::timeout(Duration::from_millis(50), &mut run).await;
+        assert!(early.is_err(), "the task ended with a connection open");
+        b.closes().await;
+        tokio::time::timeout(WAIT, run)
+            .await
+            .expect("ends once the last close is written")
+            .unwrap();
     }
 }
