@@ -112,6 +112,7 @@ impl NodeHandle {
                     rtcp_interval: std::time::Duration::from_millis(cfg.rtp.rtcp_interval_ms),
                     media_timeout: (cfg.rtp.media_timeout_ms > 0)
                         .then(|| std::time::Duration::from_millis(cfg.rtp.media_timeout_ms)),
+                    link_timeout: scnf_core::engine::LINK_TIMEOUT,
                     cname: format!("scnf-{port}@{advertise}"),
                     wallclock: (anchor, wall),
                 },

@@ -115,3 +115,47 @@ fn a_link_sends_with_its_own_ssrc_and_reports_no_talking() {
     // The member of room 1 hears the far side through its link.
     assert!(e.leg_stats(LegId(1)).unwrap().packets_sent > 0);
 }
+
+#[test]
+fn a_link_that_hears_nothing_for_its_timeout_says_so_and_a_quiet_room_keeps_its_links_alive() {
+    let (mut e, start) = two_linked_rooms();
+    let peer: SocketAddr = PEER.parse().unwrap();
+    let mut now = start;
+    let mut timeouts = Vec::new();
+    let mut sent_per_tick = Vec::new();
+    for k in 0..100u16 {
+        // Room 2's far node sends its (silent) mix every period; room 1's is gone.
+        e.handle_datagram(now, peer, Via::Rtp, &l16(202, k, 160 * k as u32, 0));
+        now += TICK;
+        e.handle_timeout(now);
+        let mut to_peer = 0;
+        while let Some(t) = e.poll_transmit() {
+            if t.dst == peer && RtpPacket::parse(t.data).is_ok() {
+                to_peer += 1;
+            }
+        }
+        sent_per_tick.push(to_peer);
+        for ev in std::iter::from_fn(|| e.poll_event()) {
+            if let EngineEvent::MediaTimeout { leg, .. } = ev {
+                timeouts.push((leg, now - start));
+            }
+        }
+    }
+    assert_eq!(
+        timeouts.len(),
+        1,
+        "one report, for the silent link: {timeouts:?}"
+    );
+    let (leg, after) = timeouts[0];
+    assert_eq!(leg, LegId(11));
+    assert!(
+        after >= LINK_TIMEOUT && after < LINK_TIMEOUT + 3 * TICK,
+        "reported after {after:?}"
+    );
+    // Nobody talks, yet both links carry their room's mix every period: silence on
+    // a link means the far node is gone, never a quiet room.
+    assert!(
+        sent_per_tick.iter().all(|&n| n >= 2),
+        "packets to the peer per tick: {sent_per_tick:?}"
+    );
+}

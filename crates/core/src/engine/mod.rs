@@ -79,6 +79,9 @@ pub const LATCH_QUIET: Duration = Duration::from_millis(250);
 /// must not flood the log; the counter has every one).
 const LOG_EVERY: Duration = Duration::from_secs(1);
 
+/// Default of [`EngineConfig::link_timeout`].
+pub const LINK_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Engine settings (typed, already validated).
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -87,6 +90,13 @@ pub struct EngineConfig {
     pub rtcp_interval: Duration,
     /// `None` disables media-timeout events.
     pub media_timeout: Option<Duration>,
+    /// A link leg (an invisible participant between two nodes) that hears nothing
+    /// this long raises its media timeout. A link carries the other node's mix every
+    /// period whatever is said, so silence on it means the far node or the path is
+    /// gone: the scaler takes it as evidence against the far node (see
+    /// `cluster::planner`), and the sooner it hears, the shorter the gap when a
+    /// room's primary dies. Default 500 ms: 25 periods, well above LAN jitter.
+    pub link_timeout: Duration,
     /// RTCP SDES CNAME of this node.
     pub cname: String,
     /// Wall-clock anchor for RTCP NTP timestamps: an `Instant` and the time since the
@@ -103,6 +113,7 @@ impl EngineConfig {
             mix: MixConfig::default(),
             rtcp_interval: Duration::from_secs(5),
             media_timeout: Some(Duration::from_secs(30)),
+            link_timeout: LINK_TIMEOUT,
             cname: cname.into(),
             wallclock,
         }
@@ -732,12 +743,16 @@ impl Engine {
     fn housekeeping(&mut self, now: Instant) {
         let ntp = self.ntp(now);
         let interval = self.cfg.rtcp_interval;
-        let timeout = self.cfg.media_timeout;
+        let (timeout, link_timeout) = (self.cfg.media_timeout, self.cfg.link_timeout);
         for (_, leg) in self.legs.iter_mut() {
             if leg.next_rtcp <= now {
                 rtcp_io::send_report(leg, now, ntp, &self.cfg.cname, &mut self.tx);
                 leg.next_rtcp = now + interval.mul_f64(0.5 + self.rng.next_f64());
             }
+            let timeout = match leg.spec.link {
+                Some(_) => Some(link_timeout),
+                None => timeout,
+            };
             if let Some(t) = timeout {
                 if !leg.timeout_reported && now.saturating_duration_since(leg.last_rx) >= t {
                     leg.timeout_reported = true;
