@@ -124,6 +124,7 @@ async fn register<S: Io>(
         workers: vec![worker()],
         channels,
         local: 0,
+        holds: Vec::new(),
     });
     send(ws, reg.to_json()).await;
     loop {

@@ -16,7 +16,7 @@ use scnf::config::scaler::parse_scaler_url;
 use scnf::config::Config;
 use scnf::scaler_link::{self, LinkConfig, LinkHandle, LinkState};
 use scnf::NodeHandle;
-use scnf_core::cluster::link::{ScalerMsg, LINK_VERSION};
+use scnf_core::cluster::link::{Held, ScalerMsg, LINK_VERSION};
 use scnf_core::cluster::CLUSTER_ID_BIT;
 use scnf_core::engine::{EngineEvent, LegId, LegSpec, MediaOp, MediaResult, MixId};
 use scnf_media::codec::CodecKind;
@@ -593,7 +593,7 @@ async fn the_scnf_binary_registers_with_its_flags_and_closes_the_link_on_sigterm
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_lost_link_the_rooms_the_scaler_placed_close_when_the_node_registers_again() {
+async fn after_a_lost_link_the_scalers_rooms_run_on_and_the_next_registration_reports_them() {
     let mut scaler = fake_scaler(
         7908,
         SECRET,
@@ -603,13 +603,15 @@ async fn after_a_lost_link_the_rooms_the_scaler_placed_close_when_the_node_regis
     .await;
     let node = node(1, (30_100, 30_109));
     let link = scaler_link::spawn(node.clone(), link_config(scaler.addr, SECRET, "relink"));
-    let (_, _, to) = scaler.registered().await;
+    let (_, first, to) = scaler.registered().await;
+    assert!(first.holds.is_empty(), "a fresh node holds nothing");
     let mix = MixId(cluster(1));
+    let leg = LegId(cluster(1));
     let ops = [
         MediaOp::OpenRoom { mix },
         MediaOp::AddLeg {
             mix,
-            leg: LegId(cluster(1)),
+            leg,
             spec: spec(peer(30_996)),
         },
     ];
@@ -635,15 +637,20 @@ async fn after_a_lost_link_the_rooms_the_scaler_placed_close_when_the_node_regis
         })
         .await;
     assert_eq!(node.stats().await.unwrap()[0].legs, 1);
-    // The link drops; the scaler released that call. Once registered again, the
-    // node closes what the scaler had placed.
+    // The link drops. The media does not depend on it: the room and its leg run
+    // on, and the node tells the scaler it still holds them when it registers
+    // again (the scaler decides what stays).
     drop(to);
-    let mut state = link.registered();
-    state_where(&mut state, "registered again", |s| {
-        matches!(s, LinkState::Registered { attempt: 2, .. })
-    })
-    .await;
+    let (_, again, _to) = scaler.registered().await;
+    assert_eq!(
+        again.holds,
+        vec![Held {
+            worker: 0,
+            mix,
+            legs: vec![leg],
+        }]
+    );
     let stats = node.stats().await.unwrap();
-    assert_eq!((stats[0].rooms, stats[0].legs), (0, 0));
+    assert_eq!((stats[0].rooms, stats[0].legs), (1, 1));
     stop(link, node).await;
 }

@@ -14,7 +14,7 @@
 //!    that hears nothing for [`SILENCE`] drops the link (the node then reconnects
 //!    with backoff).
 
-use crate::engine::{EngineEvent, MediaOp, MediaResult, WorkerStats};
+use crate::engine::{EngineEvent, LegId, MediaOp, MediaResult, MixId, WorkerStats};
 use crate::session::WorkerAddrs;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -59,6 +59,20 @@ pub struct Register {
     pub channels: u32,
     /// Of those, what its own (standalone) controllers use now.
     pub local: u32,
+    /// The rooms and legs a scaler placed that the node still runs (it keeps them
+    /// while its link is down: media never depends on the scaler). The scaler
+    /// reconciles: it takes back what it still knows and tears down the rest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<Held>,
+}
+
+/// One room a scaler placed on a node, as the node holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    pub worker: usize,
+    pub mix: MixId,
+    /// Its legs: members and links.
+    pub legs: Vec<LegId>,
 }
 
 /// A node's load, sent every [`HEARTBEAT`].

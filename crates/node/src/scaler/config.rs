@@ -80,6 +80,10 @@ pub struct ScalerConfig {
     pub link_codec: LinkCodec,
     /// Most registered nodes at once. Default 256.
     pub max_nodes: usize,
+    /// How long a node whose connection is lost keeps its calls, waiting for it to
+    /// register again (sooner dead when its links fall silent), in ms. 0: dead at
+    /// once. Default 10000.
+    pub node_grace_ms: u64,
     /// The controllers' limits (the node's `[control]` keys and defaults).
     pub control: ScalerControl,
 }
@@ -98,6 +102,7 @@ impl Default for ScalerConfig {
             nodes_tls_key: None,
             link_codec: LinkCodec::L16,
             max_nodes: 256,
+            node_grace_ms: 10_000,
             control: ScalerControl::default(),
         }
     }
@@ -249,6 +254,9 @@ impl ScalerConfig {
         if !(1..=10_000).contains(&self.max_nodes) {
             return Err(invalid("max_nodes", "must be 1..=10000"));
         }
+        if self.node_grace_ms > 600_000 {
+            return Err(invalid("node_grace_ms", "must be 0..=600000"));
+        }
         // The limits are the node's: its checks, and the same field names.
         self.as_node().validate()
     }
@@ -326,6 +334,7 @@ impl ScalerConfig {
     pub fn planner_config(&self, secret: Option<Vec<u8>>, seed: [u8; 32]) -> PlannerConfig {
         let mut p = PlannerConfig::new(secret, seed);
         p.link_codec = self.link_codec.kind();
+        p.node_grace = std::time::Duration::from_millis(self.node_grace_ms);
         p
     }
 }

@@ -424,6 +424,7 @@ mod tests {
                 }],
                 channels,
                 local: 0,
+                holds: Vec::new(),
             });
             self.send(reg.to_json()).await;
             loop {

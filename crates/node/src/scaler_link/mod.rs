@@ -13,14 +13,15 @@
 //! for [`SILENCE`](scnf_core::cluster::link::SILENCE)) is a warning, then a
 //! reconnect; the waits between attempts follow [`backoff::Backoff`]. Legs the
 //! scaler placed keep running while it is away: media state lives on the node, and
-//! a scaler that comes back re-synchronises (issue 13). The node's own control
-//! listener is independent of all this.
+//! the next registration reports them for the scaler to reconcile
+//! ([`placed`]). The node's own control listener is independent of all this.
 //!
 //! Tests watch [`LinkHandle::registered`] instead of sleeping.
 
 pub mod answers;
 pub mod backoff;
 pub mod name;
+mod placed;
 mod session;
 
 use crate::config::{Config, ConfigError, ScalerUrl};
@@ -203,7 +204,9 @@ async fn run(
 ) {
     let mut backoff = backoff::Backoff::new(cfg.seed);
     let mut attempt = 0u64;
-    let mut placed = session::Placed::default();
+    let mut placed = placed::Placed::default();
+    // Since when the scaler's rooms here have had no registered link.
+    let mut unattended: Option<std::time::Instant> = None;
     tracing::info!(scaler = %cfg.url.text, name = %cfg.name, "registering to the scaler");
     loop {
         attempt += 1;
@@ -213,6 +216,11 @@ async fn run(
             if *lived > backoff::RESET_AFTER {
                 backoff.reset();
             }
+            unattended = None; // it was registered until now
+        }
+        let since = *unattended.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() >= placed::ORPHANED_AFTER {
+            placed.close_all(&node).await;
         }
         // One line per attempt that ended: an error for a refusal (an operator must
         // act), a warning for a network problem (it may heal by itself).
@@ -233,7 +241,7 @@ async fn run(
                     %reason,
                     registered_s = lived.as_secs(),
                     retry_ms,
-                    "scaler link lost; the legs it placed run on until the link is back, then close (the scaler released their calls)"
+                    "scaler link lost; the legs it placed run on, and the scaler takes them back when the link is back"
                 );
             }
         }

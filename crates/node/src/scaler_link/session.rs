@@ -7,16 +7,17 @@
 //! silence timer keeps running whatever the socket does.
 
 use super::answers::Answers;
+use super::placed::Placed;
 use super::{stopped, LinkConfig, LinkState};
 use crate::NodeHandle;
 use futures_util::{SinkExt, StreamExt};
 use scnf_core::cluster::link::{
-    self, event_is_cluster, op_allowed, op_ids, NodeMsg, Register, ScalerMsg, HEARTBEAT,
+    self, event_is_cluster, op_allowed, op_ids, Held, NodeMsg, Register, ScalerMsg, HEARTBEAT,
     LINK_VERSION, SILENCE,
 };
 use scnf_core::control::login::{ClientLoginError, ClientStep, LoginClient, ServerAuth};
 use scnf_core::control::msg::{parse_server, ClientMsg, ServerMsg};
-use scnf_core::engine::{MediaOp, MediaResult, MixId, WorkerStats};
+use scnf_core::engine::{MediaOp, MediaResult, WorkerStats};
 use scnf_core::session::ReqId;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -79,7 +80,7 @@ pub(super) async fn run(
             .await
             .map_err(|reason| Outcome::Failed { reason })?;
         login(&mut ws, cfg).await?;
-        register(&mut ws, node, cfg).await?;
+        register(&mut ws, node, cfg, placed.holds()).await?;
         Ok::<Ws, Outcome>(ws)
     };
     let ws = tokio::select! {
@@ -89,46 +90,12 @@ pub(super) async fn run(
         },
         _ = stopped(stop) => return Outcome::Stopped,
     };
-    placed.clear(node).await;
-    tracing::info!(scaler = %cfg.url.text, name = %cfg.name, attempt, "registered to the scaler");
+    tracing::info!(scaler = %cfg.url.text, name = %cfg.name, attempt, held = placed.len(), "registered to the scaler");
     state.send_replace(LinkState::Registered {
         name: cfg.name.clone(),
         attempt,
     });
     serve(ws, node, cfg, stop, placed).await
-}
-
-/// The rooms a scaler opened on this node, across link attempts. A scaler that loses
-/// a node releases the calls it had there, so once the link is back what the last
-/// one placed is closed before new operations come: no leg outlives its call.
-#[derive(Debug, Default)]
-pub(super) struct Placed {
-    rooms: std::collections::HashMap<MixId, usize>,
-}
-
-impl Placed {
-    fn note(&mut self, worker: usize, op: &MediaOp) {
-        match op {
-            MediaOp::OpenRoom { mix } => {
-                self.rooms.insert(*mix, worker);
-            }
-            MediaOp::CloseRoom { mix } => {
-                self.rooms.remove(mix);
-            }
-            _ => {}
-        }
-    }
-
-    async fn clear(&mut self, node: &NodeHandle) {
-        if self.rooms.is_empty() {
-            return;
-        }
-        let n = self.rooms.len();
-        for (mix, worker) in self.rooms.drain() {
-            let _ = node.request(worker, MediaOp::CloseRoom { mix }).await;
-        }
-        tracing::info!(rooms = n, "closed the rooms the scaler had placed before the link was lost (their calls were released)");
-    }
 }
 
 /// TCP (and TLS for wss), then the WebSocket handshake.
@@ -234,7 +201,12 @@ async fn login(ws: &mut Ws, cfg: &LinkConfig) -> Result<(), Outcome> {
 }
 
 /// Sends the registration and waits for the scaler's verdict.
-async fn register(ws: &mut Ws, node: &NodeHandle, cfg: &LinkConfig) -> Result<(), Outcome> {
+async fn register(
+    ws: &mut Ws,
+    node: &NodeHandle,
+    cfg: &LinkConfig,
+    holds: Vec<Held>,
+) -> Result<(), Outcome> {
     let register = NodeMsg::Register(Register {
         name: cfg.name.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -242,6 +214,7 @@ async fn register(ws: &mut Ws, node: &NodeHandle, cfg: &LinkConfig) -> Result<()
         workers: node.workers(),
         channels: cfg.channels,
         local: local(cfg),
+        holds,
     });
     send_text(ws, register.to_json()).await?;
     loop {

@@ -47,6 +47,7 @@
 mod nodes;
 mod place;
 mod report;
+mod survive;
 
 use super::link::ScalerMsg;
 use crate::control::auth::{Challenges, LoginConfig};
@@ -90,6 +91,13 @@ pub struct PlannerConfig {
     /// loses its call (and the leg is removed there); the node gets no new members
     /// until it answers again. Default 2 s.
     pub op_timeout: Duration,
+    /// A registered node whose connection is lost (closed, or silent for
+    /// `silence`) keeps its rooms and calls this long, waiting for it to register
+    /// again: a link that broke while the node lives costs nobody their call. It is
+    /// declared dead sooner when the media says so (a peer's link to it went
+    /// silent, see [`crate::engine::EngineConfig::link_timeout`]). Zero: dead at
+    /// once. Default 10 s.
+    pub node_grace: Duration,
 }
 
 impl std::fmt::Debug for PlannerConfig {
@@ -118,6 +126,7 @@ impl PlannerConfig {
             heartbeat: super::link::HEARTBEAT,
             register_timeout: Duration::from_secs(5),
             op_timeout: Duration::from_secs(2),
+            node_grace: Duration::from_secs(10),
         }
     }
 }
@@ -164,6 +173,18 @@ pub struct PlannerStats {
     pub no_channel: u64,
     /// Status rounds answered without a node that did not answer in time.
     pub late_snapshots: u64,
+    /// Nodes whose connection is lost and whose rooms wait for them now.
+    pub detached: usize,
+    /// Nodes that registered again within the grace and kept their calls.
+    pub reattached: u64,
+    /// Nodes declared dead (their calls released, their rooms repaired).
+    pub nodes_lost: u64,
+    /// Rooms and legs a registering node still held that the cluster had let go
+    /// (torn down there).
+    pub torn_down: u64,
+    /// Legs the planner knew that a re-registering node no longer held (their
+    /// calls released, or the link rebuilt).
+    pub missing: u64,
 }
 
 /// A connection on the node face.
@@ -194,11 +215,20 @@ struct Node {
     /// It let a member's `AddLeg` time out and has not answered anything since:
     /// no new member goes there until it does.
     stalled: bool,
+    /// Its connection is lost at this instant: it takes no new member, and it is
+    /// declared dead at `gone + node_grace` unless it registers again first.
+    gone: Option<Instant>,
+    /// A peer's link to it went silent: with its connection quiet or lost, that is
+    /// enough to declare it dead.
+    suspect: bool,
 }
 
 impl Node {
-    /// Channels a placement may still take.
+    /// Channels a placement may still take (none on a node that is away).
     fn free(&self) -> u32 {
+        if self.gone.is_some() {
+            return 0;
+        }
         self.channels
             .saturating_sub(self.local)
             .saturating_sub(self.members)
@@ -417,6 +447,7 @@ impl Planner {
             .conns
             .values()
             .filter_map(|c| c.node.as_ref())
+            .filter(|n| n.gone.is_none())
             .map(|n| n.channels.saturating_sub(n.local).saturating_sub(n.links))
             .fold(0u32, |a, b| a.saturating_add(b));
         if self.capacity != Some(capacity) {
@@ -431,7 +462,7 @@ impl Planner {
         if self.next_heartbeat.is_some_and(|t| t <= now) {
             self.heartbeat(now);
         } else {
-            self.drop_silent(now);
+            self.check_nodes(now);
         }
         self.note_capacity();
     }
@@ -440,8 +471,8 @@ impl Planner {
         let silence = self
             .conns
             .values()
-            .map(|c| match c.node {
-                Some(_) => c.last_heard + self.cfg.silence,
+            .map(|c| match &c.node {
+                Some(n) => self.node_deadline(c, n),
                 None => c.opened + self.cfg.register_timeout,
             })
             .min();
@@ -471,6 +502,12 @@ impl Planner {
                 .filter_map(|c| c.node.as_ref())
                 .map(|n| n.links as usize)
                 .sum(),
+            detached: self
+                .conns
+                .values()
+                .filter_map(|c| c.node.as_ref())
+                .filter(|n| n.gone.is_some())
+                .count(),
             ..self.stats.clone()
         }
     }

@@ -83,7 +83,7 @@ impl Planner {
                 self.note_capacity();
             }
             NodeMsg::Result { req, result } => self.node_result(node, req, result),
-            NodeMsg::Event { event } => self.node_event(node, event),
+            NodeMsg::Event { event } => self.node_event(now, node, event),
         }
     }
 
@@ -156,7 +156,7 @@ impl Planner {
         self.out.push_back(PlanOutput::ToNode { node, text });
     }
 
-    fn close(&mut self, node: NodeId, reason: &str) {
+    pub(super) fn close(&mut self, node: NodeId, reason: &str) {
         self.out.push_back(PlanOutput::CloseNode {
             node,
             reason: reason.into(),
@@ -165,6 +165,16 @@ impl Planner {
 
     /// Checks a registration; a refused one is told why and closed.
     fn register(&mut self, now: Instant, node: NodeId, reg: Register) {
+        let Some(reg) = self.reattach(now, node, reg) else {
+            return self.send(
+                node,
+                &ScalerMsg::Registered {
+                    ok: true,
+                    error: None,
+                },
+            );
+        };
+        let mut reg = reg;
         match self.check_registration(&reg) {
             Ok(()) => {
                 let peer = self.conns.get(&node).map(|c| c.peer);
@@ -174,6 +184,7 @@ impl Planner {
                 );
                 self.names.insert(reg.name.clone(), node);
                 let workers = reg.workers.len();
+                let holds = std::mem::take(&mut reg.holds);
                 if let Some(conn) = self.conns.get_mut(&node) {
                     conn.last_heard = now;
                     conn.node = Some(Node {
@@ -187,6 +198,8 @@ impl Planner {
                         members: 0,
                         links: 0,
                         stalled: false,
+                        gone: None,
+                        suspect: false,
                     });
                 }
                 self.send(
@@ -196,6 +209,7 @@ impl Planner {
                         error: None,
                     },
                 );
+                self.tear_down(node, &holds);
                 self.note_capacity();
             }
             Err(error) => {
@@ -248,13 +262,13 @@ impl Planner {
     }
 
     /// A node's connection is gone (closed by either side).
-    pub fn handle_node_closed(&mut self, _now: Instant, node: NodeId) {
-        self.drop_node(node, "closed");
+    pub fn handle_node_closed(&mut self, now: Instant, node: NodeId) {
+        self.connection_lost(now, node, "closed");
     }
 
     /// Forgets a connection; a registered node's rooms are repaired and its
     /// outstanding requests answered.
-    fn drop_node(&mut self, node: NodeId, why: &str) {
+    pub(super) fn drop_node(&mut self, node: NodeId, why: &str) {
         let Some(conn) = self.conns.remove(&node) else {
             return;
         };
@@ -267,6 +281,7 @@ impl Planner {
             tracing::info!(name = %n.name, peer = %conn.peer, why, "node gone");
         }
         self.names.remove(&n.name);
+        self.stats.nodes_lost += 1;
         self.lose_node(node);
         let reqs: Vec<u64> = self
             .pending
@@ -293,40 +308,17 @@ impl Planner {
     /// Every heartbeat: drops the silent nodes and tells the others the scaler is
     /// alive.
     pub(super) fn heartbeat(&mut self, now: Instant) {
-        self.drop_silent(now);
+        self.check_nodes(now);
         let registered: Vec<NodeId> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.node.is_some())
+            .filter(|(_, c)| c.node.as_ref().is_some_and(|n| n.gone.is_none()))
             .map(|(id, _)| *id)
             .collect();
         for node in registered {
             self.send(node, &ScalerMsg::Heartbeat);
         }
         self.next_heartbeat = (!self.conns.is_empty()).then(|| now + self.cfg.heartbeat);
-    }
-
-    /// Drops the nodes silent for `silence` and the connections that did not
-    /// register in time.
-    pub(super) fn drop_silent(&mut self, now: Instant) {
-        let gone: Vec<(NodeId, &'static str)> = self
-            .conns
-            .iter()
-            .filter_map(|(id, c)| match c.node {
-                Some(_) if now >= c.last_heard + self.cfg.silence => Some((*id, "silent")),
-                None if now >= c.opened + self.cfg.register_timeout => {
-                    Some((*id, "did not register in time"))
-                }
-                _ => None,
-            })
-            .collect();
-        for (node, why) in gone {
-            if why == "silent" {
-                self.stats.silent_nodes += 1;
-            }
-            self.close(node, why);
-            self.drop_node(node, why);
-        }
     }
 
     /// The answer to one of our requests.
@@ -345,7 +337,7 @@ impl Planner {
         }
     }
 
-    fn answer(&mut self, node: NodeId, pending: Pending, result: MediaResult) {
+    pub(super) fn answer(&mut self, node: NodeId, pending: Pending, result: MediaResult) {
         if result.is_failed() {
             self.stats.node_refusals += 1;
         }
@@ -393,7 +385,7 @@ impl Planner {
     }
 
     /// A node's media event, in the root's ids (links' events are the planner's).
-    fn node_event(&mut self, node: NodeId, event: EngineEvent) {
+    fn node_event(&mut self, now: Instant, node: NodeId, event: EngineEvent) {
         let leg = match &event {
             EngineEvent::Dtmf { leg, .. }
             | EngineEvent::Talking { leg, .. }
@@ -432,10 +424,7 @@ impl Planner {
             }
             Some(Owner::Link { room, peer }) => {
                 if let EngineEvent::MediaTimeout { .. } = event {
-                    tracing::warn!(
-                        node = %self.node_name(node), peer = %self.node_name(peer), ?room,
-                        "a link between two nodes carries no media"
-                    );
+                    self.link_silent(now, node, peer, room);
                 }
             }
             None => self.stats.bad_frames += 1,

@@ -145,7 +145,7 @@ impl Planner {
 
     /// Joins secondary `s` to primary `p` in a room: a link leg on each side, each
     /// sending to the other's worker socket with its own SSRC.
-    fn link(&mut self, vmix: MixId, p: NodeId, s: NodeId) {
+    pub(super) fn link(&mut self, vmix: MixId, p: NodeId, s: NodeId) {
         let Some(room) = self.rooms.get(&vmix) else {
             return;
         };
@@ -228,7 +228,7 @@ impl Planner {
 
     /// Removes secondary `s`'s link to the room's primary, on both sides (a side
     /// that is gone is skipped).
-    fn unlink(&mut self, vmix: MixId, s: NodeId) {
+    pub(super) fn unlink(&mut self, vmix: MixId, s: NodeId) {
         let Some(room) = self.rooms.get_mut(&vmix) else {
             return;
         };
@@ -255,7 +255,7 @@ impl Planner {
     }
 
     /// The accounting of a leg that is going (whether it was known).
-    fn forget_leg(&mut self, node: NodeId, worker: usize, leg: LegId) -> bool {
+    pub(super) fn forget_leg(&mut self, node: NodeId, worker: usize, leg: LegId) -> bool {
         let Some(owner) = self.owners.remove(&(node, leg)) else {
             return false;
         };
@@ -393,47 +393,55 @@ impl Planner {
             .map(|(id, _)| *id)
             .collect();
         for vmix in rooms {
-            let Some(room) = self.rooms.get_mut(&vmix) else {
-                continue;
-            };
-            let was_primary = room.primary == Some(node);
-            let Some(part) = room.parts.remove(&node) else {
-                continue;
-            };
-            for vleg in &part.members {
-                if let Some(m) = self.members.remove(vleg) {
-                    self.owners.remove(&(node, m.leg));
-                }
-                self.out.push_back(PlanOutput::Event(EngineEvent::Lost {
-                    room: vmix,
-                    leg: *vleg,
-                }));
-            }
-            if let Some(pair) = part.link {
-                // A secondary: the primary's end of its link goes.
-                if let Some(p) = self.rooms.get(&vmix).and_then(|r| r.primary) {
-                    let pw = self.rooms[&vmix].parts.get(&p).map(|x| x.worker);
-                    if let Some(pw) = pw {
-                        self.drop_leg(p, pw, pair.there);
-                    }
-                }
-            }
-            if was_primary {
-                self.repair(vmix, node);
-            }
-            self.settle(vmix);
-            if let Some(room) = self.rooms.get_mut(&vmix) {
-                if room.parts.is_empty() {
-                    room.primary = None;
-                }
-            }
+            self.lose_part(vmix, node);
         }
         self.owners.retain(|(n, _), _| *n != node);
     }
 
+    /// Room `vmix`'s share on `node` is gone with its media: its members are lost,
+    /// the primary's end of its link goes, and if it was the primary the room gets a
+    /// new one.
+    pub(super) fn lose_part(&mut self, vmix: MixId, node: NodeId) {
+        let Some(room) = self.rooms.get_mut(&vmix) else {
+            return;
+        };
+        let was_primary = room.primary == Some(node);
+        let Some(part) = room.parts.remove(&node) else {
+            return;
+        };
+        for vleg in &part.members {
+            if let Some(m) = self.members.remove(vleg) {
+                self.forget_leg(node, m.worker, m.leg);
+            }
+            self.out.push_back(PlanOutput::Event(EngineEvent::Lost {
+                room: vmix,
+                leg: *vleg,
+            }));
+        }
+        if let Some(pair) = part.link {
+            self.forget_leg(node, part.worker, pair.here);
+            // A secondary: the primary's end of its link goes.
+            if let Some(p) = self.rooms.get(&vmix).and_then(|r| r.primary) {
+                let pw = self.rooms[&vmix].parts.get(&p).map(|x| x.worker);
+                if let Some(pw) = pw {
+                    self.drop_leg(p, pw, pair.there);
+                }
+            }
+        }
+        if was_primary {
+            self.repair(vmix, node, part.worker);
+        }
+        self.settle(vmix);
+        if let Some(room) = self.rooms.get_mut(&vmix) {
+            if room.parts.is_empty() {
+                room.primary = None;
+            }
+        }
+    }
+
     /// The room's primary `dead` is gone: the remaining node with the most members
     /// becomes primary and every other remaining node is linked to it.
-    fn repair(&mut self, vmix: MixId, dead: NodeId) {
+    fn repair(&mut self, vmix: MixId, dead: NodeId, dead_worker: usize) {
         let Some(room) = self.rooms.get_mut(&vmix) else {
             return;
         };
@@ -456,7 +464,7 @@ impl Planner {
             if let Some(pair) = link {
                 // Its link to the dead primary.
                 self.drop_leg(*id, *worker, pair.here);
-                self.owners.remove(&(dead, pair.there));
+                self.forget_leg(dead, dead_worker, pair.there);
             }
         }
         for (id, _, _) in parts {

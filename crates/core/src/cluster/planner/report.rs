@@ -31,7 +31,10 @@ impl Planner {
         let targets: Vec<(NodeId, usize)> = self
             .conns
             .iter()
-            .filter_map(|(id, c)| c.node.as_ref().map(|n| (*id, n.workers.len())))
+            .filter_map(|(id, c)| c.node.as_ref().map(|n| (*id, n)))
+            // A node that is away cannot answer: the round would wait for nothing.
+            .filter(|(_, n)| n.gone.is_none())
+            .map(|(id, n)| (id, n.workers.len()))
             .flat_map(|(id, n)| (0..n).map(move |w| (id, w)))
             .collect();
         if !legs || targets.is_empty() {

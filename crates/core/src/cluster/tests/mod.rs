@@ -4,17 +4,17 @@
 //! applied by a real engine, so an operation the planner gets wrong (a leg it
 //! removes twice, a room it never opened) shows up as a refusal.
 
-use super::link::{NodeMsg, Register, ScalerMsg, LINK_VERSION};
+use super::link::{Held, NodeMsg, Register, ScalerMsg, LINK_VERSION};
 use super::planner::{NodeId, PlanOutput, Planner, PlannerConfig};
 use crate::conf::ConfConfig;
 use crate::control::auth::LoginConfig;
 use crate::control::login::{ClientStep, LoginClient, ServerAuth};
 use crate::control::msg::{self, RoomInfo, ServerMsg};
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{Engine, EngineConfig, EngineEvent, LegId, MediaOp, MixId};
 use crate::session::budget::Budgets;
 use crate::session::{ConnId, Output, Session, SessionConfig, WorkerAddrs};
 use serde_json::json;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,51 @@ struct SimNode {
     registered: Option<bool>,
     /// Frames that are not link messages (the login's answers).
     replies: VecDeque<String>,
+    /// What the scaler placed and the engine applied, as a node reports it when it
+    /// registers again.
+    held: BTreeMap<MixId, Vec<LegId>>,
+    /// Its link legs: room and the far node's address.
+    links: BTreeMap<LegId, (MixId, SocketAddr)>,
+}
+
+impl SimNode {
+    fn hold(&mut self, op: &MediaOp) {
+        match op {
+            MediaOp::OpenRoom { mix } => {
+                self.held.insert(*mix, Vec::new());
+            }
+            MediaOp::CloseRoom { mix } => {
+                self.held.remove(mix);
+                self.links.retain(|_, (m, _)| m != mix);
+            }
+            MediaOp::AddLeg { mix, leg, spec } => {
+                if let Some(legs) = self.held.get_mut(mix) {
+                    legs.push(*leg);
+                }
+                if spec.link.is_some() {
+                    self.links.insert(*leg, (*mix, spec.remote));
+                }
+            }
+            MediaOp::RemoveLeg { leg } => {
+                for legs in self.held.values_mut() {
+                    legs.retain(|l| l != leg);
+                }
+                self.links.remove(leg);
+            }
+            _ => {}
+        }
+    }
+
+    fn holds(&self) -> Vec<Held> {
+        self.held
+            .iter()
+            .map(|(mix, legs)| Held {
+                worker: 0,
+                mix: *mix,
+                legs: legs.clone(),
+            })
+            .collect()
+    }
 }
 
 struct Cluster {
@@ -117,6 +162,8 @@ impl Cluster {
             refused: 0,
             registered: None,
             replies: VecDeque::new(),
+            held: BTreeMap::new(),
+            links: BTreeMap::new(),
         });
         let peer = SocketAddr::from(([10, 0, 0, 1 + i as u8], 41_000));
         self.planner.handle_node_open(self.now, id, peer);
@@ -151,6 +198,7 @@ impl Cluster {
             workers: vec![self.nodes[i].addrs],
             channels,
             local: 0,
+            holds: self.nodes[i].holds(),
         };
         self.node_says(i, &NodeMsg::Register(reg).to_json());
     }
@@ -235,9 +283,12 @@ impl Cluster {
                 assert!(super::link::op_allowed(&op), "scaler ids carry the bit");
                 assert_eq!(worker, 0, "the nodes have one worker");
                 let n = &mut self.nodes[i];
+                let applied = op.clone();
                 let result = n.engine.apply(self.now, 0, op);
                 if result.is_failed() {
                     n.refused += 1;
+                } else {
+                    n.hold(&applied);
                 }
                 let reply = NodeMsg::Result { req, result }.to_json();
                 let id = n.id;
@@ -357,3 +408,4 @@ fn cause(m: &ServerMsg) -> Option<u8> {
 
 mod nodes;
 mod placement;
+mod survival;
