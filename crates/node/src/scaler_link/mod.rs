@@ -14,7 +14,7 @@
 //! reconnect; the waits between attempts follow [`backoff::Backoff`]. Legs the
 //! scaler placed keep running while it is away: media state lives on the node, and
 //! the next registration reports them for the scaler to reconcile
-//! ([`placed`]). The node's own control listener is independent of all this.
+//! (`placed.rs`). The node's own control listener is independent of all this.
 //!
 //! Tests watch [`LinkHandle::registered`] instead of sleeping.
 
