@@ -34,12 +34,14 @@
 
 mod addresses;
 pub mod budget;
+mod config;
 pub mod leg;
 pub mod ops;
 pub mod room;
 pub mod slab;
 pub mod tx;
 
+pub use config::{EngineConfig, LINK_TIMEOUT};
 pub use leg::{LegId, LegSpec, LegStats, LinkTags, MixId};
 pub use ops::{Drops, FloodWatch, MediaOp, MediaResult, WorkerSnapshot, WorkerStats};
 pub use tx::{Transmit, Via};
@@ -49,8 +51,7 @@ use hdrhistogram::Histogram;
 use leg::Leg;
 use room::Room;
 use scnf_media::codec::CodecError;
-use scnf_media::jitter::{JitterConfig, Rejected};
-use scnf_media::mixer::MixConfig;
+use scnf_media::jitter::Rejected;
 use scnf_media::rtp::{self, RtpPacket, TelephoneEvent};
 use scnf_media::util::Rng;
 use serde::{Deserialize, Serialize};
@@ -78,47 +79,6 @@ pub const LATCH_QUIET: Duration = Duration::from_millis(250);
 /// Refused latching claims are logged at most this often per leg (a flood of them
 /// must not flood the log; the counter has every one).
 const LOG_EVERY: Duration = Duration::from_secs(1);
-
-/// Default of [`EngineConfig::link_timeout`].
-pub const LINK_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Engine settings (typed, already validated).
-#[derive(Clone, Debug)]
-pub struct EngineConfig {
-    pub jitter: JitterConfig,
-    pub mix: MixConfig,
-    pub rtcp_interval: Duration,
-    /// `None` disables media-timeout events.
-    pub media_timeout: Option<Duration>,
-    /// A link leg (an invisible participant between two nodes) that hears nothing
-    /// this long raises its media timeout. A link carries the other node's mix every
-    /// period whatever is said, so silence on it means the far node or the path is
-    /// gone: the scaler takes it as evidence against the far node (see
-    /// `cluster::planner`), and the sooner it hears, the shorter the gap when a
-    /// room's primary dies. Default 500 ms: 25 periods, well above LAN jitter.
-    pub link_timeout: Duration,
-    /// RTCP SDES CNAME of this node.
-    pub cname: String,
-    /// Wall-clock anchor for RTCP NTP timestamps: an `Instant` and the time since the
-    /// Unix epoch at that instant. The shell samples both once.
-    pub wallclock: (Instant, Duration),
-}
-
-impl EngineConfig {
-    /// The defaults of a node (see the `scnf` crate's `config`), anchored at `wallclock`:
-    /// default jitter and mixer settings, RTCP every 5 s, media timeout 30 s.
-    pub fn new(cname: impl Into<String>, wallclock: (Instant, Duration)) -> EngineConfig {
-        EngineConfig {
-            jitter: JitterConfig::default(),
-            mix: MixConfig::default(),
-            rtcp_interval: Duration::from_secs(5),
-            media_timeout: Some(Duration::from_secs(30)),
-            link_timeout: LINK_TIMEOUT,
-            cname: cname.into(),
-            wallclock,
-        }
-    }
-}
 
 /// Why a control call failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

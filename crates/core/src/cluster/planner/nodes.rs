@@ -209,7 +209,7 @@ impl Planner {
                         error: None,
                     },
                 );
-                self.tear_down(node, &holds);
+                self.reconcile(node, holds);
                 self.note_capacity();
             }
             Err(error) => {
@@ -283,6 +283,15 @@ impl Planner {
         self.names.remove(&n.name);
         self.stats.nodes_lost += 1;
         self.lose_node(node);
+        let why = format!("node {} lost", n.name);
+        self.fail_pending(node, node, &why);
+        self.note_capacity();
+    }
+
+    /// Answers (`Failed`, `why`) what waits on a request `node` will never answer,
+    /// as `answer_as`, and forgets its other requests: a gone node's members are
+    /// handled by its caller, and a quiet op's refusal would be no news.
+    pub(super) fn fail_pending(&mut self, node: NodeId, answer_as: NodeId, why: &str) {
         let reqs: Vec<u64> = self
             .pending
             .iter()
@@ -290,19 +299,12 @@ impl Planner {
             .map(|(r, _)| *r)
             .collect();
         for req in reqs {
-            // What waits for an answer gets one; the node's members were lost above
-            // (their calls released), and a quiet op's refusal would be no news.
             if let Some((_, pending @ (Pending::Stats { .. } | Pending::Snapshot { .. }))) =
                 self.pending.remove(&req)
             {
-                self.answer(
-                    node,
-                    pending,
-                    MediaResult::Failed(format!("node {} lost", n.name)),
-                );
+                self.answer(answer_as, pending, MediaResult::Failed(why.into()));
             }
         }
-        self.note_capacity();
     }
 
     /// Every heartbeat: drops the silent nodes and tells the others the scaler is

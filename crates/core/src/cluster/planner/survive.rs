@@ -19,7 +19,7 @@
 
 use super::{Conn, Node, NodeId, Owner, Pending, Planner};
 use crate::cluster::link::{Held, Register};
-use crate::engine::{LegId, MediaOp, MediaResult, MixId};
+use crate::engine::{LegId, MediaOp, MixId};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
@@ -206,23 +206,12 @@ impl Planner {
                 }
             }
         }
-        let orphans: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, (n, _))| *n == old)
-            .map(|(r, _)| *r)
-            .collect();
-        for req in orphans {
-            if let Some((_, pending @ (Pending::Stats { .. } | Pending::Snapshot { .. }))) =
-                self.pending.remove(&req)
-            {
-                self.answer(new, pending, MediaResult::Failed("node reconnected".into()));
-            }
-        }
+        self.fail_pending(old, new, "node reconnected");
     }
 
-    /// Makes node `node` hold exactly what the cluster knows it holds.
-    fn reconcile(&mut self, node: NodeId, holds: Vec<Held>) {
+    /// Makes node `node` hold exactly what the cluster knows it holds (for a node
+    /// the cluster does not know, new or declared dead before: nothing).
+    pub(super) fn reconcile(&mut self, node: NodeId, holds: Vec<Held>) {
         let known: HashMap<MixId, MixId> = self
             .rooms
             .iter()
@@ -301,29 +290,6 @@ impl Planner {
         self.forget_leg(node, worker, leg);
         self.unlink(vmix, secondary);
         self.link(vmix, primary, secondary);
-    }
-
-    /// A registration of a node the cluster does not know (new, or declared dead
-    /// before): whatever it still holds was let go, and goes.
-    pub(super) fn tear_down(&mut self, node: NodeId, holds: &[Held]) {
-        if holds.is_empty() {
-            return;
-        }
-        let mut torn = 0u64;
-        for h in holds {
-            self.op(
-                node,
-                h.worker,
-                MediaOp::CloseRoom { mix: h.mix },
-                Pending::Quiet,
-            );
-            torn += 1 + h.legs.len() as u64;
-        }
-        self.stats.torn_down += torn;
-        tracing::warn!(
-            node = %self.node_name(node), rooms = holds.len(), torn,
-            "a registering node held rooms the cluster had let go; torn down there"
-        );
     }
 }
 

@@ -60,6 +60,23 @@ impl Cluster {
         }
     }
 
+    /// The nodes `n` new callers are placed on, call ids `<prefix><k>`, each in
+    /// room `room(k)`, from media port `port` on.
+    fn place_new(
+        &mut self,
+        prefix: &str,
+        n: u16,
+        room: impl Fn(u16) -> String,
+        port: u16,
+    ) -> Vec<usize> {
+        (0..n)
+            .map(|k| {
+                let a = self.setup(&format!("{prefix}{k}"), &room(k), port + 2 * k);
+                self.node_of(&a)
+            })
+            .collect()
+    }
+
     fn released(&self, call: &str) -> Option<u8> {
         self.sent.iter().find_map(|(_, m)| match m {
             ServerMsg::Release { call: c, cause, .. } if c == call => Some(*cause),
@@ -135,12 +152,7 @@ fn a_node_whose_connection_drops_and_registers_again_within_the_grace_keeps_ever
         "every call is still in the room"
     );
     // It is back in the rotation.
-    let placed: Vec<usize> = (0..3)
-        .map(|k| {
-            let a = c.setup(&format!("back{k}"), "5", 32_000 + 2 * k);
-            c.node_of(&a)
-        })
-        .collect();
+    let placed = c.place_new("back", 3, |_| "5".into(), 32_000);
     assert!(placed.contains(&away), "{placed:?}");
 }
 
@@ -227,14 +239,9 @@ fn a_silent_node_with_silent_links_is_dead_within_a_heartbeat_and_a_half() {
         "heard from 0.5 s ago: not yet"
     );
     for _ in 0..20 {
-        c.nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != dead)
-            .map(|(i, _)| i)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .for_each(|i| c.node_says(i, &NodeMsg::Load(Default::default()).to_json()));
+        for i in (0..3).filter(|&i| i != dead) {
+            c.node_says(i, &NodeMsg::Load(Default::default()).to_json());
+        }
         c.advance(Duration::from_millis(100));
         if c.released(&on_dead[0]).is_some() {
             break;
@@ -276,12 +283,7 @@ fn a_node_that_does_not_come_back_within_the_grace_is_dead_and_what_it_still_hol
         "a room of 3 callers and a link"
     );
     // And it takes callers again.
-    let placed: Vec<usize> = (0..6)
-        .map(|k| {
-            let a = c.setup(&format!("n{k}"), &format!("{}", 60 + k), 33_000 + 2 * k);
-            c.node_of(&a)
-        })
-        .collect();
+    let placed = c.place_new("n", 6, |k| format!("{}", 60 + k), 33_000);
     assert!(placed.contains(&away), "{placed:?}");
 }
 
