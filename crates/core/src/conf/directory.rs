@@ -97,6 +97,20 @@ impl Directory {
         Some(heard)
     }
 
+    /// Puts a kept member back into room `id` (see [`Listen::restore`]).
+    pub fn restore_member(&mut self, id: &str, m: Member) -> bool {
+        let Some(room) = self.rooms.get_mut(id) else {
+            return false;
+        };
+        let before = room.unused_reserve();
+        if !room.listen.restore(m) {
+            return false;
+        }
+        self.used += 1;
+        self.outstanding = self.outstanding - before + room.unused_reserve();
+        true
+    }
+
     /// Removes a member from room `id` (listen changes go to `changes`).
     pub fn remove_member(
         &mut self,

@@ -147,6 +147,22 @@ impl Listen {
         self.settle(changes);
     }
 
+    /// Puts back a member as a restarted scaler found it kept (its `heard` follows
+    /// from its flags by the rule). False if `call` is a member already.
+    pub fn restore(&mut self, mut m: Member) -> bool {
+        if self.member(m.call).is_some() {
+            return false;
+        }
+        m.heard = self.rule(&m);
+        self.members.push(m);
+        true
+    }
+
+    /// Puts back the exclusive member of a kept room (before its members).
+    pub fn restore_exclusive(&mut self, exclusive: Option<CallRef>) {
+        self.exclusive = exclusive;
+    }
+
     fn with(&mut self, call: CallRef, f: impl FnOnce(&mut Member)) {
         if let Some(m) = self.members.iter_mut().find(|m| m.call == call) {
             f(m);

@@ -27,6 +27,7 @@
 
 pub mod dial;
 pub mod directory;
+mod keep;
 pub mod listen;
 pub mod output;
 pub mod table;
@@ -38,6 +39,7 @@ mod tests_chunking;
 
 use dial::{Command, CommandKind, Dial};
 use directory::{Directory, Room};
+pub use keep::{AdoptError, MemberFlags, RoomState};
 pub use listen::MemberState;
 use listen::{Change, Listen};
 pub use output::{ConfEvent, MemberStatus, Output, RoomStatus};
@@ -152,6 +154,9 @@ pub struct Conference {
     dir: Directory,
     out: VecDeque<Output>,
     changes: Vec<Change>,
+    /// Rooms and calls whose kept state may have changed ([`Conference::take_touched`]).
+    touched_rooms: std::collections::BTreeSet<String>,
+    touched_calls: std::collections::BTreeSet<CallRef>,
 }
 
 impl Conference {
@@ -164,6 +169,8 @@ impl Conference {
             dir: Directory::default(),
             out: VecDeque::new(),
             changes: Vec::new(),
+            touched_rooms: Default::default(),
+            touched_calls: Default::default(),
         }
     }
 
@@ -274,6 +281,8 @@ impl Conference {
                     "*6" => self.listen_op(&room, call, Listen::normal_listen),
                     _ => {}
                 }
+                // Exclusive and normal listen change the others' flags too.
+                self.touch_room(&room, true);
             }
             d if !dtmf.is_empty() && dtmf.len() < MAX_DTMF_COMMAND => dtmf.push(d),
             _ => dtmf.clear(),
@@ -294,6 +303,7 @@ impl Conference {
             _ => return Err(ConfError::UnknownRemoteControl(code)),
         };
         self.listen_op(&room, call, op);
+        self.touch_room(&room, matches!(code, 26 | 27));
         Ok(())
     }
 
@@ -551,6 +561,8 @@ impl Conference {
                 dtmf: String::new(),
             },
         );
+        self.touched_calls.insert(call);
+        self.touched_rooms.insert(id.to_string());
         let room = id.to_string();
         self.out.push_back(Output::AddMember {
             call,
@@ -581,6 +593,7 @@ impl Conference {
         if !room.listen.connect(call, &mut self.changes) {
             return Err(ConfError::NotAlerting(call));
         }
+        self.touched_calls.insert(call);
         let multivideo = room.multivideo;
         self.out.push_back(Output::SetReceives {
             call,
@@ -603,6 +616,7 @@ impl Conference {
     ) {
         if let Some(room) = self.dir.get_mut(id) {
             op(&mut room.listen, call, &mut self.changes);
+            self.touched_calls.insert(call);
             self.flush_changes(id);
         }
     }
@@ -611,12 +625,14 @@ impl Conference {
         for change in self.changes.drain(..) {
             match change {
                 Change::Exclusive(exclusive) => {
+                    self.touched_rooms.insert(id.to_string());
                     self.out.push_back(Output::Event(ConfEvent::ListenMode {
                         room: id.to_string(),
                         exclusive,
                     }))
                 }
                 Change::Heard { call, heard } => {
+                    self.touched_calls.insert(call);
                     self.out.push_back(Output::SetHeard { call, heard });
                     self.out.push_back(Output::Event(ConfEvent::Muted {
                         room: id.to_string(),
