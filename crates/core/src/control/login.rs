@@ -173,6 +173,9 @@ fn result(ok: bool, error: Option<String>, proof: Option<String>) -> ServerMsg {
         error,
         proof,
         version: PROTOCOL_VERSION,
+        token: None,
+        resumed: false,
+        resume_error: None,
     }
 }
 
@@ -258,6 +261,7 @@ impl LoginClient {
                     cnonce: cnonce.into(),
                     info: self.info.clone(),
                     digest: digest.clone(),
+                    resume: None,
                 };
                 self.state = ClientState::LoggingIn {
                     challenge: challenge.clone(),
@@ -351,6 +355,7 @@ mod tests {
             cnonce,
             info,
             digest,
+            ..
         }) = client.handle(&answer, "c0ffee")
         else {
             panic!("a challenge is answered with AppLogin");
