@@ -208,6 +208,7 @@ pub struct LoginClient {
     name: String,
     secret: Vec<u8>,
     info: String,
+    resume: Option<String>,
     state: ClientState,
 }
 
@@ -237,8 +238,15 @@ impl LoginClient {
             name: name.into(),
             secret: secret.to_vec(),
             info: info.into(),
+            resume: None,
             state: ClientState::Idle,
         }
+    }
+
+    /// Asks the login to resume the controller of an earlier login's `token`
+    /// (`AppLogin.resume`; see `docs/control-protocol.md`).
+    pub fn resume(&mut self, token: &str) {
+        self.resume = Some(token.into());
     }
 
     /// The first message: `AppChallenge`.
@@ -261,7 +269,7 @@ impl LoginClient {
                     cnonce: cnonce.into(),
                     info: self.info.clone(),
                     digest: digest.clone(),
-                    resume: None,
+                    resume: self.resume.clone(),
                 };
                 self.state = ClientState::LoggingIn {
                     challenge: challenge.clone(),
