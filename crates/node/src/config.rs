@@ -766,7 +766,10 @@ mod tests {
                 "[control]\nhandshake_timeout_ms = 0\n",
                 "control.handshake_timeout_ms",
             ),
-            ("[control]\nresume_grace_ms = 3600001\n", "control.resume_grace_ms"),
+            (
+                "[control]\nresume_grace_ms = 3600001\n",
+                "control.resume_grace_ms",
+            ),
         ];
         for (text, field) in cases {
             let err = Config::from_toml(text, Path::new("x.toml"))

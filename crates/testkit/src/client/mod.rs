@@ -307,7 +307,7 @@ impl Client {
                         Err(e @ ClientLoginError::Unexpected { .. }) => {
                             Err(ClientError::Protocol(e.to_string()))
                         }
-                    }
+                    };
                 }
             };
         }
