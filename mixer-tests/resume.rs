@@ -170,3 +170,45 @@ async fn calls_of_a_controller_that_does_not_come_back_are_released_with_cause_1
     assert_eq!(answer.error.as_deref(), Some("unknown-token"));
     node.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_of_a_scaler_resumes_its_calls_on_the_cluster_the_same_way() {
+    use scnf::demo::cluster::{ClusterOptions, LocalCluster};
+    let _machine = exclusive().await;
+    // Ports apart from cluster.rs's (40000 on, 400 a cluster).
+    let opts = ClusterOptions::new(2, 52_000);
+    let cl = LocalCluster::start(&opts, Duration::from_secs(10))
+        .await
+        .expect("the scaler starts and every node registers");
+    let secret = cl.secret.clone();
+    let login = async |c: &mut Client| c.login("pbx", secret.as_bytes()).await.expect("login");
+    let mut watcher = controller(cl.control()).await;
+    login(&mut watcher).await;
+    let mut first = controller(cl.control()).await;
+    login(&mut first).await;
+    let token = first.token().expect("a token").to_string();
+    let phones = phones_in(&mut first, "6262", 2).await;
+    let hear = |p: &Participant, f: f64| p.level(f, WINDOW) > -32.0;
+    eventually("the phones hear each other", async || {
+        hear(&phones[0], TONES[1]) && hear(&phones[1], TONES[0])
+    })
+    .await;
+    drop(first);
+    detached(&mut watcher, 1).await;
+    eventually(
+        "the media goes on while the controller is away",
+        async || hear(&phones[0], TONES[1]) && hear(&phones[1], TONES[0]),
+    )
+    .await;
+    let mut back = controller(cl.control()).await;
+    let resumed = back.resume("pbx", secret.as_bytes(), &token).await.unwrap();
+    assert!(resumed.resumed, "{resumed:?}");
+    back.release("p0", None)
+        .await
+        .expect("p0 is this controller's again");
+    back.release("p1", None).await.expect("p1 too");
+    let health = watcher.health().await.expect("health");
+    assert_eq!(health.channels.used, 0);
+    assert_eq!((health.control.resumes, health.control.detached), (1, 0));
+    cl.stop().await;
+}

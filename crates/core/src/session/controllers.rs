@@ -42,6 +42,10 @@ pub struct ControllerId(pub u64);
 pub const MAX_REPLAY_FRAMES: usize = 1024;
 /// Most bytes of messages kept for a detached controller (same rule).
 pub const MAX_REPLAY_BYTES: usize = 1 << 20;
+/// Most bytes kept for all detached controllers together: a controller whose
+/// message would pass it gets a `Resync` (many controllers away at once cannot take
+/// the node's memory).
+pub const MAX_REPLAY_TOTAL: usize = 64 << 20;
 
 /// Why a `resume` did not resume (the login answer's `resume_error`).
 pub const MALFORMED_TOKEN: &str = "malformed-token";
@@ -97,17 +101,24 @@ pub(super) struct Replay {
 }
 
 impl Replay {
-    fn push(&mut self, text: String) {
+    /// Keeps `text`; `total` is what every replay keeps together.
+    fn push(&mut self, text: String, total: &mut usize) {
         if self.overflowed {
             return;
         }
-        if self.frames.len() >= MAX_REPLAY_FRAMES || self.bytes + text.len() > MAX_REPLAY_BYTES {
+        let len = text.len();
+        if self.frames.len() >= MAX_REPLAY_FRAMES
+            || self.bytes + len > MAX_REPLAY_BYTES
+            || *total + len > MAX_REPLAY_TOTAL
+        {
             self.overflowed = true;
             self.frames.clear();
+            *total -= self.bytes;
             self.bytes = 0;
             return;
         }
-        self.bytes += text.len();
+        self.bytes += len;
+        *total += len;
         self.frames.push_back(text);
     }
 }
@@ -224,6 +235,7 @@ impl Session {
         let old = t.conn.replace(conn);
         t.deadline = None;
         let replay = std::mem::take(&mut t.replay);
+        self.replay_total -= replay.bytes;
         self.timers.clear(Timer::Resume(target));
         if let Some(c) = self.conns.get_mut(&conn) {
             c.controller = Some(target);
@@ -312,7 +324,7 @@ impl Session {
             );
             return;
         }
-        self.controllers.remove(&ctl);
+        self.remove_controller(ctl);
         for call in owned {
             if self.conf.handle_release(call).is_err() {
                 // The core no longer knows it (still dialling, say): just forget it.
@@ -354,7 +366,15 @@ impl Session {
             }
         }
         self.drain(None);
-        self.controllers.remove(&ctl);
+        self.remove_controller(ctl);
+    }
+
+    /// Forgets a controller and what its replay kept.
+    pub(super) fn remove_controller(&mut self, ctl: ControllerId) {
+        if let Some(c) = self.controllers.remove(&ctl) {
+            self.replay_total -= c.replay.bytes;
+            self.timers.clear(Timer::Resume(ctl));
+        }
     }
 
     /// The live calls of `ctl`, in call order.
@@ -376,14 +396,16 @@ impl Session {
         };
         match c.conn {
             Some(conn) => self.send(conn, msg, src),
-            None => c.replay.push(msg::to_text(msg, src)),
+            None => c
+                .replay
+                .push(msg::to_text(msg, src), &mut self.replay_total),
         }
     }
 
     /// Keeps an event for every detached controller.
     pub(super) fn keep_for_detached(&mut self, text: &str) {
         for c in self.controllers.values_mut().filter(|c| c.conn.is_none()) {
-            c.replay.push(text.to_string());
+            c.replay.push(text.to_string(), &mut self.replay_total);
         }
     }
 

@@ -203,6 +203,8 @@ pub struct Session {
     tokens: ChallengeSource,
     /// A resume's missed messages, sent right after its login answer.
     pending_replay: Option<(ConnId, ControllerId, controllers::Replay)>,
+    /// Bytes every detached controller's replay keeps together.
+    replay_total: usize,
     next_call: u64,
     next_req: u64,
     timers: Timers,
@@ -258,6 +260,7 @@ impl Session {
             ids: ChallengeSource::new(derive_key(&seed, "controller-ids")),
             tokens: ChallengeSource::new(derive_key(&seed, "resume-tokens")),
             pending_replay: None,
+            replay_total: 0,
             next_call: 1,
             next_req: 1,
             timers: Timers::default(),
@@ -400,8 +403,7 @@ impl Session {
         let detached: Vec<ControllerId> = self.controllers().iter().map(|r| r.id).collect();
         for id in detached {
             if self.controllers.get(&id).is_some_and(|c| c.conn.is_none()) {
-                self.controllers.remove(&id);
-                self.timers.clear(Timer::Resume(id));
+                self.remove_controller(id);
             }
         }
         let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
