@@ -41,10 +41,14 @@ async fn phones_in(c: &mut Client, room: &str, n: usize) -> Vec<Participant> {
     phones
 }
 
-/// Polls `cond` every 50 ms for at most 5 s.
-async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+fn hear(p: &Participant, freq: f64) -> bool {
+    p.level(freq, WINDOW) > -32.0
+}
+
+/// Waits (at most 5 s) until the two phones hear each other.
+async fn hearing_each_other(what: &str, phones: &[Participant]) {
     for _ in 0..100 {
-        if cond().await {
+        if hear(&phones[0], TONES[1]) && hear(&phones[1], TONES[0]) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -52,12 +56,15 @@ async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     panic!("never: {what}");
 }
 
-/// Waits until the node counts `n` detached controllers.
+/// Waits (at most 5 s) until the node counts `n` detached controllers.
 async fn detached(watcher: &mut Client, n: usize) {
-    eventually(&format!("{n} detached controllers"), async || {
-        watcher.health().await.expect("health").control.detached == n
-    })
-    .await;
+    for _ in 0..100 {
+        if watcher.health().await.expect("health").control.detached == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never {n} detached controllers");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,11 +79,7 @@ async fn a_controller_whose_connection_is_cut_resumes_its_calls_and_their_media_
     let mut first = pbx(control.local).await;
     let token = first.token().expect("the login gives a token").to_string();
     let phones = phones_in(&mut first, "4242", 2).await;
-    let hear = |p: &Participant, f: f64| p.level(f, WINDOW) > -32.0;
-    eventually("the phones hear each other", async || {
-        hear(&phones[0], TONES[1]) && hear(&phones[1], TONES[0])
-    })
-    .await;
+    hearing_each_other("the phones hear each other", &phones).await;
     // Cut: the connection goes, no close handshake, nothing released.
     drop(first);
     detached(&mut watcher, 1).await;
@@ -88,11 +91,7 @@ async fn a_controller_whose_connection_is_cut_resumes_its_calls_and_their_media_
         .expect("answered");
     assert!(matches!(out, CallAnswer::Connect { .. }), "{out:?}");
     third.connect(out.media_addr().expect("media"));
-    eventually(
-        "the media goes on while the controller is away",
-        async || hear(&phones[0], TONES[1]) && hear(&phones[1], TONES[0]),
-    )
-    .await;
+    hearing_each_other("the media goes on while the controller is away", &phones).await;
     let mut back = controller(control.local).await;
     let resumed = back
         .resume("pbx", SECRET.as_bytes(), &token)
@@ -181,25 +180,19 @@ async fn a_controller_of_a_scaler_resumes_its_calls_on_the_cluster_the_same_way(
         .await
         .expect("the scaler starts and every node registers");
     let secret = cl.secret.clone();
-    let login = async |c: &mut Client| c.login("pbx", secret.as_bytes()).await.expect("login");
     let mut watcher = controller(cl.control()).await;
-    login(&mut watcher).await;
+    watcher
+        .login("pbx", secret.as_bytes())
+        .await
+        .expect("login");
     let mut first = controller(cl.control()).await;
-    login(&mut first).await;
+    first.login("pbx", secret.as_bytes()).await.expect("login");
     let token = first.token().expect("a token").to_string();
     let phones = phones_in(&mut first, "6262", 2).await;
-    let hear = |p: &Participant, f: f64| p.level(f, WINDOW) > -32.0;
-    eventually("the phones hear each other", async || {
-        hear(&phones[0], TONES[1]) && hear(&phones[1], TONES[0])
-    })
-    .await;
+    hearing_each_other("the phones hear each other", &phones).await;
     drop(first);
     detached(&mut watcher, 1).await;
-    eventually(
-        "the media goes on while the controller is away",
-        async || hear(&phones[0], TONES[1]) && hear(&phones[1], TONES[0]),
-    )
-    .await;
+    hearing_each_other("the media goes on while the controller is away", &phones).await;
     let mut back = controller(cl.control()).await;
     let resumed = back.resume("pbx", secret.as_bytes(), &token).await.unwrap();
     assert!(resumed.resumed, "{resumed:?}");

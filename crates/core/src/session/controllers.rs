@@ -340,7 +340,7 @@ impl Session {
     /// `ctl`'s grace ran out: its calls are released with cause 102, members before
     /// creators (as at a shutdown), and it is forgotten.
     pub(super) fn expire(&mut self, ctl: ControllerId) {
-        if self.controllers.get(&ctl).is_none_or(|c| c.conn.is_some()) {
+        if !self.controllers.get(&ctl).is_some_and(|c| c.conn.is_none()) {
             return;
         }
         let creators: Vec<CallRef> = self.conf.rooms().iter().filter_map(|r| r.creator).collect();
