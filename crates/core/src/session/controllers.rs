@@ -163,8 +163,8 @@ impl Session {
         hex::encode(&token)
     }
 
-    /// The live controller whose token `token` is.
-    fn find_token(&self, token: &str) -> Result<(ControllerId, [u8; 16]), &'static str> {
+    /// The live controller whose token `token` is (every record is checked).
+    fn find_token(&self, token: &str) -> Result<ControllerId, &'static str> {
         let bytes: [u8; 16] = hex::decode_array(token).map_err(|_| MALFORMED_TOKEN)?;
         let mut found: Vec<ControllerId> = self
             .controllers
@@ -173,7 +173,7 @@ impl Session {
             .map(|(id, _)| *id)
             .collect();
         found.sort_unstable();
-        found.first().map(|&id| (id, bytes)).ok_or(UNKNOWN_TOKEN)
+        found.first().copied().ok_or(UNKNOWN_TOKEN)
     }
 
     /// A successful login on `conn`, with the `resume` it asked for: the connection
@@ -188,7 +188,7 @@ impl Session {
         let mut resume_error = None;
         if let Some(token) = resume {
             match self.find_token(token) {
-                Ok((target, _)) => {
+                Ok(target) => {
                     if current != Some(target) {
                         self.take_over(now, conn, current, target);
                     }

@@ -400,3 +400,27 @@ fn a_controller_record_from_elsewhere_is_resumed_with_its_token_and_its_digest_i
         "{now:?}"
     );
 }
+
+#[test]
+fn a_login_free_session_resumes_only_once_it_has_logged_in_for_a_token() {
+    let mut n = Node::new(None);
+    let silent = n.open(1);
+    n.setup(silent, "a", "*210#", 4000);
+    n.run_media();
+    n.close(silent);
+    assert_eq!(n.engines[0].leg_count(), 0, "no token: released at once");
+    let pbx = n.open(2);
+    let token = n.login_with(pbx, None).token;
+    n.setup(pbx, "b", "*220#", 4002);
+    n.run_media();
+    n.close(pbx);
+    assert_eq!(
+        n.session.table().leg_count(),
+        1,
+        "b waits for its controller"
+    );
+    let back = n.open(3);
+    assert!(n.login_with(back, Some(&token)).resumed);
+    n.text(back, json!({"mt": "Release", "call": "b"}));
+    assert_eq!(n.session.table().leg_count(), 0);
+}
