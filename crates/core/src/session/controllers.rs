@@ -482,3 +482,36 @@ impl Session {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_overflows_at_its_own_caps_or_the_shared_one_and_gives_its_bytes_back() {
+        let mut total = 0;
+        let mut own = Replay::default();
+        for _ in 0..MAX_REPLAY_FRAMES {
+            own.push("x".repeat(10), &mut total);
+        }
+        assert!(!own.overflowed);
+        assert_eq!(total, 10 * MAX_REPLAY_FRAMES);
+        own.push("x".into(), &mut total);
+        assert!(own.overflowed && own.frames.is_empty());
+        assert_eq!(total, 0, "an overflowed replay keeps nothing");
+        let mut shared = Replay::default();
+        let mut total = MAX_REPLAY_TOTAL - 5;
+        shared.push("abcd".into(), &mut total);
+        shared.push("efgh".into(), &mut total);
+        assert!(shared.overflowed, "the shared budget is spent");
+        assert_eq!(total, MAX_REPLAY_TOTAL - 5);
+    }
+
+    #[test]
+    fn a_digest_matches_its_token_only() {
+        let token = [7u8; 16];
+        let digest = resume_digest(&token);
+        assert!(token_matches(&token, &digest));
+        assert!(!token_matches(&[8u8; 16], &digest));
+    }
+}

@@ -1,7 +1,7 @@
 //! The session root: one node's call control as a sans-IO state machine.
 //!
 //! It owns the protocol sessions (one per controller connection) and their logins,
-//! the protocol call ids, the conference core ([`Conference`]), the room table
+//! the controllers their calls belong to, the protocol call ids, the conference core ([`Conference`]), the room table
 //! ([`RoomTable`]) and the timers. It never reads the clock, a socket or the OS:
 //!
 //! - inputs: [`Session::handle_open`], [`Session::handle_text`] /
