@@ -184,6 +184,8 @@ async fn login_over_wss_proves_the_node_knows_the_secret() {
         with_password(c);
         c.control.tls_cert = Some(cert_path.clone());
         c.control.tls_key = Some(key_path.clone());
+        // Released when the session closes, not after a resume grace.
+        c.control.resume_grace_ms = 0;
     })
     .await;
     assert!(control.tls);
@@ -191,7 +193,7 @@ async fn login_over_wss_proves_the_node_knows_the_secret() {
     c.login("pbx", SECRET).await.expect("logs in");
     let (a, b) = established(&mut c).await;
     talking(&a, &b).await;
-    // Closing the session releases its calls.
+    // Closing the session releases its calls (no resume grace).
     drop(c);
     let mut watcher = controller_tls(control.local, key.cert.der()).await;
     watcher.login("ops", SECRET).await.expect("logs in");

@@ -14,5 +14,6 @@ mod control_robust;
 mod fairness;
 mod flood;
 mod loadgen;
+mod resume;
 mod support;
 mod system;

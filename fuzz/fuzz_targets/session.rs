@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
         workers,
         own_media: Default::default(),
         budgets: Default::default(),
+        resume_grace: Duration::from_millis(50),
     };
     let mut s = Session::new(cfg, [3; 32]);
     let mut now = Instant::now();
@@ -56,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
                 known.insert(conn.0);
                 s.handle_open(now, conn, SocketAddr::from(([10, 0, 0, 1], 5000)));
             }
-            1 => s.handle_close(conn),
+            1 => s.handle_close(now, conn),
             2 => s.handle_text(now, conn, &String::from_utf8_lossy(rec.get(2..).unwrap_or(&[]))),
             3 | 4 => {
                 let text = format!(

@@ -78,6 +78,7 @@ impl Scaler {
                 requests: unlimited,
                 reports: unlimited,
             },
+            resume_grace: Duration::ZERO,
         };
         let mut s = Scaler {
             session: Session::new(cfg, [1; 32]),

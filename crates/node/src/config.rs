@@ -183,8 +183,13 @@ pub struct ControlSection {
     /// A logged-in session is pinged this often, milliseconds. Default 10000.
     pub ping_interval_ms: u64,
     /// A session from which nothing (no frame, no pong) arrived for this long is
-    /// closed and its calls released, milliseconds. Default 30000.
+    /// closed (its controller then waits for a resume), milliseconds. Default 30000.
     pub idle_timeout_ms: u64,
+    /// How long a controller whose connection is lost keeps its calls, waiting for
+    /// it to log in again with its resume token, milliseconds; then they are
+    /// released with cause 102. 0: released when the connection closes. At most
+    /// 3600000. Default 60000.
+    pub resume_grace_ms: u64,
     /// Requests one session may send per second (0: unlimited) and at once; over it
     /// a request gets `Error` "rate-limited". Default 5000 and 5000.
     pub request_rate: u32,
@@ -212,6 +217,7 @@ impl Default for ControlSection {
             login_timeout_ms: 5_000,
             ping_interval_ms: 10_000,
             idle_timeout_ms: 30_000,
+            resume_grace_ms: 60_000,
             request_rate: 5_000,
             request_burst: 5_000,
             report_rate: 50,
@@ -478,6 +484,9 @@ impl Config {
                 "control.idle_timeout_ms",
                 "must be longer than ping_interval_ms, at most 3600000",
             ));
+        }
+        if c.resume_grace_ms > 3_600_000 {
+            return Err(invalid("control.resume_grace_ms", "must be 0..=3600000"));
         }
         if !(1..=10_000).contains(&c.max_connections) {
             return Err(invalid("control.max_connections", "must be 1..=10000"));
@@ -756,6 +765,10 @@ mod tests {
             (
                 "[control]\nhandshake_timeout_ms = 0\n",
                 "control.handshake_timeout_ms",
+            ),
+            (
+                "[control]\nresume_grace_ms = 3600001\n",
+                "control.resume_grace_ms",
             ),
         ];
         for (text, field) in cases {

@@ -173,6 +173,9 @@ fn result(ok: bool, error: Option<String>, proof: Option<String>) -> ServerMsg {
         error,
         proof,
         version: PROTOCOL_VERSION,
+        token: None,
+        resumed: false,
+        resume_error: None,
     }
 }
 
@@ -205,6 +208,7 @@ pub struct LoginClient {
     name: String,
     secret: Vec<u8>,
     info: String,
+    resume: Option<String>,
     state: ClientState,
 }
 
@@ -234,8 +238,15 @@ impl LoginClient {
             name: name.into(),
             secret: secret.to_vec(),
             info: info.into(),
+            resume: None,
             state: ClientState::Idle,
         }
+    }
+
+    /// Asks the login to resume the controller of an earlier login's `token`
+    /// (`AppLogin.resume`; see `docs/control-protocol.md`).
+    pub fn resume(&mut self, token: &str) {
+        self.resume = Some(token.into());
     }
 
     /// The first message: `AppChallenge`.
@@ -258,6 +269,7 @@ impl LoginClient {
                     cnonce: cnonce.into(),
                     info: self.info.clone(),
                     digest: digest.clone(),
+                    resume: self.resume.clone(),
                 };
                 self.state = ClientState::LoggingIn {
                     challenge: challenge.clone(),
@@ -351,6 +363,7 @@ mod tests {
             cnonce,
             info,
             digest,
+            ..
         }) = client.handle(&answer, "c0ffee")
         else {
             panic!("a challenge is answered with AppLogin");

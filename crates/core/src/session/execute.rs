@@ -1,5 +1,5 @@
 //! Executing the conference core's outputs: media operations for the room table's
-//! workers, answers to a call's owner, events to every session.
+//! workers, answers to a call's controller, events to every session.
 
 use super::{LegPlace, Output, ReqId, RoomId, Session};
 use crate::conf::{CallRef, Cause};
@@ -84,14 +84,14 @@ impl Session {
                 };
                 c.ended = true;
                 self.ended.push(call);
-                let (conn, id) = (c.conn, c.id.clone());
+                let (ctl, id) = (c.controller, c.id.clone());
                 let reply = ServerMsg::Release {
                     call: id,
                     cause: cause.0,
                     reason: cause.text().into(),
                 };
                 let src = self.src.clone();
-                self.send(conn, &reply, src.as_deref());
+                self.send_to(ctl, &reply, src.as_deref());
             }
             Conf::Event(event) => {
                 let msg = self.event_message(event);
@@ -165,7 +165,7 @@ impl Session {
         let Some(c) = self.calls.remove(&call) else {
             return;
         };
-        self.by_id.remove(&(c.conn, c.id));
+        self.by_id.remove(&(c.controller, c.id));
         if let Some(leg) = c.leg {
             // The core removes members before releasing them; a leg left here would be
             // a bug, but it must not leak media either.

@@ -1,7 +1,7 @@
 //! The session root: one node's call control as a sans-IO state machine.
 //!
 //! It owns the protocol sessions (one per controller connection) and their logins,
-//! the protocol call ids, the conference core ([`Conference`]), the room table
+//! the controllers their calls belong to, the protocol call ids, the conference core ([`Conference`]), the room table
 //! ([`RoomTable`]) and the timers. It never reads the clock, a socket or the OS:
 //!
 //! - inputs: [`Session::handle_open`], [`Session::handle_text`] /
@@ -27,10 +27,12 @@
 //! should stop reading its inputs while the root waits (back pressure), but a root fed
 //! anyway stays correct.
 //!
-//! Calls belong to the connection that set them up: when it closes, its calls are
-//! released.
+//! Calls belong to the *controller* that set them up, not to its connection: a
+//! controller whose connection is lost may log in again within
+//! [`SessionConfig::resume_grace`] and resume its calls (see [`controllers`]).
 
 pub mod budget;
+pub mod controllers;
 mod execute;
 pub mod media_addr;
 mod report;
@@ -42,10 +44,12 @@ pub mod timers;
 
 use crate::conf::{CallRef, Cause, ConfConfig, ConfError, Conference, MemberState};
 use crate::control::auth::{Challenges, LoginConfig};
+use crate::control::login::ChallengeSource;
 use crate::control::login::{derive_key, Admission, LoginServer};
 use crate::control::msg::{self, ClientMsg, CodecDesc, Incoming, MediaOffer, ServerMsg};
 use crate::engine::{EngineEvent, MediaOp, MediaResult};
 use budget::{Budgets, TokenBucket};
+pub use controllers::{ControllerId, ControllerRecord};
 use scnf_media::codec::CodecKind;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -80,6 +84,11 @@ pub struct SessionConfig {
     pub own_media: media_addr::OwnMedia,
     /// What one session may ask for (see [`budget`]).
     pub budgets: Budgets,
+    /// How long a controller whose connection is lost keeps its calls, waiting for
+    /// it to log in again with its resume token (see [`controllers`]); zero
+    /// releases them when the connection closes. The node's shell sets
+    /// `control.resume_grace_ms` (60 s).
+    pub resume_grace: Duration,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -92,6 +101,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("workers", &self.workers)
             .field("own_media", &self.own_media)
             .field("budgets", &self.budgets)
+            .field("resume_grace", &self.resume_grace)
             .finish()
     }
 }
@@ -134,10 +144,12 @@ struct Conn {
     reports: TokenBucket,
     /// Its `Status`/`Health` requests not answered yet.
     reports_pending: usize,
+    /// The controller it speaks for (once logged in).
+    controller: Option<ControllerId>,
 }
 
 struct Call {
-    conn: ConnId,
+    controller: ControllerId,
     id: String,
     offer: MediaOffer,
     codec: (CodecKind, CodecDesc),
@@ -170,6 +182,10 @@ struct Counters {
     closed: std::collections::BTreeMap<String, u64>,
     rate_limited: u64,
     events_lost: u64,
+    resumes: u64,
+    resyncs: u64,
+    expired: u64,
+    expired_calls: u64,
 }
 
 /// See the module docs.
@@ -180,7 +196,15 @@ pub struct Session {
     table: RoomTable,
     conns: HashMap<ConnId, Conn>,
     calls: HashMap<CallRef, Call>,
-    by_id: HashMap<(ConnId, String), CallRef>,
+    by_id: HashMap<(ControllerId, String), CallRef>,
+    controllers: HashMap<ControllerId, controllers::Controller>,
+    /// Controller ids and resume tokens (independent streams from the seed).
+    ids: ChallengeSource,
+    tokens: ChallengeSource,
+    /// A resume's missed messages, sent right after its login answer.
+    pending_replay: Option<(ConnId, ControllerId, controllers::Replay)>,
+    /// Bytes every detached controller's replay keeps together.
+    replay_total: usize,
     next_call: u64,
     next_req: u64,
     timers: Timers,
@@ -232,6 +256,11 @@ impl Session {
             conns: HashMap::new(),
             calls: HashMap::new(),
             by_id: HashMap::new(),
+            controllers: HashMap::new(),
+            ids: ChallengeSource::new(derive_key(&seed, "controller-ids")),
+            tokens: ChallengeSource::new(derive_key(&seed, "resume-tokens")),
+            pending_replay: None,
+            replay_total: 0,
             next_call: 1,
             next_req: 1,
             timers: Timers::default(),
@@ -269,9 +298,11 @@ impl Session {
                 requests: TokenBucket::new(self.cfg.budgets.requests),
                 reports: TokenBucket::new(self.cfg.budgets.reports),
                 reports_pending: 0,
+                controller: None,
             },
         );
         if logged_in {
+            self.new_controller(conn);
             let step = LoginStep::LoggedIn;
             self.out.push_back(Output::Login { conn, step });
         } else {
@@ -322,32 +353,20 @@ impl Session {
         self.send(conn, &reply, None);
     }
 
-    /// A connection ended: its calls are released.
-    pub fn handle_close(&mut self, conn: ConnId) {
+    /// A connection ended: its controller waits for a resume until `now` plus the
+    /// grace, or (no grace, or a controller that cannot resume) its calls are
+    /// released now.
+    pub fn handle_close(&mut self, now: Instant, conn: ConnId) {
         if self.waiting.is_some() {
             return self.deferred.push_back(Deferred::Close { conn });
         }
-        if self.conns.remove(&conn).is_none() {
+        let Some(c) = self.conns.remove(&conn) else {
             return;
-        }
+        };
         self.timers.clear(Timer::Login(conn));
-        let mut owned: Vec<CallRef> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.conn == conn && !c.ended)
-            .map(|(r, _)| *r)
-            .collect();
-        owned.sort_unstable();
-        for call in owned {
-            if self.conf.handle_release(call).is_err() {
-                // The core no longer knows it (still dialling, say): just forget it.
-                self.forget(call);
-            } else if let Some(c) = self.calls.get_mut(&call) {
-                c.ended = true;
-                self.ended.push(call);
-            }
+        if let Some(ctl) = c.controller {
+            self.detach(now, ctl);
         }
-        self.drain(None);
     }
 
     /// The node is stopping (SIGTERM): every call is released towards its controller
@@ -380,6 +399,13 @@ impl Session {
             }
         }
         self.drain(None);
+        // Nobody is coming back to a stopping node.
+        let detached: Vec<ControllerId> = self.controllers().iter().map(|r| r.id).collect();
+        for id in detached {
+            if self.controllers.get(&id).is_some_and(|c| c.conn.is_none()) {
+                self.remove_controller(id);
+            }
+        }
         let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
         conns.sort_unstable();
         for conn in conns {
@@ -580,6 +606,7 @@ impl Session {
                         }
                     }
                 }
+                Timer::Resume(ctl) => self.expire(ctl),
             }
         }
     }
@@ -628,7 +655,7 @@ impl Session {
                 Deferred::Text { conn, text } => self.handle_text(now, conn, &text),
                 Deferred::Message { conn, msg } => self.handle_message(now, conn, msg),
                 Deferred::Bad { conn, problem } => self.handle_bad_frame(conn, problem),
-                Deferred::Close { conn } => self.handle_close(conn),
+                Deferred::Close { conn } => self.handle_close(now, conn),
                 Deferred::Engine(event) => self.handle_engine_event(now, event),
                 Deferred::EventsLost(lost) => self.handle_events_lost(lost),
                 Deferred::Timeout => self.handle_timeout(now),
@@ -645,7 +672,8 @@ impl Session {
         self.out.push_back(Output::Send { conn, text });
     }
 
-    /// Sends an event to every logged-in session, in connection order.
+    /// Sends an event to every logged-in session, in connection order, and keeps it
+    /// for every detached controller.
     fn broadcast(&mut self, msg: &ServerMsg) {
         let mut conns: Vec<ConnId> = self
             .conns
@@ -661,6 +689,7 @@ impl Session {
                 text: text.clone(),
             });
         }
+        self.keep_for_detached(&text);
     }
 }
 

@@ -57,7 +57,7 @@ impl Session {
             ptime: 20,
             telephone_event: c.offer.telephone_event,
         };
-        let (conn, call_id) = (c.conn, c.id.clone());
+        let (ctl, call_id) = (c.controller, c.id.clone());
         let msg = if connected {
             ServerMsg::Connect {
                 call: call_id,
@@ -75,7 +75,7 @@ impl Session {
             }
         };
         let src = self.src.clone();
-        self.send(conn, &msg, src.as_deref());
+        self.send_to(ctl, &msg, src.as_deref());
     }
 
     fn call_name(&self, call: CallRef) -> String {
@@ -301,11 +301,18 @@ impl Session {
 
     fn control_info(&self) -> ControlInfo {
         let c = &self.counters;
+        let (detached, detached_calls) = self.detached_counts();
         ControlInfo {
             sessions: self.conns.len(),
             closed: c.closed.clone(),
             rate_limited: c.rate_limited,
             events_lost: c.events_lost,
+            detached,
+            detached_calls,
+            resumes: c.resumes,
+            resyncs: c.resyncs,
+            expired: c.expired,
+            expired_calls: c.expired_calls,
         }
     }
 

@@ -21,7 +21,7 @@ impl Session {
             msg,
             ClientMsg::AppChallenge { .. } | ClientMsg::AppLogin { .. }
         );
-        if !is_login && !session.logged_in {
+        if !is_login && (!session.logged_in || session.controller.is_none()) {
             let reply = error(&msg, "not logged in: send AppChallenge and AppLogin first");
             return self.send(conn, &reply, src.as_deref());
         }
@@ -44,11 +44,12 @@ impl Session {
                 cnonce,
                 info,
                 digest,
+                resume,
             } => {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
-                let (reply, admission) = self.login.login(
+                let (mut reply, admission) = self.login.login(
                     now,
                     c.peer.ip(),
                     &mut c.challenges,
@@ -65,6 +66,22 @@ impl Session {
                     }
                     c.logged_in = true;
                     self.timers.clear(Timer::Login(conn));
+                    let attached = self.attach_login(now, conn, resume.as_deref());
+                    if let ServerMsg::AppLoginResult {
+                        token,
+                        resumed,
+                        resume_error,
+                        ..
+                    } = &mut reply
+                    {
+                        *token = Some(attached.token);
+                        *resumed = attached.resumed;
+                        *resume_error = attached.resume_error.map(String::from);
+                    }
+                    // The answer first, then what the resumed controller missed.
+                    self.send(conn, &reply, src.as_deref());
+                    self.send_replay();
+                    return;
                 }
                 Some(reply)
             }
@@ -100,6 +117,7 @@ impl Session {
         offer: MediaOffer,
         src: Option<String>,
     ) -> Option<ServerMsg> {
+        let ctl = self.conns.get(&conn).and_then(|c| c.controller)?;
         if id.is_empty() {
             return Some(call_error("Setup", &id, "the call id is empty"));
         }
@@ -110,7 +128,7 @@ impl Session {
                 reason: format!("{}: {SHUTDOWN_REASON}", cause.text()),
             });
         }
-        if self.by_id.contains_key(&(conn, id.clone())) {
+        if self.by_id.contains_key(&(ctl, id.clone())) {
             return Some(call_error("Setup", &id, "a call with this id exists"));
         }
         if let Err(bad) = media_addr::check(
@@ -142,7 +160,7 @@ impl Session {
         self.calls.insert(
             call,
             Call {
-                conn,
+                controller: ctl,
                 id: id.clone(),
                 offer,
                 codec,
@@ -151,7 +169,7 @@ impl Session {
                 ended: false,
             },
         );
-        self.by_id.insert((conn, id.clone()), call);
+        self.by_id.insert((ctl, id.clone()), call);
         if let Err(e) = self.conf.handle_setup(now, call, called, complete) {
             self.forget(call);
             return Some(call_error("Setup", &id, &format!("call {id:?}: {e}")));
@@ -174,7 +192,8 @@ impl Session {
         src: Option<String>,
     ) -> Option<ServerMsg> {
         let id = msg.call().unwrap_or_default().to_string();
-        let Some(&call) = self.by_id.get(&(conn, id.clone())) else {
+        let ctl = self.conns.get(&conn).and_then(|c| c.controller)?;
+        let Some(&call) = self.by_id.get(&(ctl, id.clone())) else {
             return Some(error(&msg, &format!("unknown call {id:?}")));
         };
         let named = format!("call {id:?}");
@@ -215,7 +234,9 @@ impl Session {
             ClientMsg::Release { .. } => {
                 let result = self.conf.handle_release(call);
                 if let Some(c) = self.calls.get_mut(&call) {
+                    // Forgotten once the outputs are drained, like any ended call.
                     c.ended = true;
+                    self.ended.push(call);
                 }
                 (result, ServerMsg::ReleaseResult { call: id })
             }

@@ -5,7 +5,7 @@
 //! [`Timer`] here. [`Timers::next`] is the earliest; [`Timers::pop_due`] takes the due
 //! ones in deadline order (ties: timer order), so a run is reproducible.
 
-use super::ConnId;
+use super::{ConnId, ControllerId};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
@@ -14,6 +14,8 @@ use std::time::Instant;
 pub enum Timer {
     /// A connection that has not logged in yet is closed at this deadline.
     Login(ConnId),
+    /// A detached controller's grace runs out: its calls are released.
+    Resume(ControllerId),
 }
 
 /// See the module docs.

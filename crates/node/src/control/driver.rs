@@ -233,7 +233,7 @@ pub async fn run<M: Media>(mut session: Session, media: M, mut inbound: mpsc::Re
                     }
                     queues.retain(|q| q.conn != conn);
                     conns.remove(&conn);
-                    session.handle_close(conn);
+                    session.handle_close(Instant::now(), conn);
                 }
                 Some(Inbound::Shutdown { .. } | Inbound::Channels(_)) => {
                     tracing::warn!(?conn, "a node item on a session queue");
@@ -327,6 +327,7 @@ mod tests {
             workers: node.workers(),
             own_media: node.own_media(),
             budgets,
+            resume_grace: Duration::ZERO,
         }
     }
 

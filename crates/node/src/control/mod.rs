@@ -137,6 +137,7 @@ pub(crate) fn session_config(
                 burst: c.report_burst,
             },
         },
+        resume_grace: Duration::from_millis(c.resume_grace_ms),
     }
 }
 

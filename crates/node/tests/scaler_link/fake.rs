@@ -140,6 +140,7 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
                 cnonce,
                 info,
                 digest,
+                ..
             } => {
                 let (reply, admission) = server.login(
                     now,
@@ -156,6 +157,9 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
                         error: None,
                         proof: None,
                         version: PROTOCOL_VERSION,
+                        token: None,
+                        resumed: false,
+                        resume_error: None,
                     }
                 } else {
                     reply

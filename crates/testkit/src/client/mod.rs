@@ -115,6 +115,18 @@ pub struct Client {
     ignored: u64,
     keep_seen: bool,
     seen: Vec<ServerMsg>,
+    /// The resume token of the last login (see [`Client::resume`]).
+    token: Option<String>,
+}
+
+/// What a login that asked to resume got ([`Client::resume`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resumed {
+    /// The controller was resumed: its calls are this session's again, and what it
+    /// missed (or a `Resync`) follows as events.
+    pub resumed: bool,
+    /// Why not (`malformed-token`, `unknown-token`): the session is a new controller.
+    pub error: Option<String>,
 }
 
 /// A message read while no wait took it.
@@ -175,6 +187,36 @@ impl Client {
             ignored: 0,
             keep_seen: false,
             seen: Vec::new(),
+            token: None,
+        })
+    }
+
+    /// The resume token the last successful login gave (what a later session passes
+    /// to [`Client::resume`] to get this one's calls back).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// Logs in (a node without a password is fine) asking to resume the controller
+    /// of `token`. The messages it missed arrive afterwards, as events.
+    pub async fn resume(
+        &mut self,
+        name: &str,
+        secret: &[u8],
+        token: &str,
+    ) -> Result<Resumed, ClientError> {
+        let answer = self.login_with(name, secret, Some(token)).await?.1;
+        let ServerMsg::AppLoginResult {
+            resumed,
+            resume_error,
+            ..
+        } = answer
+        else {
+            return Err(ClientError::Protocol("a login without a result".into()));
+        };
+        Ok(Resumed {
+            resumed,
+            error: resume_error,
         })
     }
 
@@ -220,8 +262,21 @@ impl Client {
         name: &str,
         secret: &[u8],
     ) -> Result<NodeAuth, ClientError> {
+        Ok(self.login_with(name, secret, None).await?.0)
+    }
+
+    /// The login exchange; the node's verdict and its `AppLoginResult`.
+    async fn login_with(
+        &mut self,
+        name: &str,
+        secret: &[u8],
+        resume: Option<&str>,
+    ) -> Result<(NodeAuth, ServerMsg), ClientError> {
         let cnonce = fresh_cnonce()?;
         let mut login = LoginClient::new(name, secret, CLIENT_INFO);
+        if let Some(token) = resume {
+            login.resume(token);
+        }
         let mut request = login.start();
         loop {
             let what = format!("{}Result", request.mt());
@@ -239,9 +294,12 @@ impl Client {
             request = match login.handle(&answer, &cnonce) {
                 ClientStep::Send(next) => next,
                 ClientStep::Done(verdict) => {
+                    if let (Ok(_), ServerMsg::AppLoginResult { token, .. }) = (&verdict, &answer) {
+                        self.token.clone_from(token);
+                    }
                     return match verdict {
-                        Ok(ServerAuth::Proven) => Ok(NodeAuth::Proven),
-                        Ok(ServerAuth::Open) => Ok(NodeAuth::Open),
+                        Ok(ServerAuth::Proven) => Ok((NodeAuth::Proven, answer)),
+                        Ok(ServerAuth::Open) => Ok((NodeAuth::Open, answer)),
                         Err(ClientLoginError::Refused { error }) => {
                             Err(ClientError::LoginFailed { error })
                         }
@@ -249,7 +307,7 @@ impl Client {
                         Err(e @ ClientLoginError::Unexpected { .. }) => {
                             Err(ClientError::Protocol(e.to_string()))
                         }
-                    }
+                    };
                 }
             };
         }

@@ -120,6 +120,7 @@ impl Harness {
             workers: addrs.clone(),
             own_media: Default::default(),
             budgets: Default::default(),
+            resume_grace: std::time::Duration::ZERO,
         };
         let mut seed = [0u8; 32];
         seed[0] = n as u8;
@@ -170,7 +171,7 @@ impl Harness {
     pub fn disconnect(&mut self, c: usize) {
         let ctl = &self.controllers[c];
         let (node, conn) = (ctl.node, ctl.conn);
-        self.nodes[node].session.handle_close(conn);
+        self.nodes[node].session.handle_close(self.now, conn);
         self.pump();
     }
 
@@ -315,7 +316,7 @@ impl Harness {
                         Output::Login { .. } => {}
                         Output::Close { conn, reason } => {
                             self.closed.push((n, conn, reason));
-                            self.nodes[n].session.handle_close(conn);
+                            self.nodes[n].session.handle_close(self.now, conn);
                         }
                         Output::Media { req, worker, op } => {
                             let node = &mut self.nodes[n];

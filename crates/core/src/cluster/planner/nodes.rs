@@ -109,6 +109,7 @@ impl Planner {
                 cnonce,
                 info,
                 digest,
+                ..
             }) => {
                 let (reply, admission) = self.login.login(
                     now,

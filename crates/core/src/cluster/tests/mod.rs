@@ -118,6 +118,7 @@ impl Cluster {
             }],
             own_media: Default::default(),
             budgets: Budgets::default(),
+            resume_grace: std::time::Duration::ZERO,
         };
         let mut c = Cluster {
             session: Session::new(cfg, [9; 32]),

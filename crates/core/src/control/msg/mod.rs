@@ -40,6 +40,10 @@ pub enum ClientMsg {
         #[serde(default)]
         info: String,
         digest: String,
+        /// The resume token of an earlier login (its `AppLoginResult.token`): this
+        /// connection takes over that controller and its calls.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<String>,
     },
     /// A new call into the conference interface. `called` is the call-setup command
     /// (`*1...`, `*2...`, `*3...` or room digits); `complete` is the sending-complete
@@ -264,6 +268,17 @@ pub struct ControlInfo {
     pub rate_limited: u64,
     /// Node events call control lost (each loss also went out as `EventsLost`).
     pub events_lost: u64,
+    /// Controllers whose connection is gone and whose grace runs (waiting for a
+    /// resume), and the calls they hold.
+    pub detached: usize,
+    pub detached_calls: usize,
+    /// Logins that resumed a controller, and of those the ones answered with a
+    /// `Resync` (the missed messages overflowed the replay buffer).
+    pub resumes: u64,
+    pub resyncs: u64,
+    /// Controllers whose grace ran out, and the calls released then (cause 102).
+    pub expired: u64,
+    pub expired_calls: u64,
 }
 
 /// Channel accounting of the node.
@@ -356,6 +371,21 @@ pub struct NodeInfo {
     pub workers: Vec<WorkerInfo>,
 }
 
+/// One call in a [`ServerMsg::Resync`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResyncCall {
+    pub call: String,
+    pub participant: u64,
+    /// Its room (absent while it is still dialling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// `dialing`, `alerting` or `connected`.
+    pub state: String,
+    pub held: bool,
+    pub receive_off: bool,
+    pub heard: bool,
+}
+
 /// One room in a status report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoomInfo {
@@ -389,6 +419,17 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         proof: Option<String>,
         version: u32,
+        /// The controller's resume token (32 hex digits): sent in a later `AppLogin`
+        /// as `resume`, it gets this controller's calls back (absent on a refusal).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// The login resumed the controller its `resume` named.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resumed: bool,
+        /// Why the `resume` did not: `malformed-token` or `unknown-token` (wrong, or its
+        /// controller's grace ran out). The login went on as a new controller.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_error: Option<String>,
     },
     /// The call reached a `*82` room: it waits for remote control 0.
     Alerting {
@@ -515,6 +556,12 @@ pub enum ServerMsg {
         address: IpAddr,
         port: u16,
     },
+    /// After a resume whose missed messages did not fit the replay buffer: every
+    /// call the controller has, as it is now. Events were lost: ask `Status` for
+    /// the rooms.
+    Resync {
+        calls: Vec<ResyncCall>,
+    },
     /// The node lost `lost` media events (DTMF, talking, media timeouts) before call
     /// control saw them: room state may differ from the events sent; ask `Status`.
     EventsLost {
@@ -619,11 +666,13 @@ fn check_lengths(msg: &ClientMsg) -> Result<(), &'static str> {
             cnonce,
             info,
             digest,
+            resume,
         } => &[
             ("name", name),
             ("cnonce", cnonce),
             ("info", info),
             ("digest", digest),
+            ("resume", resume.as_deref().unwrap_or_default()),
         ],
         ClientMsg::Setup { call, called, .. } => &[("call", call), ("called", called)],
         ClientMsg::Info { call, digits, .. } => &[("call", call), ("digits", digits)],

@@ -10,8 +10,12 @@ use crate::engine::{Engine, EngineConfig, Via};
 use serde_json::json;
 
 mod limits;
+mod resume;
 
 const SECRET: &[u8] = b"session-test-secret";
+
+/// The tests' resume grace (the node's default).
+const GRACE: Duration = Duration::from_secs(60);
 
 fn peer() -> SocketAddr {
     "127.0.0.1:50000".parse().unwrap()
@@ -47,6 +51,10 @@ impl Node {
     }
 
     fn with_budgets(secret: Option<&[u8]>, budgets: Budgets) -> Node {
+        Node::with(secret, budgets, GRACE)
+    }
+
+    fn with(secret: Option<&[u8]>, budgets: Budgets, resume_grace: Duration) -> Node {
         let now = scnf_media::testclock::anchor();
         let cfg = SessionConfig {
             secret: secret.map(<[u8]>::to_vec),
@@ -55,8 +63,8 @@ impl Node {
             login_timeout: Duration::from_secs(30),
             workers: workers(),
             own_media: Default::default(),
-
             budgets,
+            resume_grace,
         };
         let engines = (0..2)
             .map(|i| Engine::new(EngineConfig::new("t", (now, Duration::ZERO)), i))
@@ -362,7 +370,7 @@ fn closing_a_connection_releases_its_calls_and_frees_the_media() {
     n.setup(owner, "c2", "10#", 4002);
     n.run_media();
     n.sent.clear();
-    n.session.handle_close(owner);
+    n.session.handle_close(n.now, owner);
     n.run_media();
     assert_eq!(n.engines[0].leg_count(), 0);
     assert_eq!(n.engines[0].room_count(), 0);
@@ -478,8 +486,8 @@ fn the_configs_debug_never_shows_the_secret() {
         login_timeout: Duration::from_secs(1),
         workers: workers(),
         own_media: Default::default(),
-
         budgets: Default::default(),
+        resume_grace: GRACE,
     };
     let shown = format!("{cfg:?}");
     assert!(
