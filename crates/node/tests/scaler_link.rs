@@ -648,6 +648,8 @@ async fn after_a_lost_link_the_scalers_rooms_run_on_and_the_next_registration_re
             worker: 0,
             mix,
             legs: vec![leg],
+            room: None,
+            kept: vec![],
         }]
     );
     let stats = node.stats().await.unwrap();

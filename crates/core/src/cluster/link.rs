@@ -67,12 +67,59 @@ pub struct Register {
 }
 
 /// One room a scaler placed on a node, as the node holds it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Held {
     pub worker: usize,
     pub mix: MixId,
     /// Its legs: members and links.
     pub legs: Vec<LegId>,
+    /// The room's state as the scaler last kept it here ([`ScalerMsg::Keep`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<RoomKeep>,
+    /// The members' states kept here, one per member leg the scaler kept one for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<LegKeep>,
+}
+
+/// A room's state kept on every node of the room, so that a scaler that restarts
+/// can take the room back whole ([`Register::holds`]): where it lives (written by
+/// the planner) and what the conference decided (written by the session root,
+/// opaque to the planner and the node).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoomKeep {
+    /// The scaler life that wrote it: a scaler takes back only rooms of another
+    /// life (what its own life let go stays let go).
+    pub epoch: u64,
+    /// The room's id in the scaler's session root (its virtual mix).
+    pub vmix: MixId,
+    /// Node name of the room's primary.
+    pub primary: String,
+    /// Its share on each node.
+    pub parts: Vec<PartKeep>,
+    /// The session root's state of the room.
+    pub session: serde_json::Value,
+}
+
+/// A room's share on one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartKeep {
+    pub node: String,
+    pub mix: MixId,
+    pub worker: usize,
+    /// On a secondary, its link to the primary: the leg here and the leg there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<(LegId, LegId)>,
+}
+
+/// A member's state, kept on the node that carries its leg.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LegKeep {
+    /// The leg on the node.
+    pub leg: LegId,
+    /// Its id in the scaler's session root.
+    pub vleg: LegId,
+    /// The session root's state of the member (its call).
+    pub session: serde_json::Value,
 }
 
 /// A node's load, sent every [`HEARTBEAT`].
@@ -104,6 +151,20 @@ pub enum ScalerMsg {
     },
     /// The scaler is alive.
     Heartbeat,
+    /// Keep this state with the room (`Room`) or the member leg (`Leg`), replacing
+    /// what was kept before; reported back in [`Register::holds`]. It is dropped
+    /// with its room or leg. No answer.
+    Keep(Keep),
+}
+
+/// What [`ScalerMsg::Keep`] carries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "of")]
+pub enum Keep {
+    /// For the node's mix `mix`.
+    Room { mix: MixId, state: RoomKeep },
+    /// For a member leg on the node.
+    Leg { state: LegKeep },
 }
 
 impl NodeMsg {

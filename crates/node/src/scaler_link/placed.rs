@@ -9,7 +9,7 @@
 //! registration the node closes them itself.
 
 use crate::node::NodeHandle;
-use scnf_core::cluster::link::Held;
+use scnf_core::cluster::link::{Held, Keep, LegKeep, RoomKeep};
 use scnf_core::engine::{LegId, MediaOp, MixId};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,11 +18,20 @@ use std::time::Duration;
 /// closes them (their controllers can no longer reach them).
 pub(super) const ORPHANED_AFTER: Duration = Duration::from_secs(300);
 
-/// The scaler's rooms on this node: worker and legs per room, and each leg's room.
+/// The scaler's rooms on this node: worker, legs and kept state per room, and each
+/// leg's room.
 #[derive(Debug, Default)]
 pub(super) struct Placed {
-    rooms: HashMap<MixId, (usize, Vec<LegId>)>,
+    rooms: HashMap<MixId, Room>,
     legs: HashMap<LegId, MixId>,
+    kept: HashMap<LegId, LegKeep>,
+}
+
+#[derive(Debug)]
+struct Room {
+    worker: usize,
+    legs: Vec<LegId>,
+    keep: Option<RoomKeep>,
 }
 
 impl Placed {
@@ -30,29 +39,56 @@ impl Placed {
     pub(super) fn note(&mut self, worker: usize, op: &MediaOp) {
         match op {
             MediaOp::OpenRoom { mix } => {
-                self.rooms.entry(*mix).or_insert((worker, Vec::new()));
+                self.rooms.entry(*mix).or_insert(Room {
+                    worker,
+                    legs: Vec::new(),
+                    keep: None,
+                });
             }
             MediaOp::CloseRoom { mix } => {
-                if let Some((_, legs)) = self.rooms.remove(mix) {
-                    for leg in legs {
+                if let Some(room) = self.rooms.remove(mix) {
+                    for leg in room.legs {
                         self.legs.remove(&leg);
+                        self.kept.remove(&leg);
                     }
                 }
             }
             MediaOp::AddLeg { mix, leg, .. } => {
-                if let Some((_, legs)) = self.rooms.get_mut(mix) {
-                    legs.push(*leg);
+                if let Some(room) = self.rooms.get_mut(mix) {
+                    room.legs.push(*leg);
                     self.legs.insert(*leg, *mix);
                 }
             }
             MediaOp::RemoveLeg { leg } => {
+                self.kept.remove(leg);
                 if let Some(mix) = self.legs.remove(leg) {
-                    if let Some((_, legs)) = self.rooms.get_mut(&mix) {
-                        legs.retain(|l| l != leg);
+                    if let Some(room) = self.rooms.get_mut(&mix) {
+                        room.legs.retain(|l| l != leg);
                     }
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Keeps the scaler's state for a room or leg it holds; whether it does (state
+    /// for something it does not hold is dropped: its close came first).
+    pub(super) fn keep(&mut self, keep: Keep) -> bool {
+        match keep {
+            Keep::Room { mix, state } => match self.rooms.get_mut(&mix) {
+                Some(room) => {
+                    room.keep = Some(state);
+                    true
+                }
+                None => false,
+            },
+            Keep::Leg { state } => match self.legs.contains_key(&state.leg) {
+                true => {
+                    self.kept.insert(state.leg, state);
+                    true
+                }
+                false => false,
+            },
         }
     }
 
@@ -66,10 +102,20 @@ impl Placed {
         let mut holds: Vec<Held> = self
             .rooms
             .iter()
-            .map(|(mix, (worker, legs))| Held {
-                worker: *worker,
-                mix: *mix,
-                legs: legs.clone(),
+            .map(|(mix, room)| {
+                let mut kept: Vec<LegKeep> = room
+                    .legs
+                    .iter()
+                    .filter_map(|l| self.kept.get(l).cloned())
+                    .collect();
+                kept.sort_unstable_by_key(|k| k.leg);
+                Held {
+                    worker: room.worker,
+                    mix: *mix,
+                    legs: room.legs.clone(),
+                    room: room.keep.clone(),
+                    kept,
+                }
             })
             .collect();
         holds.sort_unstable_by_key(|h| h.mix);
@@ -83,7 +129,9 @@ impl Placed {
         }
         let n = self.rooms.len();
         self.legs.clear();
-        for (mix, (worker, _)) in self.rooms.drain() {
+        self.kept.clear();
+        for (mix, room) in self.rooms.drain() {
+            let worker = room.worker;
             let _ = node.request(worker, MediaOp::CloseRoom { mix }).await;
         }
         tracing::warn!(
@@ -126,8 +174,72 @@ mod tests {
                 worker: 0,
                 mix: MixId(1),
                 legs: vec![LegId(11)],
+                room: None,
+                kept: vec![],
             }]
         );
         assert_eq!(p.len(), 1);
+    }
+
+    fn room_keep(epoch: u64) -> RoomKeep {
+        RoomKeep {
+            epoch,
+            vmix: MixId(7),
+            primary: "a".into(),
+            parts: vec![],
+            session: serde_json::json!({"id": "4711"}),
+        }
+    }
+
+    fn leg_keep(leg: u64) -> LegKeep {
+        LegKeep {
+            leg: LegId(leg),
+            vleg: LegId(leg + 100),
+            session: serde_json::json!({"call": format!("c{leg}")}),
+        }
+    }
+
+    #[test]
+    fn kept_state_is_reported_with_its_room_and_goes_with_its_leg_or_room() {
+        let mut p = Placed::default();
+        p.note(0, &MediaOp::OpenRoom { mix: MixId(1) });
+        p.note(0, &add(1, 10));
+        p.note(0, &add(1, 11));
+        let mix = MixId(1);
+        assert!(p.keep(Keep::Room {
+            mix,
+            state: room_keep(1)
+        }));
+        // A later keep replaces the earlier one.
+        assert!(p.keep(Keep::Room {
+            mix,
+            state: room_keep(2)
+        }));
+        assert!(p.keep(Keep::Leg {
+            state: leg_keep(10)
+        }));
+        assert!(p.keep(Keep::Leg {
+            state: leg_keep(11)
+        }));
+        // State for what the node does not hold is not kept.
+        assert!(!p.keep(Keep::Leg {
+            state: leg_keep(12)
+        }));
+        let unknown = MixId(9);
+        assert!(!p.keep(Keep::Room {
+            mix: unknown,
+            state: room_keep(1)
+        }));
+        p.note(0, &MediaOp::RemoveLeg { leg: LegId(10) });
+        let held = p.holds();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].room, Some(room_keep(2)));
+        assert_eq!(held[0].kept, vec![leg_keep(11)]);
+        p.note(0, &MediaOp::CloseRoom { mix });
+        assert!(p.holds().is_empty());
+        assert!(
+            p.kept.is_empty(),
+            "a closed room's member states go with it"
+        );
     }
 }

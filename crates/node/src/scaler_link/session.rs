@@ -228,8 +228,10 @@ async fn register(
                 });
             }
             Ok(ScalerMsg::Heartbeat) => {}
-            Ok(ScalerMsg::Op { .. }) => {
-                return Err(failed("the scaler sent an op before registering us".into()))
+            Ok(ScalerMsg::Op { .. } | ScalerMsg::Keep(_)) => {
+                return Err(failed(
+                    "the scaler sent an op or state before registering us".into(),
+                ))
             }
             Err(e) => return Err(failed(format!("the scaler's registration answer: {e}"))),
         }
@@ -411,6 +413,11 @@ impl<'a> Serving<'a> {
     ) {
         match serde_json::from_str::<ScalerMsg>(text) {
             Ok(ScalerMsg::Op { req, worker, op }) => self.op(req, worker, op, results, ready),
+            Ok(ScalerMsg::Keep(keep)) => {
+                if !self.placed.keep(keep) {
+                    self.bad_frame("state to keep for a room or leg it did not place");
+                }
+            }
             Ok(ScalerMsg::Heartbeat) | Ok(ScalerMsg::Registered { .. }) => {}
             Err(e) => self.bad_frame(&format!("an unreadable message ({e})")),
         }
