@@ -44,10 +44,13 @@
 //! [`EngineEvent::Lost`], released with cause 41), and a silent node gets no new
 //! members until it answers again.
 
+mod keep;
 mod nodes;
 mod place;
 mod report;
 mod survive;
+
+pub use keep::Adoption;
 
 use super::link::ScalerMsg;
 use crate::control::auth::{Challenges, LoginConfig};
@@ -149,6 +152,9 @@ pub enum PlanOutput {
     /// nodes' own use, minus invisible participants): the conference core counts
     /// against it, so reservations and `Channels` are cluster-wide.
     Capacity(u32),
+    /// A room or member of the last scaler life, for the root to rebuild (see
+    /// [`Adoption`]).
+    Adopt(Adoption),
 }
 
 /// What the planner counted (for the scaler's logs and tests).
@@ -185,6 +191,9 @@ pub struct PlannerStats {
     /// Legs the planner knew that a re-registering node no longer held (their
     /// calls released, or the link rebuilt).
     pub missing: u64,
+    /// Rooms and members of the last scaler life taken over from the nodes' keeps.
+    pub rooms_adopted: u64,
+    pub members_adopted: u64,
 }
 
 /// A connection on the node face.
@@ -250,6 +259,9 @@ struct Room {
     parts: BTreeMap<NodeId, Part>,
     /// The node the last member went to (round-robin).
     last: Option<NodeId>,
+    /// Taken over from a keep, its state not handed to the root yet (that comes
+    /// with its first member).
+    unadopted: Option<serde_json::Value>,
 }
 
 /// A room's share on one node.
@@ -324,6 +336,13 @@ pub struct Planner {
     capacity: Option<u32>,
     out: VecDeque<PlanOutput>,
     stats: PlannerStats,
+    /// This scaler life (see [`keep`]), and what it keeps on the nodes: each room's
+    /// state from the root, each member's, and the rooms whose keep must go out.
+    epoch: u64,
+    room_states: HashMap<MixId, serde_json::Value>,
+    member_states: HashMap<LegId, serde_json::Value>,
+    dirty: std::collections::BTreeSet<MixId>,
+    next_waiting: u64,
 }
 
 impl Planner {
@@ -331,6 +350,8 @@ impl Planner {
         let seed = cfg.seed;
         let mut rng_seed = [0u8; 8];
         rng_seed.copy_from_slice(&crate::control::login::derive_key(&seed, "planner")[..8]);
+        let mut epoch = [0u8; 8];
+        epoch.copy_from_slice(&crate::control::login::derive_key(&seed, "epoch")[..8]);
         Planner {
             login: LoginServer::new(
                 cfg.secret.clone(),
@@ -354,6 +375,11 @@ impl Planner {
             capacity: None,
             out: VecDeque::new(),
             stats: PlannerStats::default(),
+            epoch: u64::from_le_bytes(epoch),
+            room_states: HashMap::new(),
+            member_states: HashMap::new(),
+            dirty: Default::default(),
+            next_waiting: 0,
         }
     }
 
@@ -442,7 +468,7 @@ impl Planner {
     }
 
     /// Tells the root when the cluster's channels for callers changed.
-    fn note_capacity(&mut self) {
+    pub(super) fn note_capacity(&mut self) {
         let capacity: u32 = self
             .conns
             .values()
@@ -488,6 +514,9 @@ impl Planner {
     }
 
     pub fn poll_output(&mut self) -> Option<PlanOutput> {
+        if self.out.is_empty() && !self.dirty.is_empty() {
+            self.flush_keeps();
+        }
         self.out.pop_front()
     }
 

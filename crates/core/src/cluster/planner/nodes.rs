@@ -152,7 +152,7 @@ impl Planner {
         self.out.push_back(PlanOutput::ToNode { node, text });
     }
 
-    fn send(&mut self, node: NodeId, msg: &ScalerMsg) {
+    pub(super) fn send(&mut self, node: NodeId, msg: &ScalerMsg) {
         let text = msg.to_json();
         self.out.push_back(PlanOutput::ToNode { node, text });
     }
@@ -167,13 +167,7 @@ impl Planner {
     /// Checks a registration; a refused one is told why and closed.
     fn register(&mut self, now: Instant, node: NodeId, reg: Register) {
         let Some(reg) = self.reattach(now, node, reg) else {
-            return self.send(
-                node,
-                &ScalerMsg::Registered {
-                    ok: true,
-                    error: None,
-                },
-            );
+            return;
         };
         let mut reg = reg;
         match self.check_registration(&reg) {
@@ -210,7 +204,9 @@ impl Planner {
                         error: None,
                     },
                 );
+                self.adopt(now, node, &holds);
                 self.reconcile(node, holds);
+                self.sweep_unadopted();
                 self.note_capacity();
             }
             Err(error) => {
@@ -286,6 +282,7 @@ impl Planner {
         self.lose_node(node);
         let why = format!("node {} lost", n.name);
         self.fail_pending(node, node, &why);
+        self.sweep_unadopted();
         self.note_capacity();
     }
 

@@ -140,6 +140,7 @@ impl Planner {
             Some(primary) => self.link(vmix, primary, node),
             None => room.primary = Some(node),
         }
+        self.touch(vmix);
         mix
     }
 
@@ -204,6 +205,7 @@ impl Planner {
         if let Some(part) = self.rooms.get_mut(&vmix).and_then(|r| r.parts.get_mut(&s)) {
             part.link = Some(LinkPair { here, there });
         }
+        self.touch(vmix);
         self.owners.insert(
             (s, here),
             Owner::Link {
@@ -241,6 +243,7 @@ impl Planner {
         };
         let sw = part.worker;
         let pw = primary.and_then(|p| room.parts.get(&p)).map(|p| p.worker);
+        self.touch(vmix);
         self.drop_leg(s, sw, pair.here);
         if let (Some(p), Some(pw)) = (primary, pw) {
             self.drop_leg(p, pw, pair.there);
@@ -281,6 +284,7 @@ impl Planner {
         let Some(m) = self.members.remove(&vleg) else {
             return false;
         };
+        self.member_states.remove(&vleg);
         if let Some(part) = self
             .rooms
             .get_mut(&m.room)
@@ -329,6 +333,7 @@ impl Planner {
             if let Some(room) = self.rooms.get_mut(&vmix) {
                 room.primary = Some(s);
             }
+            self.touch(vmix);
         }
     }
 
@@ -341,7 +346,9 @@ impl Planner {
         else {
             return;
         };
+        self.touch(vmix);
         for vleg in &part.members {
+            self.member_states.remove(vleg);
             if let Some(m) = self.members.remove(vleg) {
                 self.forget_leg(node, m.worker, m.leg);
             }
@@ -380,6 +387,8 @@ impl Planner {
             self.close_part(vmix, s);
         }
         self.rooms.remove(&vmix);
+        self.room_states.remove(&vmix);
+        self.dirty.remove(&vmix);
     }
 
     /// A node is gone: its members are lost (the root releases their calls), its
@@ -409,7 +418,9 @@ impl Planner {
         let Some(part) = room.parts.remove(&node) else {
             return;
         };
+        self.touch(vmix);
         for vleg in &part.members {
+            self.member_states.remove(vleg);
             if let Some(m) = self.members.remove(vleg) {
                 self.forget_leg(node, m.worker, m.leg);
             }

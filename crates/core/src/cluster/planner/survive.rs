@@ -18,7 +18,7 @@
 //! new primary and are re-linked).
 
 use super::{Conn, Node, NodeId, Owner, Pending, Planner};
-use crate::cluster::link::{Held, Register};
+use crate::cluster::link::{Held, Register, ScalerMsg};
 use crate::engine::{LegId, MediaOp, MixId};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -139,9 +139,10 @@ impl Planner {
         let Some(&old) = self.names.get(&reg.name) else {
             return Some(reg);
         };
-        let same = self
-            .node(old)
-            .is_some_and(|n| n.gone.is_some() && n.workers == reg.workers);
+        // A node a kept room named before it registered has no addresses yet.
+        let same = self.node(old).is_some_and(|n| {
+            n.gone.is_some() && (n.workers == reg.workers || n.workers.is_empty())
+        });
         if !same {
             if self.node(old).is_some_and(|n| n.gone.is_some()) {
                 // Other media addresses: its legs are not where the cluster thinks.
@@ -152,6 +153,7 @@ impl Planner {
         let Some(mut node) = self.conns.remove(&old).and_then(|c| c.node) else {
             return Some(reg);
         };
+        Self::fill_in(&mut node, &reg.workers);
         node.gone = None;
         node.suspect = false;
         node.stalled = false;
@@ -166,8 +168,42 @@ impl Planner {
         self.names.insert(reg.name, new);
         self.rekey(old, new);
         self.stats.reattached += 1;
+        // Accepted before the reconciliation's operations: a node takes no
+        // operation before its registration is answered.
+        let ok = ScalerMsg::Registered {
+            ok: true,
+            error: None,
+        };
+        self.send(new, &ok);
+        self.adopt(now, new, &reg.holds);
         self.reconcile(new, reg.holds);
+        self.rekeep(new);
+        self.sweep_unadopted();
         None
+    }
+
+    /// Rooms taken over from keeps whose nodes have all registered (or were given
+    /// up) without a single member to hand to the root: nobody is in them, they
+    /// close.
+    pub(super) fn sweep_unadopted(&mut self) {
+        let empty: Vec<MixId> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.unadopted.is_some())
+            .filter(|(_, r)| {
+                r.parts
+                    .keys()
+                    .all(|id| self.node(*id).is_some_and(|n| n.gone.is_none()))
+            })
+            .map(|(v, _)| *v)
+            .collect();
+        for vmix in empty {
+            tracing::info!(
+                ?vmix,
+                "a room taken over from a keep has no member left; closed"
+            );
+            self.close_room(vmix);
+        }
     }
 
     /// Every reference to node `old` now names `new`; what was asked of `old` and

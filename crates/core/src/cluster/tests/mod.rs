@@ -4,7 +4,7 @@
 //! applied by a real engine, so an operation the planner gets wrong (a leg it
 //! removes twice, a room it never opened) shows up as a refusal.
 
-use super::link::{Held, NodeMsg, Register, ScalerMsg, LINK_VERSION};
+use super::link::{Held, Keep, LegKeep, NodeMsg, Register, RoomKeep, ScalerMsg, LINK_VERSION};
 use super::planner::{NodeId, PlanOutput, Planner, PlannerConfig};
 use crate::conf::ConfConfig;
 use crate::control::auth::LoginConfig;
@@ -12,7 +12,7 @@ use crate::control::login::{ClientStep, LoginClient, ServerAuth};
 use crate::control::msg::{self, RoomInfo, ServerMsg};
 use crate::engine::{Engine, EngineConfig, EngineEvent, LegId, MediaOp, MixId};
 use crate::session::budget::Budgets;
-use crate::session::{ConnId, Output, Session, SessionConfig, WorkerAddrs};
+use crate::session::{ConnId, Kept, Output, Session, SessionConfig, WorkerAddrs};
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -41,6 +41,9 @@ struct SimNode {
     held: BTreeMap<MixId, Vec<LegId>>,
     /// Its link legs: room and the far node's address.
     links: BTreeMap<LegId, (MixId, SocketAddr)>,
+    /// What the scaler asked it to keep, per room and per member leg.
+    room_keeps: BTreeMap<MixId, RoomKeep>,
+    leg_keeps: BTreeMap<LegId, LegKeep>,
 }
 
 impl SimNode {
@@ -50,7 +53,12 @@ impl SimNode {
                 self.held.insert(*mix, Vec::new());
             }
             MediaOp::CloseRoom { mix } => {
-                self.held.remove(mix);
+                if let Some(legs) = self.held.remove(mix) {
+                    for leg in legs {
+                        self.leg_keeps.remove(&leg);
+                    }
+                }
+                self.room_keeps.remove(mix);
                 self.links.retain(|_, (m, _)| m != mix);
             }
             MediaOp::AddLeg { mix, leg, spec } => {
@@ -66,6 +74,7 @@ impl SimNode {
                     legs.retain(|l| l != leg);
                 }
                 self.links.remove(leg);
+                self.leg_keeps.remove(leg);
             }
             _ => {}
         }
@@ -78,18 +87,67 @@ impl SimNode {
                 worker: 0,
                 mix: *mix,
                 legs: legs.clone(),
+                room: self.room_keeps.get(mix).cloned(),
+                kept: legs
+                    .iter()
+                    .filter_map(|l| self.leg_keeps.get(l).cloned())
+                    .collect(),
             })
             .collect()
+    }
+
+    /// Keeps what the scaler asked it to, for what it holds (as the node does).
+    fn keep(&mut self, keep: Keep) {
+        match keep {
+            Keep::Room { mix, state } => {
+                assert!(
+                    self.held.contains_key(&mix),
+                    "a keep follows its room's open"
+                );
+                self.room_keeps.insert(mix, state);
+            }
+            Keep::Leg { state } => {
+                let held = self.held.values().any(|legs| legs.contains(&state.leg));
+                assert!(held, "a keep follows its leg's add");
+                self.leg_keeps.insert(state.leg, state);
+            }
+        }
     }
 }
 
 struct Cluster {
     session: Session,
     planner: Planner,
+    /// The controller's connection to the scaler's root.
+    ctl: ConnId,
     nodes: Vec<SimNode>,
     now: Instant,
     sent: Vec<(ConnId, ServerMsg)>,
     closed: Vec<(NodeId, String)>,
+}
+
+/// Where the scaler's first life starts its ids (a restarted one starts above).
+const FIRST_LIFE: u64 = 1 << 20;
+
+/// The scaler's root, as `scnf scaler` sets it up (one virtual worker).
+fn session_config() -> SessionConfig {
+    session_config_with(Duration::ZERO)
+}
+
+fn session_config_with(resume_grace: Duration) -> SessionConfig {
+    SessionConfig {
+        secret: None,
+        login: LoginConfig::default(),
+        conf: ConfConfig::new(0),
+        login_timeout: Duration::from_secs(30),
+        workers: vec![WorkerAddrs {
+            rtp: SocketAddr::from(([0, 0, 0, 0], 0)),
+            rtcp: SocketAddr::from(([0, 0, 0, 0], 0)),
+        }],
+        own_media: Default::default(),
+        budgets: Budgets::default(),
+        resume_grace,
+    }
 }
 
 fn sim_addrs(i: usize) -> WorkerAddrs {
@@ -107,21 +165,11 @@ impl Cluster {
 
     fn with_seed(n: usize, channels: u32, seed: [u8; 32]) -> Cluster {
         let now = scnf_media::testclock::anchor();
-        let cfg = SessionConfig {
-            secret: None,
-            login: LoginConfig::default(),
-            conf: ConfConfig::new(0),
-            login_timeout: Duration::from_secs(30),
-            workers: vec![WorkerAddrs {
-                rtp: SocketAddr::from(([0, 0, 0, 0], 0)),
-                rtcp: SocketAddr::from(([0, 0, 0, 0], 0)),
-            }],
-            own_media: Default::default(),
-            budgets: Budgets::default(),
-            resume_grace: std::time::Duration::ZERO,
-        };
+        let mut session = Session::new(session_config(), [9; 32]);
+        session.keep_on_nodes(now, FIRST_LIFE);
         let mut c = Cluster {
-            session: Session::new(cfg, [9; 32]),
+            session,
+            ctl: ConnId(1),
             planner: Planner::new(PlannerConfig::new(Some(SECRET.to_vec()), seed)),
             nodes: Vec::new(),
             now,
@@ -165,6 +213,8 @@ impl Cluster {
             replies: VecDeque::new(),
             held: BTreeMap::new(),
             links: BTreeMap::new(),
+            room_keeps: BTreeMap::new(),
+            leg_keeps: BTreeMap::new(),
         });
         let peer = SocketAddr::from(([10, 0, 0, 1 + i as u8], 41_000));
         self.planner.handle_node_open(self.now, id, peer);
@@ -222,6 +272,10 @@ impl Cluster {
                         self.sent.push((conn, m));
                     }
                     Output::Media { req, op, .. } => self.planner.handle_op(self.now, req, op),
+                    Output::Keep { what, state } => match what {
+                        Kept::Room(vmix) => self.planner.handle_keep_room(vmix, state),
+                        Kept::Member(vleg) => self.planner.handle_keep_member(vleg, state),
+                    },
                     Output::Close { .. } | Output::Login { .. } => {}
                 }
             }
@@ -254,6 +308,7 @@ impl Cluster {
                     }
                     PlanOutput::Event(e) => self.session.handle_engine_event(self.now, e),
                     PlanOutput::Capacity(n) => self.session.set_channels(n),
+                    PlanOutput::Adopt(a) => self.session.handle_adopt(self.now, a),
                 }
             }
             for i in 0..self.nodes.len() {
@@ -280,7 +335,13 @@ impl Cluster {
         match msg {
             ScalerMsg::Registered { ok, .. } => self.nodes[i].registered = Some(ok),
             ScalerMsg::Heartbeat => {}
+            ScalerMsg::Keep(keep) => self.nodes[i].keep(keep),
             ScalerMsg::Op { req, worker, op } => {
+                assert_eq!(
+                    self.nodes[i].registered,
+                    Some(true),
+                    "a node takes no operation before its registration is answered"
+                );
                 assert!(super::link::op_allowed(&op), "scaler ids carry the bit");
                 assert_eq!(worker, 0, "the nodes have one worker");
                 let n = &mut self.nodes[i];
@@ -339,7 +400,7 @@ impl Cluster {
                       "codecs": [{"name": "PCMU", "pt": 0, "rate": 8000}]}
         });
         self.session
-            .handle_text(self.now, ConnId(1), &setup.to_string());
+            .handle_text(self.now, self.ctl, &setup.to_string());
         self.pump();
         self.sent[before..]
             .iter()
@@ -354,13 +415,12 @@ impl Cluster {
     fn release(&mut self, call: &str) {
         let msg = json!({"mt": "Release", "call": call});
         self.session
-            .handle_text(self.now, ConnId(1), &msg.to_string());
+            .handle_text(self.now, self.ctl, &msg.to_string());
         self.pump();
     }
 
     fn text(&mut self, v: serde_json::Value) {
-        self.session
-            .handle_text(self.now, ConnId(1), &v.to_string());
+        self.session.handle_text(self.now, self.ctl, &v.to_string());
         self.pump();
     }
 
@@ -409,4 +469,5 @@ fn cause(m: &ServerMsg) -> Option<u8> {
 
 mod nodes;
 mod placement;
+mod rebuild;
 mod survival;

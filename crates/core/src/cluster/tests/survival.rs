@@ -6,7 +6,7 @@ use super::*;
 
 impl Cluster {
     /// Node `i`'s connection to the scaler is gone (its media runs on).
-    fn drop_connection(&mut self, i: usize) {
+    pub(super) fn drop_connection(&mut self, i: usize) {
         self.nodes[i].up = false;
         let id = self.nodes[i].id;
         self.planner.handle_node_closed(self.now, id);
@@ -15,7 +15,7 @@ impl Cluster {
 
     /// Node `i` connects again (a new connection), logs in and registers under its
     /// name with what it still holds.
-    fn come_back(&mut self, i: usize) {
+    pub(super) fn come_back(&mut self, i: usize) {
         let n = &mut self.nodes[i];
         n.id = NodeId(n.id.0 + 1000);
         n.up = true;
@@ -51,7 +51,7 @@ impl Cluster {
     }
 
     /// Lets `d` pass with every node that is up sending its load each half second.
-    fn live_for(&mut self, d: Duration) {
+    pub(super) fn live_for(&mut self, d: Duration) {
         let end = self.now + d;
         while self.now < end {
             self.heartbeats();
@@ -85,7 +85,7 @@ impl Cluster {
     }
 
     /// Nine callers of room 5, three on each of three nodes; the answers.
-    fn room_of_nine() -> (Cluster, Vec<ServerMsg>) {
+    pub(super) fn room_of_nine() -> (Cluster, Vec<ServerMsg>) {
         let mut c = Cluster::new(3, 100);
         let answers: Vec<ServerMsg> = (0..9)
             .map(|k| c.setup(&format!("c{k}"), "5", 30_000 + 2 * k as u16))
@@ -95,7 +95,7 @@ impl Cluster {
     }
 
     /// The node index of the room's primary (its first caller's node).
-    fn primary_of(&mut self) -> usize {
+    pub(super) fn primary_of(&mut self) -> usize {
         let (rooms, _) = self.status();
         let name = rooms[0].primary.clone().expect("a primary");
         self.nodes.iter().position(|n| n.name == name).unwrap()
