@@ -116,6 +116,7 @@ fuzz_target!(|data: &[u8]| {
                     assert!(worker < WORKERS);
                     pending.push_back(req);
                 }
+                Output::Keep { .. } => panic!("a node's root keeps nothing"),
             }
         }
         if !s.is_waiting() {

@@ -92,6 +92,13 @@ pub(super) struct Controller {
     replay: Replay,
 }
 
+impl Controller {
+    /// The digest of its token (none before it logged in).
+    pub(super) fn digest(&self) -> Option<[u8; 32]> {
+        self.digest
+    }
+}
+
 /// The messages a detached controller missed, in order, within the caps.
 #[derive(Default)]
 pub(super) struct Replay {
@@ -161,6 +168,11 @@ impl Session {
             c.digest = Some(resume_digest(&token));
         }
         hex::encode(&token)
+    }
+
+    /// Whether `token` is a live controller's.
+    pub(super) fn token_known(&self, token: &str) -> bool {
+        self.find_token(token).is_ok()
     }
 
     /// The live controller whose token `token` is (every record is checked).

@@ -28,6 +28,7 @@ impl Session {
         for call in ended {
             self.forget(call);
         }
+        self.keep_touched();
     }
 
     fn execute(&mut self, out: crate::conf::Output) {

@@ -34,6 +34,7 @@
 pub mod budget;
 pub mod controllers;
 mod execute;
+mod keep;
 pub mod media_addr;
 mod report;
 mod requests;
@@ -50,6 +51,7 @@ use crate::control::msg::{self, ClientMsg, CodecDesc, Incoming, MediaOffer, Serv
 use crate::engine::{EngineEvent, MediaOp, MediaResult};
 use budget::{Budgets, TokenBucket};
 pub use controllers::{ControllerId, ControllerRecord};
+pub use keep::{CallKeep, Kept, REBUILD_WINDOW};
 use scnf_media::codec::CodecKind;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -122,6 +124,12 @@ pub enum Output {
         worker: usize,
         op: MediaOp,
     },
+    /// Keep `state` with the media of `what` (only a root that keeps its rooms on
+    /// the nodes, [`Session::keep_on_nodes`], asks; see [`keep`]).
+    Keep {
+        what: Kept,
+        state: serde_json::Value,
+    },
 }
 
 /// How far a connection got in its login.
@@ -171,6 +179,7 @@ enum Deferred {
     EventsLost(u64),
     Timeout,
     Shutdown(Cause),
+    Adopt(crate::cluster::planner::Adoption),
 }
 
 /// Distinct close reasons counted before the rest go under "other".
@@ -186,6 +195,8 @@ struct Counters {
     resyncs: u64,
     expired: u64,
     expired_calls: u64,
+    adopted: u64,
+    adopt_refused: u64,
 }
 
 /// See the module docs.
@@ -225,6 +236,9 @@ pub struct Session {
     /// Calls marked ended, forgotten once the outputs are drained (a list, so a
     /// drain never visits every call).
     ended: Vec<CallRef>,
+    /// A scaler's root keeps its rooms on the nodes and takes them back after a
+    /// restart (see [`keep`]).
+    keep: keep::KeepState,
 }
 
 /// The cause calls are released with when their node stops (Q.850 41, temporary
@@ -273,6 +287,7 @@ impl Session {
             counters: Counters::default(),
             stopping: None,
             ended: Vec::new(),
+            keep: keep::KeepState::default(),
         }
     }
 
@@ -364,6 +379,7 @@ impl Session {
             return;
         };
         self.timers.clear(Timer::Login(conn));
+        self.unpark_closed(conn);
         if let Some(ctl) = c.controller {
             self.detach(now, ctl);
         }
@@ -607,6 +623,7 @@ impl Session {
                     }
                 }
                 Timer::Resume(ctl) => self.expire(ctl),
+                Timer::Rebuilt => self.unpark(now, true),
             }
         }
     }
@@ -660,6 +677,7 @@ impl Session {
                 Deferred::EventsLost(lost) => self.handle_events_lost(lost),
                 Deferred::Timeout => self.handle_timeout(now),
                 Deferred::Shutdown(cause) => self.handle_shutdown(cause),
+                Deferred::Adopt(a) => self.handle_adopt(now, a),
             }
         }
     }

@@ -313,6 +313,8 @@ impl Session {
             resyncs: c.resyncs,
             expired: c.expired,
             expired_calls: c.expired_calls,
+            adopted: c.adopted,
+            adopt_refused: c.adopt_refused,
         }
     }
 

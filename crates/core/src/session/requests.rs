@@ -49,7 +49,7 @@ impl Session {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
-                let (mut reply, admission) = self.login.login(
+                let (reply, admission) = self.login.login(
                     now,
                     c.peer.ip(),
                     &mut c.challenges,
@@ -59,29 +59,21 @@ impl Session {
                     &digest,
                 );
                 if let Admission::LoggedIn { name } = admission {
-                    if !c.logged_in {
-                        tracing::info!(peer = %c.peer, name, "control session logged in");
-                        let step = LoginStep::LoggedIn;
-                        self.out.push_back(Output::Login { conn, step });
-                    }
-                    c.logged_in = true;
+                    tracing::info!(peer = %c.peer, name, "control session logged in");
                     self.timers.clear(Timer::Login(conn));
-                    let attached = self.attach_login(now, conn, resume.as_deref());
-                    if let ServerMsg::AppLoginResult {
-                        token,
-                        resumed,
-                        resume_error,
-                        ..
-                    } = &mut reply
-                    {
-                        *token = Some(attached.token);
-                        *resumed = attached.resumed;
-                        *resume_error = attached.resume_error.map(String::from);
+                    let unknown = resume.as_ref().is_some_and(|t| !self.token_known(t));
+                    if unknown && self.may_park(now) {
+                        // A restarted scaler: the nodes may bring the token back.
+                        let token = resume.unwrap_or_default();
+                        let parked = super::keep::Parked {
+                            conn,
+                            token,
+                            reply,
+                            src,
+                        };
+                        return self.park(parked);
                     }
-                    // The answer first, then what the resumed controller missed.
-                    self.send(conn, &reply, src.as_deref());
-                    self.send_replay();
-                    return;
+                    return self.finish_login(now, conn, resume.as_deref(), reply, src);
                 }
                 Some(reply)
             }
@@ -275,5 +267,43 @@ fn call_error(mt: &str, call: &str, problem: &str) -> ServerMsg {
         error: problem.into(),
         of: Some(mt.into()),
         call: Some(call.into()),
+    }
+}
+
+impl Session {
+    /// A login whose proof was right: the connection logs in, keeps, gets or takes
+    /// over its controller, and is answered, then sent what a resumed controller
+    /// missed.
+    pub(super) fn finish_login(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        resume: Option<&str>,
+        mut reply: ServerMsg,
+        src: Option<String>,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if !c.logged_in {
+            let step = LoginStep::LoggedIn;
+            self.out.push_back(Output::Login { conn, step });
+        }
+        c.logged_in = true;
+        let attached = self.attach_login(now, conn, resume);
+        if let ServerMsg::AppLoginResult {
+            token,
+            resumed,
+            resume_error,
+            ..
+        } = &mut reply
+        {
+            *token = Some(attached.token);
+            *resumed = attached.resumed;
+            *resume_error = attached.resume_error.map(String::from);
+        }
+        // The answer first, then what the resumed controller missed.
+        self.send(conn, &reply, src.as_deref());
+        self.send_replay();
     }
 }

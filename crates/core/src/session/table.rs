@@ -69,6 +69,7 @@ pub struct RoomTable {
     workers: Vec<WorkerAddrs>,
     worker_legs: Vec<usize>,
     rooms: HashMap<RoomId, MixPlace>,
+    by_mix: HashMap<MixId, RoomId>,
     legs: HashMap<LegId, CallRef>,
     next_mix: u64,
     next_leg: u64,
@@ -82,6 +83,7 @@ impl RoomTable {
             worker_legs: vec![0; workers.len()],
             workers,
             rooms: HashMap::new(),
+            by_mix: HashMap::new(),
             legs: HashMap::new(),
             next_mix: 1,
             next_leg: 1,
@@ -104,13 +106,59 @@ impl RoomTable {
             worker,
         };
         self.next_mix += 1;
+        self.by_mix.insert(place.mix, room.clone());
         self.rooms.insert(room, place);
         place
     }
 
     /// Forgets a room; its mix place, if it had one.
     pub fn close(&mut self, room: &RoomId) -> Option<MixPlace> {
-        self.rooms.remove(room)
+        let place = self.rooms.remove(room)?;
+        self.by_mix.remove(&place.mix);
+        Some(place)
+    }
+
+    /// The room whose mix is `mix`.
+    pub fn room_of_mix(&self, mix: MixId) -> Option<&RoomId> {
+        self.by_mix.get(&mix)
+    }
+
+    /// New mix and leg ids start at `base` or later (a scaler's ids must not meet
+    /// those of its last life, which it may take over).
+    pub fn start_ids_at(&mut self, base: u64) {
+        self.next_mix = self.next_mix.max(base);
+        self.next_leg = self.next_leg.max(base);
+    }
+
+    /// Takes back a room of another life with its own mix id, on worker 0 (a
+    /// scaler's one virtual worker); `None` if the room or the mix is taken.
+    pub fn adopt_room(&mut self, room: RoomId, mix: MixId) -> Option<MixPlace> {
+        if self.rooms.contains_key(&room) || self.by_mix.contains_key(&mix) {
+            return None;
+        }
+        let place = MixPlace { mix, worker: 0 };
+        self.next_mix = self.next_mix.max(mix.0 + 1);
+        self.by_mix.insert(mix, room.clone());
+        self.rooms.insert(room, place);
+        Some(place)
+    }
+
+    /// Takes back a leg of another life with its own id; `None` if the id is taken.
+    pub fn adopt_leg(
+        &mut self,
+        call: CallRef,
+        id: LegId,
+        place: MixPlace,
+        addrs: WorkerAddrs,
+        rtcp_mux: bool,
+    ) -> Option<LegPlace> {
+        if self.legs.contains_key(&id) {
+            return None;
+        }
+        self.next_leg = self.next_leg.max(id.0 + 1);
+        self.legs.insert(id, call);
+        self.worker_legs[place.worker] += 1;
+        Some(LegPlace::new(id, place.mix, place.worker, addrs, rtcp_mux))
     }
 
     pub fn room(&self, room: &RoomId) -> Option<MixPlace> {

@@ -16,6 +16,9 @@ pub enum Timer {
     Login(ConnId),
     /// A detached controller's grace runs out: its calls are released.
     Resume(ControllerId),
+    /// A restarted scaler's rebuild window is over: parked resume logins are
+    /// answered.
+    Rebuilt,
 }
 
 /// See the module docs.

@@ -323,6 +323,8 @@ impl Harness {
                             let result = node.engines[worker].apply(now, worker, op);
                             node.session.handle_media_result(now, req, result);
                         }
+                        // A node's own root keeps nothing (a scaler's does).
+                        Output::Keep { .. } => {}
                     }
                 }
             }

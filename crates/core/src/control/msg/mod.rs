@@ -279,6 +279,12 @@ pub struct ControlInfo {
     /// Controllers whose grace ran out, and the calls released then (cause 102).
     pub expired: u64,
     pub expired_calls: u64,
+    /// On a restarted scaler: calls taken back from the nodes' keeps, and kept
+    /// rooms or calls that could not be (torn down).
+    #[serde(default)]
+    pub adopted: u64,
+    #[serde(default)]
+    pub adopt_refused: u64,
 }
 
 /// Channel accounting of the node.

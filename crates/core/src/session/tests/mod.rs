@@ -92,6 +92,7 @@ impl Node {
                 Output::Close { conn, reason } => self.closed.push((conn, reason)),
                 Output::Login { conn, step } => self.steps.push((conn, step)),
                 Output::Media { req, worker, op } => self.held.push_back((req, worker, op)),
+                Output::Keep { .. } => panic!("a node's root keeps nothing"),
             }
         }
     }
