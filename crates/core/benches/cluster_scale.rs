@@ -7,19 +7,25 @@
 //!   room spans 5 nodes: 4 links each);
 //! - the memory the root and the planner hold for that directory (a counting
 //!   allocator: live bytes after, less before);
-//! - the time to lose one node of 100 (its callers released, the rooms it was
-//!   primary of re-linked) and to tear the whole directory down.
+//! - the state the scaler keeps on the nodes for that (bytes of `Keep` messages);
+//! - the time for a restarted scaler to take the whole directory back from the 100
+//!   nodes' registrations (every room, caller and controller), until `Status` would
+//!   show it all again;
+//! - the time to lose one node of 100 (its connection closes; its rooms wait for it).
 //!
 //! Run: `cargo bench -p scnf-core --bench cluster_scale` (`-- --quick` for 1,000 rooms).
 //! What the simulated nodes do costs almost nothing (they answer from the frame's
 //! request number), so the figures are the scaler's.
 
+use scnf_core::cluster::link::{Held, Keep, ScalerMsg};
 use scnf_core::cluster::planner::{NodeId, PlanOutput, Planner, PlannerConfig};
 use scnf_core::conf::ConfConfig;
 use scnf_core::control::auth::LoginConfig;
+use scnf_core::engine::MediaOp;
 use scnf_core::session::budget::{Budgets, Rate};
-use scnf_core::session::{ConnId, Output, Session, SessionConfig, WorkerAddrs};
+use scnf_core::session::{ConnId, Kept, Output, Session, SessionConfig, WorkerAddrs};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
@@ -55,11 +61,14 @@ struct Scaler {
     now: Instant,
     connects: usize,
     releases: usize,
+    /// What each simulated node was sent besides heartbeats (ops and keeps), as
+    /// text: what it holds, worked out only when it registers again.
+    logs: Vec<Vec<String>>,
+    keep_bytes: usize,
 }
 
 impl Scaler {
-    fn new() -> Scaler {
-        let now = scnf_media::testclock::anchor();
+    fn new(now: Instant, life: u64) -> Scaler {
         let unlimited = Rate {
             per_second: 0,
             burst: 1,
@@ -78,19 +87,42 @@ impl Scaler {
                 requests: unlimited,
                 reports: unlimited,
             },
-            resume_grace: Duration::ZERO,
+            resume_grace: Duration::from_secs(60),
         };
+        let mut session = Session::new(cfg, [life as u8; 32]);
+        session.keep_on_nodes(now, life << 30);
         let mut s = Scaler {
-            session: Session::new(cfg, [1; 32]),
-            planner: Planner::new(PlannerConfig::new(None, [2; 32])),
+            session,
+            planner: Planner::new(PlannerConfig::new(None, [life as u8 + 100; 32])),
             now,
             connects: 0,
             releases: 0,
+            logs: vec![Vec::new(); NODES],
+            keep_bytes: 0,
         };
         s.session
             .handle_open(now, ConnId(1), "127.0.0.1:1".parse().unwrap());
         s.pump();
         s
+    }
+
+    /// The controller logs in (no secret: any proof), resuming `token`'s calls;
+    /// its token.
+    fn log_in(&mut self, resume: Option<&str>) -> String {
+        let resume = resume.map_or(String::new(), |t| format!(",\"resume\":\"{t}\""));
+        let login = format!(
+            "{{\"mt\":\"AppLogin\",\"name\":\"pbx\",\"cnonce\":\"c\",\"digest\":\"\"{resume}}}"
+        );
+        self.session.handle_text(self.now, ConnId(1), &login);
+        let mut token = String::new();
+        while let Some(out) = self.session.poll_output() {
+            if let Output::Send { text, .. } = out {
+                if let Some(rest) = text.split("\"token\":\"").nth(1) {
+                    token = rest.chars().take(32).collect();
+                }
+            }
+        }
+        token
     }
 
     fn pump(&mut self) {
@@ -100,6 +132,10 @@ impl Scaler {
                 moved = true;
                 match out {
                     Output::Media { req, op, .. } => self.planner.handle_op(self.now, req, op),
+                    Output::Keep { what, state } => match what {
+                        Kept::Room(vmix) => self.planner.handle_keep_room(vmix, state),
+                        Kept::Member(vleg) => self.planner.handle_keep_member(vleg, state),
+                    },
                     Output::Send { text, .. } => {
                         if text.contains("\"mt\":\"Connect\"") {
                             self.connects += 1;
@@ -119,6 +155,7 @@ impl Scaler {
                     }
                     PlanOutput::Event(e) => self.session.handle_engine_event(self.now, e),
                     PlanOutput::Capacity(n) => self.session.set_channels(n),
+                    PlanOutput::Adopt(a) => self.session.handle_adopt(self.now, a),
                     PlanOutput::CloseNode { .. } | PlanOutput::Login { .. } => {}
                 }
             }
@@ -128,17 +165,24 @@ impl Scaler {
         }
     }
 
-    /// A simulated node: every op is done (read the request number only).
+    /// A simulated node: every op is done (read the request number only), and
+    /// what it is sent is logged.
     fn node_answers(&mut self, node: NodeId, text: &str) {
+        if text.starts_with("{\"mt\":\"Keep\"") {
+            self.keep_bytes += text.len();
+            self.logs[node.0 as usize].push(text.to_string());
+            return;
+        }
         let Some(rest) = text.strip_prefix("{\"mt\":\"Op\",\"req\":") else {
             return;
         };
+        self.logs[node.0 as usize].push(text.to_string());
         let req: String = rest.chars().take_while(char::is_ascii_digit).collect();
         let reply = format!("{{\"mt\":\"Result\",\"req\":{req},\"result\":\"done\"}}");
         self.planner.handle_node_text(self.now, node, &reply);
     }
 
-    fn register(&mut self, i: usize) {
+    fn register(&mut self, i: usize, holds: &[Held]) {
         let node = NodeId(i as u64);
         let peer = SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8 + 1], 9000));
         self.planner.handle_node_open(self.now, node, peer);
@@ -155,9 +199,10 @@ impl Scaler {
                 )
             })
             .collect();
+        let holds = serde_json::to_string(holds).expect("holds serialise");
         let reg = format!(
             "{{\"mt\":\"Register\",\"name\":\"node{i}\",\"version\":\"bench\",\"link_version\":1,\
-             \"workers\":[{}],\"channels\":50000,\"local\":0}}",
+             \"workers\":[{}],\"channels\":50000,\"local\":0,\"holds\":{holds}}}",
             workers.join(",")
         );
         self.planner.handle_node_text(self.now, node, &reg);
@@ -185,6 +230,57 @@ fn stopwatch() -> Instant {
     Instant::now()
 }
 
+/// What a node holds after the messages it was sent, as it reports it.
+fn holds(log: &[String]) -> Vec<Held> {
+    let mut rooms: BTreeMap<u64, Held> = BTreeMap::new();
+    let mut leg_room: BTreeMap<u64, u64> = BTreeMap::new();
+    for text in log {
+        match serde_json::from_str::<ScalerMsg>(text).expect("the scaler's messages parse") {
+            ScalerMsg::Op { worker, op, .. } => match op {
+                MediaOp::OpenRoom { mix } => {
+                    let held = Held {
+                        worker,
+                        mix,
+                        legs: vec![],
+                        room: None,
+                        kept: vec![],
+                    };
+                    rooms.insert(mix.0, held);
+                }
+                MediaOp::CloseRoom { mix } => {
+                    rooms.remove(&mix.0);
+                }
+                MediaOp::AddLeg { mix, leg, .. } => {
+                    if let Some(h) = rooms.get_mut(&mix.0) {
+                        h.legs.push(leg);
+                        leg_room.insert(leg.0, mix.0);
+                    }
+                }
+                MediaOp::RemoveLeg { leg } => {
+                    if let Some(h) = leg_room.remove(&leg.0).and_then(|m| rooms.get_mut(&m)) {
+                        h.legs.retain(|l| *l != leg);
+                        h.kept.retain(|k| k.leg != leg);
+                    }
+                }
+                _ => {}
+            },
+            ScalerMsg::Keep(Keep::Room { mix, state }) => {
+                if let Some(h) = rooms.get_mut(&mix.0) {
+                    h.room = Some(state);
+                }
+            }
+            ScalerMsg::Keep(Keep::Leg { state }) => {
+                if let Some(h) = leg_room.get(&state.leg.0).and_then(|m| rooms.get_mut(m)) {
+                    h.kept.retain(|k| k.leg != state.leg);
+                    h.kept.push(state);
+                }
+            }
+            _ => {}
+        }
+    }
+    rooms.into_values().collect()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -193,10 +289,12 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let rooms = if quick { 1_000 } else { 10_000 };
     let before = LIVE.load(Ordering::Relaxed);
-    let mut s = Scaler::new();
+    let anchor = scnf_media::testclock::anchor();
+    let mut s = Scaler::new(anchor, 1);
+    let token = s.log_in(None);
     let t = stopwatch();
     for i in 0..NODES {
-        s.register(i);
+        s.register(i, &[]);
     }
     let register = t.elapsed();
     let mut times = Vec::with_capacity(rooms * PER_ROOM);
@@ -211,7 +309,13 @@ fn main() {
         }
     }
     assert_eq!(s.connects, rooms * PER_ROOM, "every caller connected");
-    let held = LIVE.load(Ordering::Relaxed) - before;
+    // The simulated nodes' logs are not the scaler's.
+    let logs: usize = s
+        .logs
+        .iter()
+        .map(|l| l.capacity() * size_of::<String>() + l.iter().map(String::capacity).sum::<usize>())
+        .sum();
+    let held = LIVE.load(Ordering::Relaxed) - before - logs as isize;
     times.sort_unstable();
     let stats = s.planner.stats();
     println!(
@@ -234,13 +338,38 @@ fn main() {
         held as f64 / (1 << 20) as f64,
         held as f64 / stats.members as f64
     );
+    println!(
+        "  kept on the nodes: {:.1} MiB of Keep messages ({:.0} bytes per caller)",
+        s.keep_bytes as f64 / (1 << 20) as f64,
+        s.keep_bytes as f64 / stats.members as f64
+    );
+    // The scaler is killed; a new one (another life) takes it all back.
+    let held: Vec<Vec<Held>> = s.logs.iter().map(|l| holds(l)).collect();
+    let rooms_before = s.session.conference().room_count();
+    let mut s = Scaler::new(anchor + Duration::from_secs(1), 2);
+    let t = stopwatch();
+    for (i, h) in held.iter().enumerate() {
+        s.register(i, h);
+    }
+    let resumed = s.log_in(Some(&token));
+    let rebuild = t.elapsed();
+    let stats = s.planner.stats();
+    assert_eq!(resumed, token, "the controller resumed its calls");
+    assert_eq!(s.session.conference().room_count(), rooms_before);
+    assert_eq!(stats.members_adopted as usize, rooms * PER_ROOM);
+    assert_eq!((stats.torn_down, stats.missing), (0, 0));
+    println!(
+        "  rebuild after a scaler restart: {:.0} ms for {} rooms, {} callers from {NODES} registrations",
+        rebuild.as_secs_f64() * 1e3,
+        stats.rooms_adopted,
+        stats.members_adopted
+    );
     let t = stopwatch();
     s.planner.handle_node_closed(s.now, NodeId(0));
     s.pump();
     println!(
-        "  lose 1 node of {NODES}: {:.1} ms ({} callers released, rooms re-linked)",
+        "  lose 1 node's connection of {NODES}: {:.1} ms (its rooms wait for it)",
         t.elapsed().as_secs_f64() * 1e3,
-        s.releases
     );
     assert_eq!(s.planner.stats().node_refusals, 0);
 }

@@ -26,8 +26,9 @@
 //! not lost silently: the root tells every controller ([`Session::handle_events_lost`]).
 
 use crate::NodeHandle;
+use scnf_core::cluster::planner::Adoption;
 use scnf_core::engine::{EngineEvent, MediaOp, MediaResult};
-use scnf_core::session::{ConnId, LoginStep, Output, ReqId, Session, SHUTDOWN_CAUSE};
+use scnf_core::session::{ConnId, Kept, LoginStep, Output, ReqId, Session, SHUTDOWN_CAUSE};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
@@ -57,6 +58,11 @@ pub trait Media: Send + 'static {
 
     /// The root's channels in use now (after every turn of the driver).
     fn note_channels(&self, _used: u32) {}
+
+    /// State the root keeps with the media ([`Output::Keep`]: a scaler's root keeps
+    /// its rooms on the nodes). Ordered with the operations: it describes what they
+    /// did. A node's own workers keep nothing.
+    fn keep(&self, _what: Kept, _state: serde_json::Value) {}
 }
 
 impl Media for NodeHandle {
@@ -115,6 +121,9 @@ pub enum Inbound {
     /// The capacity in conference channels changed (a scaler's cluster grew or
     /// shrank: [`Session::set_channels`]).
     Channels(u32),
+    /// A room or call a restarted scaler took over from its nodes
+    /// ([`Session::handle_adopt`]).
+    Adopt(Adoption),
 }
 
 /// What the driver tells a transport.
@@ -220,6 +229,7 @@ pub async fn run<M: Media>(mut session: Session, media: M, mut inbound: mpsc::Re
                     session.handle_shutdown(SHUTDOWN_CAUSE);
                 }
                 Some(Inbound::Channels(n)) => session.set_channels(n),
+                Some(Inbound::Adopt(a)) => session.handle_adopt(Instant::now(), a),
                 Some(other) => tracing::warn!(?other, "a session frame on the node channel"),
                 None => break,
             },
@@ -235,7 +245,7 @@ pub async fn run<M: Media>(mut session: Session, media: M, mut inbound: mpsc::Re
                     conns.remove(&conn);
                     session.handle_close(Instant::now(), conn);
                 }
-                Some(Inbound::Shutdown { .. } | Inbound::Channels(_)) => {
+                Some(Inbound::Shutdown { .. } | Inbound::Channels(_) | Inbound::Adopt(_)) => {
                     tracing::warn!(?conn, "a node item on a session queue");
                 }
             },
@@ -294,6 +304,7 @@ fn flush<M: Media>(
                     let _ = results.send((req, MediaResult::Failed(e.to_string())));
                 }
             }
+            Output::Keep { what, state } => executor.keep(what, state),
         }
     }
     media

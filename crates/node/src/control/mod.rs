@@ -103,7 +103,8 @@ pub async fn start(node: NodeHandle, cfg: &Config) -> Result<ControlHandle, Cont
         node.workers(),
         node.own_media(),
     );
-    launch(node, session, c.listen, acceptor, cfg.control_limits()).await
+    let limits = cfg.control_limits();
+    launch(node, session, None, c.listen, acceptor, limits).await
 }
 
 /// The session root's settings from the `[control]` section, for a root with these
@@ -143,10 +144,12 @@ pub(crate) fn session_config(
 
 /// Binds `listen`, starts the supervised session driver over `media` and the
 /// listener feeding it (what [`start`] does for a node, and `scnf scaler` for its
-/// controllers' face).
+/// controllers' face). `keep_from`: the root keeps its rooms on the nodes, with ids
+/// from this base on ([`Session::keep_on_nodes`]; a scaler's).
 pub(crate) async fn launch<M: driver::Media>(
     media: M,
     session: SessionConfig,
+    keep_from: Option<u64>,
     listen: SocketAddr,
     acceptor: Option<TlsAcceptor>,
     limits: server::Limits,
@@ -167,7 +170,11 @@ pub(crate) async fn launch<M: driver::Media>(
     getrandom::fill(&mut seed).map_err(|e| ControlError::Random(e.to_string()))?;
     let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
     let inbound = tx.downgrade();
-    let driver = tokio::spawn(driver::run(Session::new(session, seed), media, rx));
+    let mut session = Session::new(session, seed);
+    if let Some(base) = keep_from {
+        session.keep_on_nodes(std::time::Instant::now(), base);
+    }
+    let driver = tokio::spawn(driver::run(session, media, rx));
     tokio::spawn(async move {
         if let Err(e) = driver.await {
             if e.is_panic() {

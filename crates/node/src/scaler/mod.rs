@@ -109,6 +109,17 @@ impl Drop for ScalerHandle {
     }
 }
 
+/// Where this scaler life's ids start: 2^20 per second of the wall clock, so a
+/// scaler started later never hands out an id of an earlier life whose rooms it
+/// takes over (unless that life handed out a million ids per second it lived), and
+/// ids stay below 2^53 (exact in every JSON reader) until the year 2242.
+fn id_base() -> u64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    secs << 20
+}
+
 /// Binds both faces and starts the driver and the planner task on the current tokio
 /// runtime.
 pub async fn start(cfg: &ScalerConfig) -> Result<ScalerHandle, ScalerError> {
@@ -156,6 +167,7 @@ pub async fn start(cfg: &ScalerConfig) -> Result<ScalerHandle, ScalerError> {
     let face = control::launch(
         front,
         session,
+        Some(id_base()),
         cfg.listen,
         control_tls,
         node_cfg.control_limits(),

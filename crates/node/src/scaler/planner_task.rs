@@ -20,7 +20,7 @@
 use crate::control::driver::{poll_queues, Inbound, Media, Outbound, Queue};
 use scnf_core::cluster::planner::{NodeId, PlanOutput, Planner, PlannerStats};
 use scnf_core::engine::{EngineEvent, MediaOp, MediaResult};
-use scnf_core::session::{ConnId, ReqId};
+use scnf_core::session::{ConnId, Kept, ReqId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -36,6 +36,11 @@ pub(crate) enum Command {
         req: ReqId,
         op: MediaOp,
         results: mpsc::UnboundedSender<(ReqId, MediaResult)>,
+    },
+    /// State the root keeps on the nodes.
+    Keep {
+        what: Kept,
+        state: serde_json::Value,
     },
     /// The planner's counters.
     Stats(oneshot::Sender<PlannerStats>),
@@ -80,6 +85,12 @@ impl Media for PlannerFront {
 
     fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
         self.events.subscribe()
+    }
+
+    fn keep(&self, what: Kept, state: serde_json::Value) {
+        // Same queue as the operations: the state follows what it describes. No
+        // planner: nothing to keep it for.
+        let _ = self.commands.send(Command::Keep { what, state });
     }
 }
 
@@ -148,8 +159,10 @@ struct State {
     /// Operations handed to the planner and not answered yet: where each answer goes.
     pending: HashMap<ReqId, mpsc::UnboundedSender<(ReqId, MediaResult)>>,
     events: broadcast::Sender<EngineEvent>,
-    /// A capacity the driver has not been given yet (its inbound was full).
-    capacity: Option<u32>,
+    /// Capacities and adoptions the driver has not been given yet (its inbound
+    /// was full), in the planner's order: an adopted member's channel must be
+    /// there before it is.
+    to_driver: std::collections::VecDeque<Inbound>,
 }
 
 /// Runs the planner until the scaler stops; then closes every node connection and
@@ -168,17 +181,19 @@ pub(crate) async fn run(task: Task) {
         conns: HashMap::new(),
         pending: HashMap::new(),
         events,
-        capacity: None,
+        to_driver: Default::default(),
     };
     let mut queues: Vec<Queue> = Vec::new();
     let mut next = 0usize;
     let mut listening = true;
     loop {
         s.route();
-        // The capacity goes to the driver as soon as its inbound has room.
-        let strong = s.capacity.and_then(|_| driver.upgrade());
-        if s.capacity.is_some() && strong.is_none() {
-            s.capacity = None; // no driver any more
+        // The capacity and the adoptions go to the driver as soon as its inbound
+        // has room.
+        let owed = !s.to_driver.is_empty();
+        let strong = owed.then(|| driver.upgrade()).flatten();
+        if owed && strong.is_none() {
+            s.to_driver.clear(); // no driver any more
         }
         let room = async {
             match &strong {
@@ -200,6 +215,10 @@ pub(crate) async fn run(task: Task) {
                     s.pending.insert(req, results);
                     s.planner.handle_op(Instant::now(), req, op);
                 }
+                Some(Command::Keep { what, state }) => match what {
+                    Kept::Room(vmix) => s.planner.handle_keep_room(vmix, state),
+                    Kept::Member(vleg) => s.planner.handle_keep_member(vleg, state),
+                },
                 Some(Command::Stats(tx)) => {
                     let _ = tx.send(s.planner.stats());
                 }
@@ -218,8 +237,8 @@ pub(crate) async fn run(task: Task) {
             },
             (conn, item) = frame => s.node_item(conn, item, &mut queues),
             permit = room => {
-                if let (Some(permit), Some(n)) = (permit, s.capacity.take()) {
-                    permit.send(Inbound::Channels(n));
+                if let (Some(permit), Some(item)) = (permit, s.to_driver.pop_front()) {
+                    permit.send(item);
                 }
             }
             _ = sleep => s.planner.handle_timeout(Instant::now()),
@@ -311,7 +330,16 @@ impl State {
                     // No subscriber: no driver, nobody to tell.
                     let _ = self.events.send(event);
                 }
-                PlanOutput::Capacity(n) => self.capacity = Some(n),
+                PlanOutput::Capacity(n) => {
+                    // Only the latest capacity matters, unless an adoption sits
+                    // between them.
+                    if let Some(Inbound::Channels(last)) = self.to_driver.back_mut() {
+                        *last = n;
+                    } else {
+                        self.to_driver.push_back(Inbound::Channels(n));
+                    }
+                }
+                PlanOutput::Adopt(a) => self.to_driver.push_back(Inbound::Adopt(a)),
             }
         }
     }
