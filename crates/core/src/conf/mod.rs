@@ -528,6 +528,7 @@ impl Conference {
             creator: call,
             listen: Listen::default(),
         });
+        self.touched_rooms.insert(id.clone());
         self.admit(call, &id);
     }
 
@@ -562,7 +563,6 @@ impl Conference {
             },
         );
         self.touched_calls.insert(call);
-        self.touched_rooms.insert(id.to_string());
         let room = id.to_string();
         self.out.push_back(Output::AddMember {
             call,
