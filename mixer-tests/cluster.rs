@@ -424,7 +424,13 @@ async fn exclusive_listen_on_a_secondary_silences_everyone_else_on_every_node() 
     // The member on a secondary turns exclusive listen on: everyone, on every node,
     // hears only it, and it hears nobody.
     phones[x].send_rfc4733("*21#");
-    let participant = x as u64 + 1;
+    let call = format!("p{x}");
+    let participant = room
+        .members
+        .iter()
+        .find(|m| m.call == call)
+        .map(|m| m.participant)
+        .expect("its participant id");
     c.wait_for(
         "exclusive listen",
         |m| matches!(m, ServerMsg::ListenMode { exclusive: Some(p), .. } if *p == participant),
