@@ -52,36 +52,30 @@ impl Planner {
     /// The root's state of room `vmix` changed: kept on the room's nodes.
     pub fn handle_keep_room(&mut self, vmix: MixId, state: serde_json::Value) {
         if self.rooms.contains_key(&vmix) {
-            self.room_states.insert(vmix, state);
+            self.room_states.insert(vmix, state.to_string());
             self.touch(vmix);
         }
     }
 
-    /// The root's state of member `vleg` changed: kept on its node.
+    /// The root's state of member `vleg` changed: kept on its node (or, while the
+    /// node is away, sent when it is back).
     pub fn handle_keep_member(&mut self, vleg: LegId, state: serde_json::Value) {
         let Some(m) = self.members.get(&vleg).copied() else {
             return;
         };
-        self.member_states.insert(vleg, state.clone());
-        self.send_member_keep(m.node, m.leg, vleg, state);
-    }
-
-    fn send_member_keep(
-        &mut self,
-        node: NodeId,
-        leg: LegId,
-        vleg: LegId,
-        state: serde_json::Value,
-    ) {
-        if self.node(node).is_some_and(|n| n.gone.is_none()) {
-            let keep = Keep::Leg {
-                state: LegKeep {
-                    leg,
-                    vleg,
-                    session: state,
-                },
-            };
-            self.send(node, &ScalerMsg::Keep(keep));
+        let keep = LegKeep {
+            leg: m.leg,
+            vleg,
+            session: state,
+        };
+        let Some(n) = self.node_mut(m.node) else {
+            return;
+        };
+        if n.gone.is_some() {
+            n.unsent.retain(|k| k.vleg != vleg);
+            n.unsent.push(keep);
+        } else {
+            self.send(m.node, &ScalerMsg::Keep(Keep::Leg { state: keep }));
         }
     }
 
@@ -100,6 +94,9 @@ impl Planner {
                 continue;
             };
             let name = |id: &NodeId| self.node(*id).map(|n| n.name.clone());
+            let Ok(session) = serde_json::from_str::<serde_json::Value>(session) else {
+                continue;
+            };
             let Some(primary) = room.primary.as_ref().and_then(name) else {
                 continue;
             };
@@ -120,7 +117,7 @@ impl Planner {
                 vmix,
                 primary,
                 parts,
-                session: session.clone(),
+                session,
             };
             let to: Vec<(NodeId, MixId)> = room
                 .parts
@@ -147,15 +144,15 @@ impl Planner {
         for vmix in rooms {
             self.touch(vmix);
         }
-        let legs: Vec<(LegId, LegId)> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.node == node)
-            .map(|(v, m)| (*v, m.leg))
-            .collect();
-        for (vleg, leg) in legs {
-            if let Some(state) = self.member_states.get(&vleg).cloned() {
-                self.send_member_keep(node, leg, vleg, state);
+        let unsent = self
+            .node_mut(node)
+            .map(|n| std::mem::take(&mut n.unsent))
+            .unwrap_or_default();
+        for keep in unsent {
+            // Only members still placed there: the node refuses a keep for a leg
+            // it no longer has.
+            if self.owners.contains_key(&(node, keep.leg)) {
+                self.send(node, &ScalerMsg::Keep(Keep::Leg { state: keep }));
             }
         }
     }
@@ -193,7 +190,6 @@ impl Planner {
             }
             mine.push((h, keep.vmix));
         }
-        self.recount(node);
         self.note_capacity();
         for (h, vmix) in mine {
             for k in &h.kept {
@@ -202,7 +198,6 @@ impl Planner {
                 }
             }
         }
-        self.recount(node);
     }
 
     /// Rebuilds room `keep.vmix`'s placement from a keep; whether it could.
@@ -234,17 +229,18 @@ impl Planner {
                     link,
                 },
             );
-            if let (Some(pair), Some(primary)) = (link, primary) {
+            let primary_worker = keep.parts.iter().find(|x| x.node == keep.primary);
+            if let (Some(pair), Some(primary), Some(pw)) = (link, primary, primary_worker) {
                 let room = keep.vmix;
-                self.owners.insert(
-                    (*id, pair.here),
-                    Owner::Link {
-                        room,
-                        peer: primary,
-                    },
-                );
-                self.owners
-                    .insert((primary, pair.there), Owner::Link { room, peer: *id });
+                let here = Owner::Link {
+                    room,
+                    peer: primary,
+                };
+                self.owners.insert((*id, pair.here), here);
+                let there = Owner::Link { room, peer: *id };
+                self.owners.insert((primary, pair.there), there);
+                self.count_leg(*id, p.worker, false);
+                self.count_leg(primary, pw.worker, false);
             }
         }
         self.rooms.insert(
@@ -256,15 +252,12 @@ impl Planner {
                 unadopted: Some(keep.session.clone()),
             },
         );
-        self.room_states.insert(keep.vmix, keep.session.clone());
+        self.room_states.insert(keep.vmix, keep.session.to_string());
         // Its keeps are rewritten as this life's: a node that brings it back later,
         // after this life let it go, has it torn down, not taken over again.
         self.touch(keep.vmix);
         self.stats.rooms_adopted += 1;
         tracing::info!(vmix = ?keep.vmix, primary = %keep.primary, nodes = keep.parts.len(), "took over a room of the last scaler life");
-        for (id, _) in ids {
-            self.recount(id);
-        }
         true
     }
 
@@ -298,7 +291,7 @@ impl Planner {
         };
         self.members.insert(k.vleg, m);
         self.owners.insert((node, k.leg), Owner::Member(k.vleg));
-        self.member_states.insert(k.vleg, k.session.clone());
+        self.count_leg(node, worker, true);
         self.stats.members_adopted += 1;
         self.out.push_back(PlanOutput::Adopt(Adoption::Member {
             vmix,
@@ -327,6 +320,7 @@ impl Planner {
             stalled: false,
             gone: Some(now),
             suspect: false,
+            unsent: Vec::new(),
         };
         let conn = Conn {
             peer: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -345,40 +339,20 @@ impl Planner {
         id
     }
 
-    /// Recomputes a node's leg counts from what the planner knows is on it.
-    pub(super) fn recount(&mut self, node: NodeId) {
-        let mut members = 0;
-        let mut links = 0;
-        let mut per_worker: Vec<(usize, u32)> = Vec::new();
-        for ((n, leg), owner) in &self.owners {
-            if *n != node {
-                continue;
-            }
-            let worker = match owner {
-                Owner::Member(vleg) => {
-                    members += 1;
-                    self.members.get(vleg).map_or(0, |m| m.worker)
-                }
-                Owner::Link { room, .. } => {
-                    links += 1;
-                    let part = self.rooms.get(room).and_then(|r| r.parts.get(&node));
-                    let _ = leg;
-                    part.map_or(0, |p| p.worker)
-                }
-            };
-            per_worker.push((worker, 1));
-        }
+    /// One more leg taken over on a node: a member or a link end.
+    fn count_leg(&mut self, node: NodeId, worker: usize, member: bool) {
         let Some(n) = self.node_mut(node) else {
             return;
         };
-        n.members = members;
-        n.links = links;
-        n.worker_legs.iter_mut().for_each(|w| *w = 0);
-        for (w, k) in per_worker {
-            if let Some(slot) = n.worker_legs.get_mut(w) {
-                *slot += k;
-            }
+        match member {
+            true => n.members += 1,
+            false => n.links += 1,
         }
+        // A node waited for has no workers yet; its counts wait with it.
+        if n.worker_legs.len() <= worker {
+            n.worker_legs.resize(worker + 1, 0);
+        }
+        n.worker_legs[worker] += 1;
     }
 
     /// A node that was waited for registers: it takes its media addresses from the
@@ -386,7 +360,7 @@ impl Planner {
     pub(super) fn fill_in(node: &mut Node, workers: &[WorkerAddrs]) {
         if node.workers.is_empty() {
             node.workers = workers.to_vec();
-            node.worker_legs = vec![0; workers.len()];
+            node.worker_legs.resize(workers.len(), 0);
         }
     }
 }

@@ -230,6 +230,8 @@ struct Node {
     /// A peer's link to it went silent: with its connection quiet or lost, that is
     /// enough to declare it dead.
     suspect: bool,
+    /// Members' keeps made while it was away, sent when it registers again.
+    unsent: Vec<crate::cluster::link::LegKeep>,
 }
 
 impl Node {
@@ -339,8 +341,8 @@ pub struct Planner {
     /// This scaler life (see [`keep`]), and what it keeps on the nodes: each room's
     /// state from the root, each member's, and the rooms whose keep must go out.
     epoch: u64,
-    room_states: HashMap<MixId, serde_json::Value>,
-    member_states: HashMap<LegId, serde_json::Value>,
+    /// As JSON text: a tenth of the memory of a parsed value.
+    room_states: HashMap<MixId, String>,
     dirty: std::collections::BTreeSet<MixId>,
     next_waiting: u64,
 }
@@ -377,7 +379,6 @@ impl Planner {
             stats: PlannerStats::default(),
             epoch: u64::from_le_bytes(epoch),
             room_states: HashMap::new(),
-            member_states: HashMap::new(),
             dirty: Default::default(),
             next_waiting: 0,
         }

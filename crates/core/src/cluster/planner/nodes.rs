@@ -195,6 +195,7 @@ impl Planner {
                         stalled: false,
                         gone: None,
                         suspect: false,
+                        unsent: Vec::new(),
                     });
                 }
                 self.send(

@@ -284,7 +284,6 @@ impl Planner {
         let Some(m) = self.members.remove(&vleg) else {
             return false;
         };
-        self.member_states.remove(&vleg);
         if let Some(part) = self
             .rooms
             .get_mut(&m.room)
@@ -348,7 +347,6 @@ impl Planner {
         };
         self.touch(vmix);
         for vleg in &part.members {
-            self.member_states.remove(vleg);
             if let Some(m) = self.members.remove(vleg) {
                 self.forget_leg(node, m.worker, m.leg);
             }
@@ -420,7 +418,6 @@ impl Planner {
         };
         self.touch(vmix);
         for vleg in &part.members {
-            self.member_states.remove(vleg);
             if let Some(m) = self.members.remove(vleg) {
                 self.forget_leg(node, m.worker, m.leg);
             }
