@@ -132,8 +132,8 @@ impl Planner {
         }
     }
 
-    /// A node that registered again missed the keeps of its rooms while it was
-    /// away: they all go out again.
+    /// A node that registered again missed what changed while it was away: its
+    /// rooms' keeps go out again, and its members' keeps and flag changes.
     pub(super) fn rekeep(&mut self, node: NodeId) {
         let rooms: Vec<MixId> = self
             .rooms
@@ -148,10 +148,23 @@ impl Planner {
             .node_mut(node)
             .map(|n| std::mem::take(&mut n.unsent))
             .unwrap_or_default();
+        let ops = self
+            .node_mut(node)
+            .map(|n| std::mem::take(&mut n.unsent_ops))
+            .unwrap_or_default();
+        // Only for members still placed there: the node refuses what names a leg
+        // it no longer has.
+        let placed = |p: &Planner, leg: LegId| p.owners.contains_key(&(node, leg));
+        for (worker, op) in ops {
+            if crate::cluster::link::op_ids(&op)
+                .1
+                .is_some_and(|l| placed(self, LegId(l)))
+            {
+                self.op(node, worker, op, super::Pending::Quiet);
+            }
+        }
         for keep in unsent {
-            // Only members still placed there: the node refuses a keep for a leg
-            // it no longer has.
-            if self.owners.contains_key(&(node, keep.leg)) {
+            if placed(self, keep.leg) {
                 self.send(node, &ScalerMsg::Keep(Keep::Leg { state: keep }));
             }
         }
@@ -321,6 +334,7 @@ impl Planner {
             gone: Some(now),
             suspect: false,
             unsent: Vec::new(),
+            unsent_ops: Vec::new(),
         };
         let conn = Conn {
             peer: SocketAddr::from(([0, 0, 0, 0], 0)),

@@ -52,7 +52,7 @@ mod survive;
 
 pub use keep::Adoption;
 
-use super::link::ScalerMsg;
+use super::link::{self, ScalerMsg};
 use crate::control::auth::{Challenges, LoginConfig};
 use crate::control::login::LoginServer;
 use crate::engine::{EngineEvent, LegId, MediaOp, MediaResult, MixId, WorkerStats};
@@ -230,8 +230,10 @@ struct Node {
     /// A peer's link to it went silent: with its connection quiet or lost, that is
     /// enough to declare it dead.
     suspect: bool,
-    /// Members' keeps made while it was away, sent when it registers again.
+    /// Members' keeps and flag changes (mute, receive) made while it was away,
+    /// sent when it registers again.
     unsent: Vec<crate::cluster::link::LegKeep>,
+    unsent_ops: Vec<(usize, MediaOp)>,
 }
 
 impl Node {
@@ -444,7 +446,22 @@ impl Planner {
     fn forward(&mut self, vleg: LegId, op: impl FnOnce(LegId) -> MediaOp) -> MediaResult {
         match self.members.get(&vleg).copied() {
             Some(m) => {
-                self.op(m.node, m.worker, op(m.leg), Pending::Quiet);
+                let op = op(m.leg);
+                match self.node_mut(m.node) {
+                    // Its node is away: the change waits for it (the last of each
+                    // kind per leg), or its media would never learn it.
+                    Some(n) if n.gone.is_some() => {
+                        let same = |o: &(usize, MediaOp)| {
+                            std::mem::discriminant(&o.1) == std::mem::discriminant(&op)
+                                && link::op_ids(&o.1) == link::op_ids(&op)
+                        };
+                        n.unsent_ops.retain(|o| !same(o));
+                        n.unsent_ops.push((m.worker, op));
+                    }
+                    _ => {
+                        self.op(m.node, m.worker, op, Pending::Quiet);
+                    }
+                }
                 MediaResult::Done
             }
             None => MediaResult::Failed(format!("no leg {vleg:?}")),

@@ -196,6 +196,7 @@ impl Planner {
                         gone: None,
                         suspect: false,
                         unsent: Vec::new(),
+                        unsent_ops: Vec::new(),
                     });
                 }
                 self.send(

@@ -44,6 +44,8 @@ struct SimNode {
     /// What the scaler asked it to keep, per room and per member leg.
     room_keeps: BTreeMap<MixId, RoomKeep>,
     leg_keeps: BTreeMap<LegId, LegKeep>,
+    /// Its legs muted now (what its engine was told).
+    muted: std::collections::BTreeSet<LegId>,
 }
 
 impl SimNode {
@@ -75,6 +77,13 @@ impl SimNode {
                 }
                 self.links.remove(leg);
                 self.leg_keeps.remove(leg);
+                self.muted.remove(leg);
+            }
+            MediaOp::SetMuted { leg, muted } => {
+                match muted {
+                    true => self.muted.insert(*leg),
+                    false => self.muted.remove(leg),
+                };
             }
             _ => {}
         }
@@ -215,6 +224,7 @@ impl Cluster {
             links: BTreeMap::new(),
             room_keeps: BTreeMap::new(),
             leg_keeps: BTreeMap::new(),
+            muted: Default::default(),
         });
         let peer = SocketAddr::from(([10, 0, 0, 1 + i as u8], 41_000));
         self.planner.handle_node_open(self.now, id, peer);

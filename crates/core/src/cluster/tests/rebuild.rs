@@ -258,19 +258,33 @@ fn a_node_that_held_a_room_the_scaler_of_this_life_let_go_is_still_torn_down() {
 }
 
 #[test]
-fn a_change_made_while_a_node_was_away_is_kept_there_once_it_is_back() {
+fn a_change_made_while_a_node_was_away_reaches_its_media_and_keep_once_it_is_back() {
     let (mut c, token) = cluster_in_use();
     let rooms = c.directory();
     let d1 = rooms[1].members.iter().find(|m| m.call == "d1").unwrap();
     let name = d1.node.clone().unwrap();
     let away = c.nodes.iter().position(|n| n.name == name).unwrap();
+    let muted = c.nodes[away].muted.len();
     c.drop_connection(away);
     c.text(json!({"mt": "Hold", "call": "d1"}));
+    assert_eq!(
+        c.nodes[away].muted.len(),
+        muted,
+        "its node cannot be told yet"
+    );
     c.come_back(away);
+    assert_eq!(
+        c.nodes[away].muted.len(),
+        muted + 1,
+        "its node is told once back"
+    );
     c.restart_scaler(Duration::from_secs(60));
     c.nodes_come_back();
     c.controller_logs_in(Some(&token));
     let rooms = c.directory();
     let d1 = rooms[1].members.iter().find(|m| m.call == "d1").unwrap();
-    assert!(d1.held, "the hold made while its node was away survived the restart");
+    assert!(
+        d1.held,
+        "the hold made while its node was away survived the restart"
+    );
 }
