@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 /// How long after its start a scaler waits for the nodes to bring back a resume
 /// token's controller before it answers that login as a failed resume. Nodes
-/// redial every 2 s at most, so a live node is back well within it.
+/// redial at most 4 s apart, so a live node is back well within it.
 pub const REBUILD_WINDOW: Duration = Duration::from_secs(10);
 
 /// The root's keeping: whether it keeps, until when it is rebuilding, and the

@@ -1,9 +1,11 @@
 //! The reconnect schedule: jittered exponential backoff as a plain value.
 //!
-//! Retry `k` (0-based) waits uniformly in `[b/2, 3b/2)` with `b = FIRST · 2^k`, at
-//! most [`CAP`]: the first retry within 250-750 ms, then 0.5-1.5 s, 1-3 s, ... up to
-//! 10 s. The jitter keeps a cluster of nodes that lost their scaler at once from
-//! knocking on its door in step when it comes back. A registration that lived longer
+//! Retry `k` (0-based) waits uniformly in `[b/2, 3b/2)` with `b = FIRST · 2^k`, that
+//! window clamped to `[CAP/2, CAP)`: the first retry within 250-750 ms, then
+//! 0.5-1.5 s, 1-3 s, and from then on 2-4 s. The cap is what lets a cluster promise
+//! that every node is back within 5 s of its scaler, however long the scaler was
+//! away; the jitter (never less than a 2 s window) keeps nodes that lost their
+//! scaler at once from knocking on its door in step when it comes back. A registration that lived longer
 //! than [`RESET_AFTER`] starts the schedule again ([`Backoff::reset`]): a link that
 //! works for a while and then drops is a new incident, not the next failure of a
 //! series.
@@ -17,8 +19,8 @@ use std::time::Duration;
 /// The middle of the first retry's window.
 pub const FIRST: Duration = Duration::from_millis(500);
 
-/// No wait is longer than this.
-pub const CAP: Duration = Duration::from_secs(10);
+/// No wait is this long.
+pub const CAP: Duration = Duration::from_secs(4);
 
 /// A registration that lived this long resets the schedule.
 pub const RESET_AFTER: Duration = Duration::from_secs(10);
@@ -45,8 +47,10 @@ impl Backoff {
         // shift can never overflow however long the scaler stays away.
         let base = FIRST.as_micros() as u64 * (1u64 << self.retries.min(5));
         self.retries = self.retries.saturating_add(1);
-        let jittered = base / 2 + self.rng.below(base);
-        Duration::from_micros(jittered).min(CAP)
+        let cap = CAP.as_micros() as u64;
+        let lo = (base / 2).min(cap / 2);
+        let hi = (base * 3 / 2).min(cap);
+        Duration::from_micros(lo + self.rng.below(hi - lo))
     }
 
     /// Starts over from the first retry's window.
@@ -70,23 +74,23 @@ mod tests {
 
     #[test]
     fn each_retry_waits_within_its_doubling_window_up_to_the_cap() {
-        // Over many seeds, retry k stays in [250·2^k, 750·2^k) ms, capped at 10 s.
+        // Over many seeds, retry k stays in [250·2^k, 750·2^k) ms, clamped to 2-4 s.
         let windows = [
             (ms(250), ms(750)),
             (ms(500), ms(1_500)),
             (ms(1_000), ms(3_000)),
-            (ms(2_000), ms(6_000)),
-            (ms(4_000), CAP),
-            (ms(8_000), CAP),
-            (ms(8_000), CAP),
-            (ms(8_000), CAP),
+            (ms(2_000), ms(4_000)),
+            (ms(2_000), ms(4_000)),
+            (ms(2_000), ms(4_000)),
+            (ms(2_000), ms(4_000)),
+            (ms(2_000), ms(4_000)),
         ];
         for seed in 0..500 {
             let mut b = Backoff::new(seed);
             for (k, &(lo, hi)) in windows.iter().enumerate() {
                 let d = b.next_delay();
                 assert!(
-                    lo <= d && d <= hi,
+                    lo <= d && d < hi,
                     "seed {seed} retry {k}: {d:?} not in {lo:?}..{hi:?}"
                 );
             }
@@ -108,7 +112,7 @@ mod tests {
         for _ in 0..10 {
             b.next_delay();
         }
-        assert!(b.next_delay() >= ms(5_000));
+        assert!(b.next_delay() >= ms(2_000));
         b.reset();
         assert_eq!(b.retries(), 0);
         let d = b.next_delay();
@@ -129,7 +133,7 @@ mod tests {
     fn a_scaler_that_never_comes_back_never_overflows_the_schedule() {
         let mut b = Backoff::new(1);
         for _ in 0..100_000 {
-            assert!(b.next_delay() <= CAP);
+            assert!(b.next_delay() < CAP);
         }
     }
 }
