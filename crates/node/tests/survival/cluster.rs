@@ -21,14 +21,62 @@ use tokio::time::Instant;
 const CONTROL_PORT: u16 = 7870;
 const NODES_PORT: u16 = 7871;
 
+/// Where one process runs: its address, and the network namespace it is started
+/// in (`ip netns exec`), if any.
+#[derive(Clone, Debug)]
+pub struct Place {
+    pub ip: IpAddr,
+    pub netns: Option<String>,
+}
+
+/// Where a cluster's processes and its phones are.
+#[derive(Clone, Debug)]
+pub struct Places {
+    pub scaler: Place,
+    pub nodes: Vec<Place>,
+    /// Where the phones (and the controller) of the test are.
+    pub phones: IpAddr,
+}
+
+impl Places {
+    /// On loopback: the scaler on 127.0.`test`.1, node k on 127.0.`test`.(10 + k), the
+    /// phones on 127.0.`test`.200.
+    pub fn loopback(test: u8, nodes: usize) -> Places {
+        let at = |host: u8| Place {
+            ip: IpAddr::V4(Ipv4Addr::new(127, 0, test, host)),
+            netns: None,
+        };
+        Places {
+            scaler: at(1),
+            nodes: (0..nodes).map(|k| at(10 + k as u8)).collect(),
+            phones: IpAddr::V4(Ipv4Addr::new(127, 0, test, 200)),
+        }
+    }
+}
+
 /// How a test's cluster is laid out.
 #[derive(Clone, Debug)]
 pub struct Layout {
-    /// The test's number: its addresses are 127.0.`test`.x.
+    /// The test's number: it names the temp dir, the nodes and the port ranges.
     pub test: u8,
-    pub nodes: usize,
+    pub places: Places,
     /// The scaler's `node_grace_ms`.
     pub node_grace_ms: u64,
+}
+
+impl Layout {
+    /// A cluster of `nodes` on loopback with the default grace.
+    pub fn loopback(test: u8, nodes: usize) -> Layout {
+        Layout {
+            test,
+            places: Places::loopback(test, nodes),
+            node_grace_ms: 10_000,
+        }
+    }
+
+    pub fn nodes(&self) -> usize {
+        self.places.nodes.len()
+    }
 }
 
 /// One running `scnf` process, SIGKILLed and reaped when dropped.
@@ -69,35 +117,33 @@ impl Cluster {
         };
         cl.write_scaler_config();
         cl.start_scaler();
-        for k in 0..cl.layout.nodes {
+        for k in 0..cl.layout.nodes() {
             cl.write_node_config(k);
+            let config = cl.dir.join(format!("node-{k}.toml"));
             let p = cl.spawn(
                 &cl.node_name(k),
                 "node",
-                &cl.dir.join(format!("node-{k}.toml")),
+                &config,
+                &cl.layout.places.nodes[k],
             );
             cl.nodes.push(Some(p));
         }
         let mut c = cl.controller(Duration::from_secs(10)).await;
-        let all: Vec<String> = (0..cl.layout.nodes).map(|k| cl.node_name(k)).collect();
+        let all: Vec<String> = (0..cl.layout.nodes()).map(|k| cl.node_name(k)).collect();
         cl.wait_registered(&mut c, &all, Duration::from_secs(15))
             .await
             .unwrap_or_else(|e| panic!("the cluster forms: {e} (logs in {:?})", cl.dir));
         cl
     }
 
-    fn ip(&self, host: u8) -> Ipv4Addr {
-        Ipv4Addr::new(127, 0, self.layout.test, host)
-    }
-
     /// Where the phones of this test bind.
     pub fn phone_ip(&self) -> IpAddr {
-        IpAddr::V4(self.ip(200))
+        self.layout.places.phones
     }
 
     /// The scaler's control face.
     pub fn control(&self) -> SocketAddr {
-        SocketAddr::new(IpAddr::V4(self.ip(1)), CONTROL_PORT)
+        SocketAddr::new(self.layout.places.scaler.ip, CONTROL_PORT)
     }
 
     pub fn node_name(&self, k: usize) -> String {
@@ -106,7 +152,7 @@ impl Cluster {
 
     /// The index of the node named `name`.
     pub fn node_index(&self, name: &str) -> usize {
-        (0..self.layout.nodes)
+        (0..self.layout.nodes())
             .find(|&k| self.node_name(k) == name)
             .unwrap_or_else(|| panic!("no node {name}"))
     }
@@ -117,7 +163,7 @@ impl Cluster {
              nodes_listen = \"{ip}:{NODES_PORT}\"\n\
              password_file = \"{secret}\"\n\
              node_grace_ms = {grace}\n",
-            ip = self.ip(1),
+            ip = self.layout.places.scaler.ip,
             secret = self.dir.join("cluster.secret").display(),
             grace = self.layout.node_grace_ms,
         );
@@ -125,16 +171,16 @@ impl Cluster {
     }
 
     fn write_node_config(&self, k: usize) {
-        let ip = self.ip(10 + k as u8);
+        let ip = self.layout.places.nodes[k].ip;
         // Disjoint port ranges too, though the addresses differ already.
         let first = 20_000 + 1000 * u16::from(self.layout.test % 40) + 100 * k as u16;
         let text = format!(
             "[rtp]\nbind = \"{ip}\"\nport_min = {first}\nport_max = {last}\nworkers = 1\n\
              \n[mixer]\nmax_talkers = 9\n\
-             \n[control]\nlisten = \"{ip}:0\"\n\
+             \n[control]\nlisten = \"127.0.0.1:0\"\n\
              \n[scaler]\nurl = \"ws://{scaler}:{NODES_PORT}\"\npassword_file = \"{secret}\"\nname = \"{name}\"\n",
             last = first + 99,
-            scaler = self.ip(1),
+            scaler = self.layout.places.scaler.ip,
             secret = self.dir.join("cluster.secret").display(),
             name = self.node_name(k),
         );
@@ -143,13 +189,24 @@ impl Cluster {
 
     /// Starts (or restarts) the scaler on its fixed addresses.
     pub fn start_scaler(&mut self) {
-        let p = self.spawn("scaler", "scaler", &self.dir.join("scaler.toml"));
+        let config = self.dir.join("scaler.toml");
+        let p = self.spawn("scaler", "scaler", &config, &self.layout.places.scaler);
         self.scaler = Some(p);
     }
 
-    /// Runs `scnf <what> --config <config>`, its stderr appended to `<name>.log`.
-    fn spawn(&self, name: &str, what: &str, config: &Path) -> Proc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scnf"));
+    /// Runs `scnf <what> --config <config>` at `place`, its stderr appended to
+    /// `<name>.log`. In a namespace, `ip netns exec` execs the binary itself: the
+    /// child is the `scnf` process, and SIGKILL reaches it.
+    fn spawn(&self, name: &str, what: &str, config: &Path, place: &Place) -> Proc {
+        let bin = env!("CARGO_BIN_EXE_scnf");
+        let mut cmd = match &place.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns, bin]);
+                cmd
+            }
+            None => Command::new(bin),
+        };
         // The test's environment must not reconfigure the processes.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("SCNF_") {
