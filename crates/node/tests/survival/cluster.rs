@@ -6,7 +6,8 @@
 //! say goodbye, as when a machine dies.
 //!
 //! Each process's stderr goes to `<dir>/<name>.log`; the directory is kept (and
-//! named on stderr) when a test fails, removed otherwise.
+//! named on stderr) when a test fails or `SURVIVAL_KEEP` is set, removed otherwise.
+//! `SURVIVAL_LOG` sets the processes' log filter (default `info`).
 
 use crate::common::Process;
 use scnf_testkit::client::Client;
@@ -286,6 +287,25 @@ impl Cluster {
         ))
     }
 
+    /// Waits (polling, at most `within`) until the log of process `name` has a
+    /// line with every one of `needles`; the line.
+    pub async fn wait_log(&self, name: &str, needles: &[&str], within: Duration) -> String {
+        let path = self.dir.join(format!("{name}.log"));
+        let deadline = Instant::now() + within;
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with {needles:?} in {} within {within:?}",
+                path.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILLs node `k`.
     pub fn kill_node(&mut self, k: usize) {
         drop(self.nodes[k].take());
@@ -308,9 +328,9 @@ impl Drop for Cluster {
             .collect();
         self.nodes.clear();
         self.scaler = None;
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("SURVIVAL_KEEP").is_some() {
             eprintln!(
-                "survival test failed: the logs of {names:?} and the killed ones are in {}",
+                "survival test: the logs of {names:?} and the killed ones are in {}",
                 self.dir.display()
             );
         } else {

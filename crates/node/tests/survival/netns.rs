@@ -130,6 +130,18 @@ impl Network {
         ])
     }
 
+    /// Puts node `k` back on the network.
+    pub fn restore(&self, k: usize) -> Result<(), String> {
+        ip(&[
+            "-n",
+            &self.switch(),
+            "link",
+            "set",
+            &Network::port(1 + k),
+            "up",
+        ])
+    }
+
     /// Everything of this test's network, whatever exists of it (the veth pairs go
     /// with their namespaces).
     fn remove(&self) {

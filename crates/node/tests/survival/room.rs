@@ -169,3 +169,16 @@ pub async fn eventually(what: &str, within: Duration, mut cond: impl FnMut() -> 
 /// Heard above this over the last 300 ms.
 pub const HEARD_DBFS: f64 = -32.0;
 pub const WINDOW: Duration = Duration::from_millis(300);
+
+/// Waits (at most `within`) until every phone of `phones` (index, phone) hears the
+/// tone of every other one.
+pub async fn all_hear_all(phones: &[(usize, &Participant)], within: Duration) {
+    eventually("every phone hears every other", within, || {
+        phones.iter().all(|(i, p)| {
+            phones
+                .iter()
+                .all(|(j, _)| i == j || p.level(TONES[*j], WINDOW) > HEARD_DBFS)
+        })
+    })
+    .await;
+}
