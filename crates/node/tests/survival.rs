@@ -20,6 +20,8 @@ mod gaps;
 mod netns;
 #[path = "survival/room.rs"]
 mod room;
+#[path = "survival/soak.rs"]
+mod soak;
 
 use cluster::{Cluster, Layout};
 use room::{Room, HEARD_DBFS, PHONES, REDIAL_TONE, WINDOW};

@@ -82,8 +82,16 @@ impl Layout {
 
 /// One running `scnf` process, SIGKILLed and reaped when dropped.
 pub struct Proc {
+    /// What it is (`scaler`, a node's name), and the name of its log.
     pub name: String,
-    _child: Process,
+    pub log: String,
+    child: Process,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
 }
 
 /// A cluster of processes; dropping it kills whatever still runs.
@@ -94,6 +102,8 @@ pub struct Cluster {
     pub scaler: Option<Proc>,
     /// By index; `None` once killed.
     pub nodes: Vec<Option<Proc>>,
+    /// Processes started so far (each log is named after its process's start).
+    started: usize,
 }
 
 impl Cluster {
@@ -111,6 +121,7 @@ impl Cluster {
         std::fs::write(dir.join("cluster.secret"), format!("{secret}\n")).expect("secret");
         let mut cl = Cluster {
             nodes: Vec::new(),
+            started: 0,
             scaler: None,
             secret,
             dir,
@@ -120,14 +131,8 @@ impl Cluster {
         cl.start_scaler();
         for k in 0..cl.layout.nodes() {
             cl.write_node_config(k);
-            let config = cl.dir.join(format!("node-{k}.toml"));
-            let p = cl.spawn(
-                &cl.node_name(k),
-                "node",
-                &config,
-                &cl.layout.places.nodes[k],
-            );
-            cl.nodes.push(Some(p));
+            cl.nodes.push(None);
+            cl.start_node(k);
         }
         let mut c = cl.controller(Duration::from_secs(10)).await;
         let all: Vec<String> = (0..cl.layout.nodes()).map(|k| cl.node_name(k)).collect();
@@ -191,14 +196,29 @@ impl Cluster {
     /// Starts (or restarts) the scaler on its fixed addresses.
     pub fn start_scaler(&mut self) {
         let config = self.dir.join("scaler.toml");
-        let p = self.spawn("scaler", "scaler", &config, &self.layout.places.scaler);
+        let place = self.layout.places.scaler.clone();
+        let p = self.spawn("scaler", "scaler", &config, &place);
         self.scaler = Some(p);
     }
 
-    /// Runs `scnf <what> --config <config>` at `place`, its stderr appended to
-    /// `<name>.log`. In a namespace, `ip netns exec` execs the binary itself: the
-    /// child is the `scnf` process, and SIGKILL reaches it.
-    fn spawn(&self, name: &str, what: &str, config: &Path, place: &Place) -> Proc {
+    /// Starts node `k` (again: a SIGKILLed one) with its config.
+    pub fn start_node(&mut self, k: usize) {
+        let config = self.dir.join(format!("node-{k}.toml"));
+        let place = self.layout.places.nodes[k].clone();
+        let p = self.spawn(&self.node_name(k), "node", &config, &place);
+        self.nodes[k] = Some(p);
+    }
+
+    /// The process of node `k`, unless it was killed.
+    pub fn node(&self, k: usize) -> Option<&Proc> {
+        self.nodes[k].as_ref()
+    }
+
+    /// Runs `scnf <what> --config <config>` at `place`, its stderr written to
+    /// `<name>.log` (`<name>.<n>.log` for the n-th restart of a process). In a
+    /// namespace, `ip netns exec` execs the binary itself: the child is the `scnf`
+    /// process, and SIGKILL reaches it.
+    fn spawn(&mut self, name: &str, what: &str, config: &Path, place: &Place) -> Proc {
         let bin = env!("CARGO_BIN_EXE_scnf");
         let mut cmd = match &place.netns {
             Some(ns) => {
@@ -224,7 +244,13 @@ impl Cluster {
             .spawn()
             .unwrap_or_else(|e| panic!("starts {name}: {e}"));
         let stderr = child.stderr.take().expect("piped stderr");
-        let path = self.dir.join(format!("{name}.log"));
+        self.started += 1;
+        let log = if self.started <= 1 + self.layout.nodes() {
+            name.to_string()
+        } else {
+            format!("{name}.{}", self.started)
+        };
+        let path = self.dir.join(format!("{log}.log"));
         std::thread::spawn(move || {
             let Ok(mut file) = std::fs::OpenOptions::new()
                 .create(true)
@@ -240,7 +266,8 @@ impl Cluster {
         });
         Proc {
             name: name.into(),
-            _child: Process(child),
+            log,
+            child: Process(child),
         }
     }
 
@@ -287,10 +314,10 @@ impl Cluster {
         ))
     }
 
-    /// Waits (polling, at most `within`) until the log of process `name` has a
-    /// line with every one of `needles`; the line.
-    pub async fn wait_log(&self, name: &str, needles: &[&str], within: Duration) -> String {
-        let path = self.dir.join(format!("{name}.log"));
+    /// Waits (polling, at most `within`) until the log `log` (a [`Proc::log`]) has
+    /// a line with every one of `needles`; the line.
+    pub async fn wait_log(&self, log: &str, needles: &[&str], within: Duration) -> String {
+        let path = self.dir.join(format!("{log}.log"));
         let deadline = Instant::now() + within;
         loop {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -304,6 +331,18 @@ impl Cluster {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Where node `k`'s own control listener is (from its log).
+    pub async fn node_control(&self, k: usize) -> SocketAddr {
+        let log = &self.node(k).expect("node k runs").log;
+        let line = self
+            .wait_log(log, &["call control listening"], Duration::from_secs(5))
+            .await;
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("local="))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
     }
 
     /// SIGKILLs node `k`.
