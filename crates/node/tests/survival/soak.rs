@@ -5,9 +5,10 @@
 //! left anywhere: no room, member, invisible participant or channel in the scaler's
 //! `Status`, no room or leg in any node's own `Health`. Node 0 is never killed:
 //! its memory (VmRSS, taken at those quiet points) must end within 1 % of what it
-//! was after the second minute (the first two warm the allocator up).
+//! was after the third minute (the first three warm its allocator and tables up:
+//! a trial run grew 4 % over them, then 0.04 % in the fourth).
 //!
-//! `SOAK_SECS` (default 600, at least 180) sets the length, `SOAK_SEED` the
+//! `SOAK_SECS` (default 600, at least 240) sets the length, `SOAK_SEED` the
 //! sequence of calls. Every quiet point prints one `soak minute=...` line.
 
 use crate::cluster::{Cluster, Layout};
@@ -169,7 +170,7 @@ fn rss_kb(pid: u32) -> u64 {
 #[ignore = "a soak of 10 minutes or more, not for CI: bench/soak-survival runs it"]
 async fn a_long_churn_with_a_node_killed_every_minute_leaks_nothing_and_keeps_its_memory() {
     let _machine = crate::exclusive().await;
-    let total = Duration::from_secs(env_u64("SOAK_SECS", 600).clamp(180, 86_400));
+    let total = Duration::from_secs(env_u64("SOAK_SECS", 600).clamp(240, 86_400));
     let mut rng = Rng::new(env_u64("SOAK_SEED", 13));
     let mut cl = Cluster::start(Layout::loopback(9, 3)).await;
     let mut c = cl.controller(Duration::from_secs(5)).await;
@@ -210,12 +211,12 @@ async fn a_long_churn_with_a_node_killed_every_minute_leaks_nothing_and_keeps_it
             .map(|k| cl.node(k).map_or(0, |p| rss_kb(p.pid())))
             .collect();
         rss = all[0];
-        if minute == 2 {
+        if minute == 3 {
             baseline = Some(rss);
         }
         println!("soak minute={minute} {counts:?} rss_kb={all:?} killed=node-{victim}",);
     }
-    let baseline = baseline.expect("a soak of at least three minutes");
+    let baseline = baseline.expect("a soak of at least four minutes");
     let drift = (rss as f64 - baseline as f64) / baseline as f64;
     println!("soak rss_drift={:.2}% node0", drift * 100.0);
     assert!(
