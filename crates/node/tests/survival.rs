@@ -299,6 +299,30 @@ async fn while_the_scaler_is_dead_every_phone_hears_every_other_and_the_nodes_re
     );
 }
 
+/// Not yet: after a longer outage the nodes' reconnect backoff has grown to waits
+/// of up to 10 s (`scaler_link::backoff::CAP`), so they may come back later than 5 s
+/// after the scaler does (measured 6.1-6.8 s after outages of 8 s and 15 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 13: the nodes' reconnect backoff (cap 10 s) can exceed 5 s after an outage of more than ~3 s"]
+async fn after_a_long_scaler_outage_every_node_registers_again_within_5_s() {
+    let _machine = exclusive().await;
+    let mut cl = Cluster::start(Layout::loopback(10, 3)).await;
+    // A registration that lived 10 s starts the backoff over: this is its worst.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    cl.kill_scaler();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let restarted = Instant::now();
+    cl.start_scaler();
+    let mut c = cl.controller(Duration::from_secs(5)).await;
+    let names: Vec<String> = (0..3).map(|k| cl.node_name(k)).collect();
+    cl.wait_registered(&mut c, &names, Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reregister = restarted.elapsed();
+    println!("reregister_ms={} outage_ms=12000", reregister.as_millis());
+    assert!(reregister <= Duration::from_secs(5), "{reregister:?}");
+}
+
 /// The network of namespaces for test `test`, or a failure that says what is missing.
 fn network(test: u8) -> netns::Network {
     netns::Network::up(test, 3).unwrap_or_else(|e| {
