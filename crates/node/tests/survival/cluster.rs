@@ -1,9 +1,12 @@
-//! A cluster of real `scnf` processes on loopback: one `scnf scaler` and `n`
-//! `scnf node --config ...` processes that register to it, each with its own
-//! config file in a temp dir, its own 127.0.T.x address (T: the test's number) and
-//! its own RTP port range, so that nothing of one process or test can be mistaken
-//! for another's. Killing is SIGKILL (`Child::kill`): the process gets no chance to
-//! say goodbye, as when a machine dies.
+//! A cluster of real `scnf` processes: one `scnf scaler` and `n` `scnf node
+//! --config ...` processes that register to it, each with its own config file in a
+//! temp dir, its own address ([`Places`]: 127.0.T.x on loopback, T the test's
+//! number, or 10.77.T.x in network namespaces, `netns.rs`) and its own RTP port
+//! range, so that nothing of one process or test can be mistaken for another's.
+//! Each node's media binds, and is advertised, on its own address; its own control
+//! listener is on 127.0.0.1:0 (its namespace's loopback). Killing is SIGKILL
+//! (`Child::kill`): the process gets no chance to say goodbye, as when a machine
+//! dies.
 //!
 //! Each process's stderr goes to `<dir>/<name>.log`; the directory is kept (and
 //! named on stderr) when a test fails or `SURVIVAL_KEEP` is set, removed otherwise.
