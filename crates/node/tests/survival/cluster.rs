@@ -295,6 +295,30 @@ impl Cluster {
         }
     }
 
+    /// A controller that logs in again with the resume token of an earlier
+    /// session, and whether it got that session's calls back.
+    pub async fn controller_resuming(&self, token: &str, within: Duration) -> (Client, bool) {
+        let deadline = Instant::now() + within;
+        loop {
+            match Client::connect(self.control()).await {
+                Ok(mut c) => {
+                    // A restarted scaler answers once the nodes bring the token back.
+                    c.set_timeout(Duration::from_secs(12));
+                    let r = c
+                        .resume("survival", self.secret.as_bytes(), token)
+                        .await
+                        .expect("logs in to the scaler");
+                    c.set_timeout(Duration::from_secs(10));
+                    return (c, r.resumed);
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    panic!("the scaler never listened: {e} (logs in {:?})", self.dir)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
     /// Polls `Health` until every node of `names` is registered; how long it took.
     pub async fn wait_registered(
         &self,
