@@ -198,8 +198,10 @@ impl Planner {
             let Some(room) = self.rooms.get(&keep.vmix) else {
                 continue;
             };
-            if !room.parts.get(&node).is_some_and(|p| p.mix == h.mix) {
-                continue; // adopted from another node's keep, which disagrees
+            // A room of this life under that id (a clock gone back between lives)
+            // is not the kept one; nor is a share another node's keep disagrees on.
+            if !room.adopted || !room.parts.get(&node).is_some_and(|p| p.mix == h.mix) {
+                continue;
             }
             mine.push((h, keep.vmix));
         }
@@ -263,6 +265,7 @@ impl Planner {
                 parts,
                 last: None,
                 unadopted: Some(keep.session.clone()),
+                adopted: true,
             },
         );
         self.room_states.insert(keep.vmix, keep.session.to_string());

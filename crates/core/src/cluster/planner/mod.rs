@@ -266,6 +266,8 @@ struct Room {
     /// Taken over from a keep, its state not handed to the root yet (that comes
     /// with its first member).
     unadopted: Option<serde_json::Value>,
+    /// Taken over from a keep (not opened by this life's root).
+    adopted: bool,
 }
 
 /// A room's share on one node.
