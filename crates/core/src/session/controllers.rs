@@ -390,7 +390,7 @@ impl Session {
     }
 
     /// The live calls of `ctl`, in call order.
-    fn calls_of(&self, ctl: ControllerId) -> Vec<CallRef> {
+    pub(super) fn calls_of(&self, ctl: ControllerId) -> Vec<CallRef> {
         let mut owned: Vec<CallRef> = self
             .calls
             .iter()

@@ -43,6 +43,9 @@ pub(super) struct KeepState {
     on: bool,
     rebuild_until: Option<Instant>,
     parked: Vec<Parked>,
+    /// Calls whose keep must go out again though the conference did not change
+    /// them (their controller got a new token).
+    calls: std::collections::BTreeSet<CallRef>,
 }
 
 /// A login whose resume names a token nobody has brought back yet.
@@ -95,6 +98,16 @@ impl Session {
         self.timers.set(Timer::Rebuilt, now + REBUILD_WINDOW);
     }
 
+    /// Controller `ctl` has a new token: its calls' keeps carry the old one's
+    /// digest, and go out again.
+    pub(super) fn rekeep_controller(&mut self, ctl: ControllerId) {
+        if self.keep.on {
+            let calls = self.calls_of(ctl);
+            self.keep.calls.extend(calls);
+            self.keep_touched();
+        }
+    }
+
     /// Whether a resume login with an unknown token should wait (see the module
     /// docs).
     pub(super) fn may_park(&self, now: Instant) -> bool {
@@ -129,9 +142,14 @@ impl Session {
     /// Sends out the state of what the last input changed (after its media
     /// operations, which the state describes).
     pub(super) fn keep_touched(&mut self) {
-        let (rooms, calls) = self.conf.take_touched();
+        let (rooms, mut calls) = self.conf.take_touched();
         if !self.keep.on {
             return;
+        }
+        if !self.keep.calls.is_empty() {
+            calls.extend(std::mem::take(&mut self.keep.calls));
+            calls.sort_unstable();
+            calls.dedup();
         }
         for id in rooms {
             let (Some(place), Some(state)) = (

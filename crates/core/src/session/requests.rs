@@ -291,6 +291,11 @@ impl Session {
         }
         c.logged_in = true;
         let attached = self.attach_login(now, conn, resume);
+        if !attached.resumed {
+            if let Some(ctl) = self.conns.get(&conn).and_then(|c| c.controller) {
+                self.rekeep_controller(ctl);
+            }
+        }
         if let ServerMsg::AppLoginResult {
             token,
             resumed,

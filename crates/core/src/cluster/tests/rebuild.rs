@@ -288,3 +288,15 @@ fn a_change_made_while_a_node_was_away_reaches_its_media_and_keep_once_it_is_bac
         "the hold made while its node was away survived the restart"
     );
 }
+
+#[test]
+fn a_controller_that_logged_in_again_resumes_with_its_newest_token() {
+    let (mut c, first) = cluster_in_use();
+    let (newest, resumed) = c.controller_logs_in(None);
+    assert!(!resumed);
+    assert_ne!(newest, first, "a new login issues a new token");
+    c.restart_scaler(Duration::from_secs(60));
+    c.nodes_come_back();
+    let (_, resumed) = c.controller_logs_in(Some(&newest));
+    assert!(resumed, "the kept calls carry the newest token's digest");
+}
