@@ -125,7 +125,7 @@ pub enum Output {
         op: MediaOp,
     },
     /// Keep `state` with the media of `what` (only a root that keeps its rooms on
-    /// the nodes, [`Session::keep_on_nodes`], asks; see [`keep`]).
+    /// the nodes, [`Session::keep_on_nodes`], asks; `docs/cluster.md` says why).
     Keep {
         what: Kept,
         state: serde_json::Value,
