@@ -31,7 +31,7 @@ async fn rtpgen_through_the_scaler_with_churn_hears_n_minus_one_everywhere_with_
             .login("rtpgen-test", cl.secret.as_bytes())
             .await
             .expect("log in to the scaler");
-        run(sc.clone(), Target::Scnf(Box::new(client)), None, probes())
+        run(sc.clone(), Target::scnf(client), None, probes())
             .await
             .unwrap()
     })

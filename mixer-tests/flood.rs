@@ -132,9 +132,7 @@ async fn a_flood_from_one_legs_address_leaves_the_other_rooms_clean_and_on_time(
         target: CpuProbe::Threads("scnf-media".into()),
         generator: CpuProbe::Threads("rtpgen-media".into()),
     };
-    let r = run(sc, Target::Scnf(Box::new(client)), None, probes)
-        .await
-        .unwrap();
+    let r = run(sc, Target::scnf(client), None, probes).await.unwrap();
     let after = node.stats().await.unwrap().remove(0);
     let flooded = node.leg_stats(0, leg).await.unwrap();
     stop.store(true, Ordering::Relaxed);

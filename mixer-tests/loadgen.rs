@@ -95,7 +95,7 @@ async fn scnf_target(control: SocketAddr) -> Target {
         .login_optional("rtpgen-test", b"")
         .await
         .expect("open node");
-    Target::Scnf(Box::new(client))
+    Target::scnf(client)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,8 @@ mod cluster;
 mod common;
 #[path = "survival/gaps.rs"]
 mod gaps;
+#[path = "survival/load.rs"]
+mod load;
 #[path = "survival/netns.rs"]
 mod netns;
 #[path = "survival/room.rs"]

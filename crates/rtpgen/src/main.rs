@@ -6,7 +6,7 @@ use rtpgen::janus::Janus;
 use rtpgen::reflector;
 use rtpgen::report::Report;
 use rtpgen::scenario::{self, Probes, Ramp, Scenario};
-use rtpgen::target::Target;
+use rtpgen::target::{Scnf, Target};
 use scnf::config::Config;
 use scnf::control::ControlHandle;
 use scnf::NodeHandle;
@@ -295,17 +295,19 @@ async fn load_async(a: LoadArgs) -> Result<bool, String> {
                 .await
                 .map_err(|e| e.to_string())?;
             embedded = Some((node, control));
-            Target::Scnf(Box::new(client))
+            Target::scnf(client)
         }
         Some(("scnf", addr)) => {
-            let mut client = Client::connect(loopback(addr)?)
-                .await
-                .map_err(|e| e.to_string())?;
+            let addr = loopback(addr)?;
+            let secret = a.password.as_deref().unwrap_or("").as_bytes();
+            let mut client = Client::connect(addr).await.map_err(|e| e.to_string())?;
             client
-                .login_optional("rtpgen", a.password.as_deref().unwrap_or("").as_bytes())
+                .login_optional("rtpgen", secret)
                 .await
                 .map_err(|e| e.to_string())?;
-            Target::Scnf(Box::new(client))
+            // A lost connection (a scaler restarted) is redialled and resumed.
+            let scnf = Scnf::new(client).redial(addr, "rtpgen", secret);
+            Target::Scnf(Box::new(scnf))
         }
         Some(("reflector", addr)) => {
             let SocketAddr::V4(v4) = loopback(addr)? else {

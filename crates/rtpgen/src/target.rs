@@ -2,7 +2,10 @@
 //!
 //! - **scnf** over the call-control protocol, dialling as a PBX would: every
 //!   participant of room `r` dials `*3<id>#` (join or create) with a fixed-length id,
-//!   so ids never overlap and the first caller creates the room;
+//!   so ids never overlap and the first caller creates the room. Given where to
+//!   redial ([`Scnf::redial`]), a lost connection (a scaler killed and started
+//!   again, a network cut) is dialled again and the controller resumed with its
+//!   token, as a PBX does: the calls go on and the run judges what they heard;
 //! - a **reflector**: no signalling, every participant sends to the same address and
 //!   hears itself;
 //! - **Janus AudioBridge** over its HTTP API, one handle per participant
@@ -54,11 +57,86 @@ enum Handle {
     None,
 }
 
+/// scnf's call control, and how to get back to it.
+pub struct Scnf {
+    client: Client,
+    redial: Option<Redial>,
+    /// Connections lost and resumed.
+    pub resumed: u64,
+}
+
+struct Redial {
+    addr: SocketAddr,
+    name: String,
+    secret: Vec<u8>,
+}
+
+/// How long a lost connection is redialled before the calls count as lost.
+const REDIAL_FOR: std::time::Duration = std::time::Duration::from_secs(20);
+
+impl Scnf {
+    pub fn new(client: Client) -> Scnf {
+        Scnf {
+            client,
+            redial: None,
+            resumed: 0,
+        }
+    }
+
+    /// Redials `addr` and resumes (logging in as `name` with `secret`) when the
+    /// connection is lost.
+    pub fn redial(mut self, addr: SocketAddr, name: &str, secret: &[u8]) -> Scnf {
+        self.redial = Some(Redial {
+            addr,
+            name: name.into(),
+            secret: secret.to_vec(),
+        });
+        self
+    }
+
+    /// After `e`: whether the connection was lost and is back, resumed (the
+    /// request is then worth one more try).
+    async fn recovered(&mut self, e: &ClientError) -> bool {
+        let lost = matches!(
+            e,
+            ClientError::Io(_) | ClientError::WebSocket(_) | ClientError::Closed
+        );
+        let (true, Some(r), Some(token)) = (lost, &self.redial, self.client.token()) else {
+            return false;
+        };
+        let token = token.to_string();
+        let deadline = tokio::time::Instant::now() + REDIAL_FOR;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(mut c) = Client::connect(r.addr).await {
+                // A restarted scaler answers once its nodes bring the calls back.
+                c.set_timeout(std::time::Duration::from_secs(12));
+                if let Ok(answer) = c.resume(&r.name, &r.secret, &token).await {
+                    if !answer.resumed {
+                        return false; // the calls are gone
+                    }
+                    self.client = c;
+                    self.resumed += 1;
+                    return true;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        false
+    }
+}
+
 /// See the module docs.
 pub enum Target {
-    Scnf(Box<Client>),
+    Scnf(Box<Scnf>),
     Reflector(SocketAddrV4),
     Janus(Box<Janus>),
+}
+
+impl Target {
+    /// scnf's call control over `client`.
+    pub fn scnf(client: Client) -> Target {
+        Target::Scnf(Box::new(Scnf::new(client)))
+    }
 }
 
 /// The payload type offered for `codec`.
@@ -107,7 +185,13 @@ impl Target {
                     latching: false,
                 };
                 let called = format!("*3{}#", ROOM_ID_BASE + room as u64);
-                match client.setup(&call, &called, true, &offer).await? {
+                let answer = match client.client.setup(&call, &called, true, &offer).await {
+                    Err(e) if client.recovered(&e).await => {
+                        client.client.setup(&call, &called, true, &offer).await?
+                    }
+                    other => other?,
+                };
+                match answer {
                     CallAnswer::Connect { answer, .. } | CallAnswer::Alerting { answer, .. } => {
                         let SocketAddr::V4(media) = SocketAddr::new(answer.address, answer.port)
                         else {
@@ -160,7 +244,14 @@ impl Target {
     /// Ends a call placed by [`Target::join`].
     pub async fn leave(&mut self, joined: &Joined) -> Result<(), TargetError> {
         match (self, &joined.handle) {
-            (Target::Scnf(client), Handle::Call(call)) => Ok(client.release(call, None).await?),
+            (Target::Scnf(client), Handle::Call(call)) => {
+                match client.client.release(call, None).await {
+                    Err(e) if client.recovered(&e).await => {
+                        Ok(client.client.release(call, None).await?)
+                    }
+                    other => Ok(other?),
+                }
+            }
             (Target::Janus(janus), Handle::Janus(leg)) => Ok(janus.leave(leg).await?),
             _ => Ok(()),
         }
@@ -169,7 +260,13 @@ impl Target {
     /// The node's media workers' clocks, where the target reports them.
     pub async fn workers(&mut self) -> Option<Vec<WorkerInfo>> {
         match self {
-            Target::Scnf(client) => client.health().await.ok().map(|s| s.workers),
+            Target::Scnf(client) => match client.client.health().await {
+                Ok(s) => Some(s.workers),
+                Err(e) if client.recovered(&e).await => {
+                    client.client.health().await.ok().map(|s| s.workers)
+                }
+                Err(_) => None,
+            },
             _ => None,
         }
     }

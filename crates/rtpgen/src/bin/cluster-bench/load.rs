@@ -58,7 +58,7 @@ fn probes() -> Probes {
 async fn target(control: std::net::SocketAddr, secret: &[u8]) -> Result<Target, Error> {
     let mut c = Client::connect(control).await?;
     c.login_optional("bench-load", secret).await?;
-    Ok(Target::Scnf(Box::new(c)))
+    Ok(Target::scnf(c))
 }
 
 pub async fn run(quick: bool, base_port: u16) -> Result<(), Error> {
