@@ -43,11 +43,13 @@ pub(crate) fn scenario(rooms: usize, per_room: usize) -> Scenario {
     }
 }
 
-/// Runs a scenario made by `attempt` up to [`ATTEMPTS`] times while the generator
-/// rejects its own figures because it fell behind (its send pacing or its reading
-/// slipped: the shared machine stalled the test process, which says nothing about
-/// the target). A run whose generator kept pace is returned and judged, whatever it
-/// found; the last attempt is returned either way.
+/// Runs a scenario made by `attempt` up to [`ATTEMPTS`] times while the shared
+/// machine stalled this process: the generator rejects its
+/// own figures because it fell behind (its send pacing or its reading slipped), or
+/// the target's mix ticks ran late (its worker thread, in this process, did not get
+/// a core). Neither says anything about what the participants heard, which is what
+/// these tests judge; the benchmarks judge speed. A run without a stall is
+/// returned and judged, whatever it found; the last attempt is returned either way.
 pub(crate) async fn valid_run<F, Fut>(mut attempt: F) -> Report
 where
     F: FnMut() -> Fut,
@@ -57,15 +59,14 @@ where
     loop {
         tries += 1;
         let r = attempt().await;
-        let fell_behind = r
-            .problems
-            .iter()
-            .any(|p| p.contains("generator fell behind"));
-        if !fell_behind || tries == ATTEMPTS {
+        let stalled = |p: &String| {
+            p.contains("generator fell behind") || p.contains("late mix ticks on the target")
+        };
+        if !r.problems.iter().any(stalled) || tries == ATTEMPTS {
             return r;
         }
         println!(
-            "the generator fell behind (attempt {tries}), running again:\n{}",
+            "the machine stalled the run (attempt {tries}), running again:\n{}",
             r.summary()
         );
     }
