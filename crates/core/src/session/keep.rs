@@ -219,7 +219,9 @@ impl Session {
                 addrs,
                 state,
             } => match self.adopt_member(now, vmix, vleg, node, addrs, state) {
-                Ok(()) => self.unpark(now, false),
+                // A controller back: a login parked for its token can go on.
+                Ok(true) => self.unpark(now, false),
+                Ok(false) => {}
                 Err(why) => {
                     tracing::warn!(?vleg, %why, "cannot take back a kept call; removing its leg");
                     self.counters.adopt_refused += 1;
@@ -249,6 +251,7 @@ impl Session {
         Ok(())
     }
 
+    /// Whether the call brought its controller back.
     fn adopt_member(
         &mut self,
         now: Instant,
@@ -257,7 +260,7 @@ impl Session {
         node: String,
         addrs: crate::session::WorkerAddrs,
         state: serde_json::Value,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let k: CallKeep = serde_json::from_value(state).map_err(|e| e.to_string())?;
         let place = self
             .table
@@ -278,7 +281,8 @@ impl Session {
         self.conf
             .adopt_member(&k.room, call, &k.flags)
             .map_err(|e| e.to_string())?;
-        if !self.controllers.contains_key(&owner) {
+        let new_controller = !self.controllers.contains_key(&owner);
+        if new_controller {
             let digest = k
                 .digest
                 .as_deref()
@@ -308,6 +312,6 @@ impl Session {
             },
         );
         self.counters.adopted += 1;
-        Ok(())
+        Ok(new_controller)
     }
 }
