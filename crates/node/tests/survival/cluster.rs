@@ -275,23 +275,30 @@ impl Cluster {
     }
 
     /// A logged-in controller of the scaler, retrying the connection until the
-    /// scaler listens (at most `within`).
+    /// scaler listens (at most `within`). A login that fails is retried too (and
+    /// said on stderr): a scaler just started may close a first connection.
     pub async fn controller(&self, within: Duration) -> Client {
         let deadline = Instant::now() + within;
         loop {
-            match Client::connect(self.control()).await {
-                Ok(mut c) => {
-                    c.login("survival", self.secret.as_bytes())
-                        .await
-                        .expect("logs in to the scaler");
-                    c.set_timeout(Duration::from_secs(10));
-                    return c;
-                }
-                Err(e) if Instant::now() >= deadline => {
-                    panic!("the scaler never listened: {e} (logs in {:?})", self.dir)
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
+            let error = match Client::connect(self.control()).await {
+                Ok(mut c) => match c.login("survival", self.secret.as_bytes()).await {
+                    Ok(()) => {
+                        c.set_timeout(Duration::from_secs(10));
+                        return c;
+                    }
+                    Err(e) => {
+                        eprintln!("login to the scaler failed, retrying: {e}");
+                        format!("login: {e}")
+                    }
+                },
+                Err(e) => format!("connect: {e}"),
+            };
+            assert!(
+                Instant::now() < deadline,
+                "no controller session with the scaler within {within:?}: {error} (logs in {:?})",
+                self.dir
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
