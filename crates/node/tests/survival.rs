@@ -256,10 +256,23 @@ async fn a_secondary_is_lost(layout: Layout, loss: Loss<'_>, kind: &str) {
 async fn the_primary_is_lost(layout: Layout, loss: Loss<'_>, kind: &str) {
     let lost = lose_a_node(layout, loss, kind, |room| room.primary.clone()).await;
     let node_of = &lost.room.node_of;
-    let (local, ..) = room::worst_silence(&lost.recorded, lost.start, lost.talk, |i, j| {
+    let (local, i, j) = room::worst_silence(&lost.recorded, lost.start, lost.talk, |i, j| {
         node_of[i] == node_of[j]
     });
-    assert_eq!(local.frames, 0, "a node's own mix has no gap: {local:?}");
+    if local.frames > 0 {
+        let lost_frame = lost.lost_frame();
+        let mut c = lost.c;
+        let clocks = worker_clocks(&mut c).await;
+        let others = silences_of(&lost.recorded, j, lost.start, lost.talk);
+        panic!(
+            "a node's own mix has no gap: p{i} missed p{j} (both on {}) for {} ms from \
+             frame {} (lost at frame {}); the workers' clocks: {clocks}; {others}",
+            node_of[i],
+            local.ms(),
+            local.start,
+            lost_frame
+        );
+    }
     let (worst, i, j) = room::worst_silence(&lost.recorded, lost.start, lost.talk, |i, j| {
         node_of[i] != node_of[j]
     });

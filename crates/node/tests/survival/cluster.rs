@@ -1,7 +1,8 @@
 //! A cluster of real `scnf` processes: one `scnf scaler` and `n` `scnf node
 //! --config ...` processes that register to it, each with its own config file in a
-//! temp dir, its own address ([`Places`]: 127.0.T.x on loopback, T the test's
-//! number, or 10.77.T.x in network namespaces, `netns.rs`) and its own RTP port
+//! temp dir, its own address ([`Places`]: 127.R.T.x on loopback, T the test's
+//! number and R the run's ([`run`]), or 10.R.T.x in network namespaces, `netns.rs`)
+//! and its own RTP port
 //! range, so that nothing of one process or test can be mistaken for another's.
 //! Each node's media binds, and is advertised, on its own address; its own control
 //! listener is on 127.0.0.1:0 (its namespace's loopback). Killing is SIGKILL
@@ -25,6 +26,14 @@ use tokio::time::Instant;
 const CONTROL_PORT: u16 = 7870;
 const NODES_PORT: u16 = 7871;
 
+/// This test process's share of the address space, 200-249 (from its pid): two
+/// runs of the tests at once on one machine (a bench script beside a `cargo test`)
+/// most likely use different addresses, ports and namespaces, where fixed ones
+/// would break each other's clusters.
+pub fn run() -> u8 {
+    200 + (std::process::id() % 50) as u8
+}
+
 /// Where one process runs: its address, and the network namespace it is started
 /// in (`ip netns exec`), if any.
 #[derive(Clone, Debug)]
@@ -43,17 +52,17 @@ pub struct Places {
 }
 
 impl Places {
-    /// On loopback: the scaler on 127.0.`test`.1, node k on 127.0.`test`.(10 + k), the
-    /// phones on 127.0.`test`.200.
+    /// On loopback: the scaler on 127.R.`test`.1, node k on 127.R.`test`.(10 + k),
+    /// the phones on 127.R.`test`.200 (R: [`run`]).
     pub fn loopback(test: u8, nodes: usize) -> Places {
         let at = |host: u8| Place {
-            ip: IpAddr::V4(Ipv4Addr::new(127, 0, test, host)),
+            ip: IpAddr::V4(Ipv4Addr::new(127, run(), test, host)),
             netns: None,
         };
         Places {
             scaler: at(1),
             nodes: (0..nodes).map(|k| at(10 + k as u8)).collect(),
-            phones: IpAddr::V4(Ipv4Addr::new(127, 0, test, 200)),
+            phones: IpAddr::V4(Ipv4Addr::new(127, run(), test, 200)),
         }
     }
 }
