@@ -139,15 +139,12 @@ async fn worker_clocks(c: &mut Client) -> String {
     clocks.join(", ")
 }
 
-/// For a failure's message: how long every other phone missed phone `j`, and the
-/// longest pause between two of `j`'s own sends (a phone of this process that
+/// For a failure's message: how many frames of `at` (a silence one phone heard,
+/// widened by two frames each way) every other phone missed phone `j` too, and
+/// the longest pause between two of `j`'s own sends (a phone of this process that
 /// stalled is a loaded machine, not the cluster).
-fn silences_of(
-    recorded: &[(usize, Participant, Heard)],
-    j: usize,
-    start: Instant,
-    talk: Duration,
-) -> String {
+fn silences_of(recorded: &[(usize, Participant, Heard)], j: usize, at: &gaps::Silence) -> String {
+    let window = at.start.saturating_sub(2)..at.start + at.frames + 2;
     let mut out = Vec::new();
     for (i, _, heard) in recorded {
         if *i == j {
@@ -159,8 +156,8 @@ fn silences_of(
                 .unwrap_or_default();
             out.push(format!("p{j} sent with pauses up to {pause:?}"));
         } else {
-            let s = gaps::longest_silence(heard, TONES[j], gaps::steady(heard, start, talk));
-            out.push(format!("p{i} missed it {} ms from {}", s.ms(), s.start));
+            let s = gaps::longest_silence(heard, TONES[j], window.clone());
+            out.push(format!("p{i} missed it {} of frames {window:?}", s.frames));
         }
     }
     out.join(", ")
@@ -178,7 +175,7 @@ async fn a_secondary_is_lost(layout: Layout, loss: Loss<'_>, kind: &str) {
     .await;
     let (worst, i, j) = room::worst_silence(&lost.recorded, lost.start, lost.talk, |_, _| true);
     println!("gap_ms={} kind={kind}", worst.ms());
-    let (lost_frame, lost_start, lost_talk) = (lost.lost_frame(), lost.start, lost.talk);
+    let lost_frame = lost.lost_frame();
     let Lost {
         cl,
         mut c,
@@ -190,7 +187,7 @@ async fn a_secondary_is_lost(layout: Layout, loss: Loss<'_>, kind: &str) {
     } = lost;
     if worst.frames > 0 {
         let clocks = worker_clocks(&mut c).await;
-        let others = silences_of(&recorded, j, lost_start, lost_talk);
+        let others = silences_of(&recorded, j, &worst);
         panic!(
             "p{i} (on {}) missed p{j} (on {}) for {} ms from frame {} (lost at frame {}); \
              the primary is {}; the workers' clocks: {clocks}; {others}",
@@ -263,7 +260,7 @@ async fn the_primary_is_lost(layout: Layout, loss: Loss<'_>, kind: &str) {
         let lost_frame = lost.lost_frame();
         let mut c = lost.c;
         let clocks = worker_clocks(&mut c).await;
-        let others = silences_of(&lost.recorded, j, lost.start, lost.talk);
+        let others = silences_of(&lost.recorded, j, &local);
         panic!(
             "a node's own mix has no gap: p{i} missed p{j} (both on {}) for {} ms from \
              frame {} (lost at frame {}); the workers' clocks: {clocks}; {others}",
