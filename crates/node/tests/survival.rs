@@ -125,6 +125,46 @@ async fn lose_a_node(
     }
 }
 
+/// Each node's late and skipped mix ticks, from the scaler's `Status` (a gap that
+/// coincides with skipped ticks is the machine's, not the cluster's).
+async fn worker_clocks(c: &mut Client) -> String {
+    let status = c.status().await.expect("status");
+    let clocks: Vec<String> = status
+        .nodes
+        .iter()
+        .map(|n| {
+            let late: u64 = n.workers.iter().map(|w| w.late_ticks).sum();
+            let skipped: u64 = n.workers.iter().map(|w| w.skipped_ticks).sum();
+            format!("{} late={late} skipped={skipped}", n.name)
+        })
+        .collect();
+    clocks.join(", ")
+}
+
+/// For a failure's message: how many frames of `at` (a silence one phone heard,
+/// widened by two frames each way) every other phone missed phone `j` too, and
+/// the longest pause between two of `j`'s own sends (a phone of this process that
+/// stalled is a loaded machine, not the cluster).
+fn silences_of(recorded: &[(usize, Participant, Heard)], j: usize, at: &gaps::Silence) -> String {
+    let window = at.start.saturating_sub(2)..at.start + at.frames + 2;
+    let mut out = Vec::new();
+    for (i, _, heard) in recorded {
+        if *i == j {
+            let pause = heard
+                .sent_at
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .max()
+                .unwrap_or_default();
+            out.push(format!("p{j} sent with pauses up to {pause:?}"));
+        } else {
+            let s = gaps::longest_silence(heard, TONES[j], window.clone());
+            out.push(format!("p{i} missed it {} of frames {window:?}", s.frames));
+        }
+    }
+    out.join(", ")
+}
+
 /// A secondary is lost: no survivor missed another for a frame, and a redial of a
 /// lost caller lands on a live node of the same room, heard by all and hearing all.
 async fn a_secondary_is_lost(layout: Layout, loss: Loss<'_>, kind: &str) {
@@ -137,14 +177,7 @@ async fn a_secondary_is_lost(layout: Layout, loss: Loss<'_>, kind: &str) {
     .await;
     let (worst, i, j) = room::worst_silence(&lost.recorded, lost.start, lost.talk, |_, _| true);
     println!("gap_ms={} kind={kind}", worst.ms());
-    assert_eq!(
-        worst.frames,
-        0,
-        "p{i} missed p{j} for {} ms from frame {} (lost at frame {})",
-        worst.ms(),
-        worst.start,
-        lost.lost_frame()
-    );
+    let lost_frame = lost.lost_frame();
     let Lost {
         cl,
         mut c,
@@ -154,6 +187,20 @@ async fn a_secondary_is_lost(layout: Layout, loss: Loss<'_>, kind: &str) {
         recorded,
         ..
     } = lost;
+    if worst.frames > 0 {
+        let clocks = worker_clocks(&mut c).await;
+        let others = silences_of(&recorded, j, &worst);
+        panic!(
+            "p{i} (on {}) missed p{j} (on {}) for {} ms from frame {} (lost at frame {}); \
+             the primary is {}; the workers' clocks: {clocks}; {others}",
+            room.node_of[i],
+            room.node_of[j],
+            worst.ms(),
+            worst.start,
+            lost_frame,
+            room.primary
+        );
+    }
     // The survivors stream on (the recording ended their schedule).
     let phones: Vec<(usize, Participant)> = recorded
         .into_iter()
@@ -208,10 +255,23 @@ async fn a_secondary_is_lost(layout: Layout, loss: Loss<'_>, kind: &str) {
 async fn the_primary_is_lost(layout: Layout, loss: Loss<'_>, kind: &str) {
     let lost = lose_a_node(layout, loss, kind, |room| room.primary.clone()).await;
     let node_of = &lost.room.node_of;
-    let (local, ..) = room::worst_silence(&lost.recorded, lost.start, lost.talk, |i, j| {
+    let (local, i, j) = room::worst_silence(&lost.recorded, lost.start, lost.talk, |i, j| {
         node_of[i] == node_of[j]
     });
-    assert_eq!(local.frames, 0, "a node's own mix has no gap: {local:?}");
+    if local.frames > 0 {
+        let lost_frame = lost.lost_frame();
+        let mut c = lost.c;
+        let clocks = worker_clocks(&mut c).await;
+        let others = silences_of(&lost.recorded, j, &local);
+        panic!(
+            "a node's own mix has no gap: p{i} missed p{j} (both on {}) for {} ms from \
+             frame {} (lost at frame {}); the workers' clocks: {clocks}; {others}",
+            node_of[i],
+            local.ms(),
+            local.start,
+            lost_frame
+        );
+    }
     let (worst, i, j) = room::worst_silence(&lost.recorded, lost.start, lost.talk, |i, j| {
         node_of[i] != node_of[j]
     });

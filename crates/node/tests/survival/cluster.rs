@@ -1,7 +1,8 @@
 //! A cluster of real `scnf` processes: one `scnf scaler` and `n` `scnf node
 //! --config ...` processes that register to it, each with its own config file in a
-//! temp dir, its own address ([`Places`]: 127.0.T.x on loopback, T the test's
-//! number, or 10.77.T.x in network namespaces, `netns.rs`) and its own RTP port
+//! temp dir, its own address ([`Places`]: 127.R.T.x on loopback, T the test's
+//! number and R the run's ([`run`]), or 10.R.T.x in network namespaces, `netns.rs`)
+//! and its own RTP port
 //! range, so that nothing of one process or test can be mistaken for another's.
 //! Each node's media binds, and is advertised, on its own address; its own control
 //! listener is on 127.0.0.1:0 (its namespace's loopback). Killing is SIGKILL
@@ -25,6 +26,14 @@ use tokio::time::Instant;
 const CONTROL_PORT: u16 = 7870;
 const NODES_PORT: u16 = 7871;
 
+/// This test process's share of the address space, 200-249 (from its pid): two
+/// runs of the tests at once on one machine (a bench script beside a `cargo test`)
+/// most likely use different addresses, ports and namespaces, where fixed ones
+/// would break each other's clusters.
+pub fn run() -> u8 {
+    200 + (std::process::id() % 50) as u8
+}
+
 /// Where one process runs: its address, and the network namespace it is started
 /// in (`ip netns exec`), if any.
 #[derive(Clone, Debug)]
@@ -43,17 +52,17 @@ pub struct Places {
 }
 
 impl Places {
-    /// On loopback: the scaler on 127.0.`test`.1, node k on 127.0.`test`.(10 + k), the
-    /// phones on 127.0.`test`.200.
+    /// On loopback: the scaler on 127.R.`test`.1, node k on 127.R.`test`.(10 + k),
+    /// the phones on 127.R.`test`.200 (R: [`run`]).
     pub fn loopback(test: u8, nodes: usize) -> Places {
         let at = |host: u8| Place {
-            ip: IpAddr::V4(Ipv4Addr::new(127, 0, test, host)),
+            ip: IpAddr::V4(Ipv4Addr::new(127, run(), test, host)),
             netns: None,
         };
         Places {
             scaler: at(1),
             nodes: (0..nodes).map(|k| at(10 + k as u8)).collect(),
-            phones: IpAddr::V4(Ipv4Addr::new(127, 0, test, 200)),
+            phones: IpAddr::V4(Ipv4Addr::new(127, run(), test, 200)),
         }
     }
 }
@@ -275,23 +284,30 @@ impl Cluster {
     }
 
     /// A logged-in controller of the scaler, retrying the connection until the
-    /// scaler listens (at most `within`).
+    /// scaler listens (at most `within`). A login that fails is retried too (and
+    /// said on stderr): a scaler just started may close a first connection.
     pub async fn controller(&self, within: Duration) -> Client {
         let deadline = Instant::now() + within;
         loop {
-            match Client::connect(self.control()).await {
-                Ok(mut c) => {
-                    c.login("survival", self.secret.as_bytes())
-                        .await
-                        .expect("logs in to the scaler");
-                    c.set_timeout(Duration::from_secs(10));
-                    return c;
-                }
-                Err(e) if Instant::now() >= deadline => {
-                    panic!("the scaler never listened: {e} (logs in {:?})", self.dir)
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
+            let error = match Client::connect(self.control()).await {
+                Ok(mut c) => match c.login("survival", self.secret.as_bytes()).await {
+                    Ok(()) => {
+                        c.set_timeout(Duration::from_secs(10));
+                        return c;
+                    }
+                    Err(e) => {
+                        eprintln!("login to the scaler failed, retrying: {e}");
+                        format!("login: {e}")
+                    }
+                },
+                Err(e) => format!("connect: {e}"),
+            };
+            assert!(
+                Instant::now() < deadline,
+                "no controller session with the scaler within {within:?}: {error} (logs in {:?})",
+                self.dir
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

@@ -1,17 +1,18 @@
 //! A network of namespaces for cutting one process off: the scaler and every node
 //! in a namespace of its own, each joined by a veth pair to one Linux bridge (in a
-//! namespace of its own too, the "switch"), addresses 10.77.T.x/24 (T: the test's
-//! number). The test's process, with its phones and controller, is on 10.77.T.1,
+//! namespace of its own too, the "switch"), addresses 10.R.T.x/24 (T: the test's
+//! number, R the run's, `cluster::run`). The test's process, with its phones and
+//! controller, is on 10.R.T.1,
 //! through one more veth pair to the bridge. Cutting a node is `ip link set <its
 //! port> down` on the bridge: the process lives on but nothing reaches it or
 //! leaves it, as when a cable or a switch port fails.
 //!
 //! Needs root and `ip` (iproute2). [`Network::up`] fails with the command that did
-//! not work; it never skips. The names are fixed per test (`scnfT...`), and what a
-//! crashed earlier run left behind is removed before the network is built; two runs
-//! of one test at once on a machine would break each other's network.
+//! not work; it never skips. The names carry the run and the test (`scnfR-T...`);
+//! what an earlier run of the same names left behind (it crashed) is removed
+//! before the network is built.
 
-use crate::cluster::{Place, Places};
+use crate::cluster::{run, Place, Places};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
@@ -51,7 +52,7 @@ impl Network {
         ip(&["netns", "add", &sw])?;
         ip(&["-n", &sw, "link", "add", "name", "sw0", "type", "bridge"])?;
         ip(&["-n", &sw, "link", "set", "sw0", "up"])?;
-        // The test's own end: phones and controller on 10.77.T.1.
+        // The test's own end: phones and controller on 10.R.T.1.
         let host = net.host_veth();
         ip(&[
             "link", "add", &host, "type", "veth", "peer", "name", "vh", "netns", &sw,
@@ -82,21 +83,21 @@ impl Network {
     }
 
     fn addr(&self, host: u8) -> Ipv4Addr {
-        Ipv4Addr::new(10, 77, self.test, host)
+        Ipv4Addr::new(10, run(), self.test, host)
     }
 
     /// The namespace of the bridge.
     fn switch(&self) -> String {
-        format!("scnf{}sw", self.test)
+        format!("scnf{}-{}sw", run(), self.test)
     }
 
     /// The test's end of its link to the bridge.
     fn host_veth(&self) -> String {
-        format!("scnf{}h", self.test)
+        format!("sn{}-{}h", run(), self.test)
     }
 
     fn netns(&self, i: usize) -> String {
-        format!("scnf{}ns{i}", self.test)
+        format!("scnf{}-{}ns{i}", run(), self.test)
     }
 
     /// The bridge's port for process `i` (in the switch's namespace).

@@ -4,12 +4,16 @@
 //! later. At the end of every minute all calls are released and nothing may be
 //! left anywhere: no room, member, invisible participant or channel in the scaler's
 //! `Status`, no room or leg in any node's own `Health`. Node 0 is never killed:
-//! its memory (VmRSS, taken at those quiet points) must end within 1 % of what it
-//! was after the third minute. Memory a process once used mostly stays its own, so
-//! the warm-up takes node 0 to its worst case first: while the first minute's
-//! victim is down, the churn fills up to its most calls on the two other nodes.
+//! its memory (VmRSS, taken at those quiet points) may not grow by more than 1 %:
+//! the median of the last three minutes' against the median of minutes 3-5. Memory
+//! a process once used mostly stays its own, so the warm-up takes node 0 to its
+//! worst case first (while the first minute's victim is down, the churn fills up
+//! to its most calls on the two other nodes). Medians, because the allocator moves
+//! a 10 MB RSS by a few hundred kB either way between two quiet points (3.6 % up
+//! and back down in a trial run); a leak grows with the calls made, about 600 a
+//! minute, and shows through that: 100 bytes a call is over 5 % in ten minutes.
 //!
-//! `SOAK_SECS` (default 600, at least 240) sets the length, `SOAK_SEED` the
+//! `SOAK_SECS` (default 600, at least 480) sets the length, `SOAK_SEED` the
 //! sequence of calls. Every quiet point prints one `soak minute=...` line.
 
 use crate::cluster::{Cluster, Layout};
@@ -162,6 +166,13 @@ async fn quiesce(cl: &Cluster, c: &mut Client, live: &mut Vec<Call>, counts: &mu
     }
 }
 
+/// The median of a few samples.
+fn median(v: &[u64]) -> u64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
 /// A node's resident memory, kB.
 fn rss_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -176,15 +187,15 @@ fn rss_kb(pid: u32) -> u64 {
 #[ignore = "a soak of 10 minutes or more, not for CI: bench/soak-survival runs it"]
 async fn a_long_churn_with_a_node_killed_every_minute_leaks_nothing_and_keeps_its_memory() {
     let _machine = crate::exclusive().await;
-    let total = Duration::from_secs(env_u64("SOAK_SECS", 600).clamp(240, 86_400));
+    let total = Duration::from_secs(env_u64("SOAK_SECS", 600).clamp(480, 86_400));
     let mut rng = Rng::new(env_u64("SOAK_SEED", 13));
     let mut cl = Cluster::start(Layout::loopback(9, 3)).await;
     let mut c = cl.controller(Duration::from_secs(5)).await;
     let t0 = Instant::now();
     let end = t0 + total;
     let (mut live, mut counts, mut next) = (Vec::new(), Counts::default(), 0u64);
-    let mut baseline = None;
-    let mut rss = 0;
+    // Node 0's VmRSS at each minute's quiet point.
+    let mut rss = Vec::new();
     let mut minute = 0u32;
     while Instant::now() + QUIET < end {
         minute += 1;
@@ -228,17 +239,19 @@ async fn a_long_churn_with_a_node_killed_every_minute_leaks_nothing_and_keeps_it
         let all: Vec<u64> = (0..cl.layout.nodes())
             .map(|k| cl.node(k).map_or(0, |p| rss_kb(p.pid())))
             .collect();
-        rss = all[0];
-        if minute == 3 {
-            baseline = Some(rss);
-        }
+        rss.push(all[0]);
         println!("soak minute={minute} {counts:?} rss_kb={all:?} killed=node-{victim}",);
     }
-    let baseline = baseline.expect("a soak of at least four minutes");
-    let drift = (rss as f64 - baseline as f64) / baseline as f64;
-    println!("soak rss_drift={:.2}% node0", drift * 100.0);
+    assert!(rss.len() >= 8, "a soak of at least eight minutes");
+    let baseline = median(&rss[2..5]);
+    let last = median(&rss[rss.len() - 3..]);
+    let growth = (last as f64 - baseline as f64) / baseline as f64;
+    println!(
+        "soak rss_growth={:.2}% node0 rss_kb={rss:?}",
+        growth * 100.0
+    );
     assert!(
-        drift.abs() <= 0.01,
-        "node 0's memory went from {baseline} to {rss} kB"
+        growth <= 0.01,
+        "node 0's memory grew from {baseline} to {last} kB (medians): {rss:?}"
     );
 }
