@@ -23,7 +23,7 @@ use scnf_core::conf::ConfConfig;
 use scnf_core::control::auth::LoginConfig;
 use scnf_core::engine::MediaOp;
 use scnf_core::session::budget::{Budgets, Rate};
-use scnf_core::session::{ConnId, Kept, Output, Session, SessionConfig, WorkerAddrs};
+use scnf_core::session::{ConnId, Output, Session, SessionConfig, WorkerAddrs};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -132,10 +132,7 @@ impl Scaler {
                 moved = true;
                 match out {
                     Output::Media { req, op, .. } => self.planner.handle_op(self.now, req, op),
-                    Output::Keep { what, state } => match what {
-                        Kept::Room(vmix) => self.planner.handle_keep_room(vmix, state),
-                        Kept::Member(vleg) => self.planner.handle_keep_member(vleg, state),
-                    },
+                    Output::Keep { what, state } => self.planner.handle_keep(what, state),
                     Output::Send { text, .. } => {
                         if text.contains("\"mt\":\"Connect\"") {
                             self.connects += 1;

@@ -169,11 +169,10 @@ impl ControlSection {
 
     /// The login secret: the password, or the password file's content.
     pub fn secret(&self) -> Result<Option<Vec<u8>>, ConfigError> {
-        let c = self;
-        if let Some(path) = &c.password_file {
+        if let Some(path) = &self.password_file {
             return read_secret_file(path, "control.password_file").map(Some);
         }
-        match &c.password {
+        match &self.password {
             Some(p) if p.is_empty() => Err(invalid("control.password", "is empty")),
             Some(p) => Ok(Some(p.as_bytes().to_vec())),
             None => Ok(None),

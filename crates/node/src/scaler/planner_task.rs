@@ -215,10 +215,7 @@ pub(crate) async fn run(task: Task) {
                     s.pending.insert(req, results);
                     s.planner.handle_op(Instant::now(), req, op);
                 }
-                Some(Command::Keep { what, state }) => match what {
-                    Kept::Room(vmix) => s.planner.handle_keep_room(vmix, state),
-                    Kept::Member(vleg) => s.planner.handle_keep_member(vleg, state),
-                },
+                Some(Command::Keep { what, state }) => s.planner.handle_keep(what, state),
                 Some(Command::Stats(tx)) => {
                     let _ = tx.send(s.planner.stats());
                 }

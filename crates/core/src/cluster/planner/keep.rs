@@ -20,7 +20,7 @@ use super::{Conn, LinkPair, Member, Node, NodeId, Owner, Part, PlanOutput, Plann
 use crate::cluster::link::{Held, Keep, LegKeep, PartKeep, RoomKeep, ScalerMsg};
 use crate::cluster::CLUSTER_ID_BIT;
 use crate::engine::{LegId, MixId};
-use crate::session::WorkerAddrs;
+use crate::session::{Kept, WorkerAddrs};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -49,8 +49,16 @@ pub enum Adoption {
 const WAITING_IDS: u64 = 1 << 60;
 
 impl Planner {
+    /// The root's `Output::Keep`: a room's or a member's state changed.
+    pub fn handle_keep(&mut self, what: Kept, state: serde_json::Value) {
+        match what {
+            Kept::Room(vmix) => self.keep_room(vmix, state),
+            Kept::Member(vleg) => self.keep_member(vleg, state),
+        }
+    }
+
     /// The root's state of room `vmix` changed: kept on the room's nodes.
-    pub fn handle_keep_room(&mut self, vmix: MixId, state: serde_json::Value) {
+    fn keep_room(&mut self, vmix: MixId, state: serde_json::Value) {
         if self.rooms.contains_key(&vmix) {
             self.room_states.insert(vmix, state.to_string());
             self.touch(vmix);
@@ -59,7 +67,7 @@ impl Planner {
 
     /// The root's state of member `vleg` changed: kept on its node (or, while the
     /// node is away, sent when it is back).
-    pub fn handle_keep_member(&mut self, vleg: LegId, state: serde_json::Value) {
+    fn keep_member(&mut self, vleg: LegId, state: serde_json::Value) {
         let Some(m) = self.members.get(&vleg).copied() else {
             return;
         };
@@ -323,22 +331,8 @@ impl Planner {
     fn wait_for(&mut self, now: Instant, name: &str) -> NodeId {
         let id = NodeId(WAITING_IDS + self.next_waiting);
         self.next_waiting += 1;
-        let node = Node {
-            name: name.to_string(),
-            version: String::new(),
-            workers: Vec::new(),
-            channels: 0,
-            local: 0,
-            members: 0,
-            links: 0,
-            worker_legs: Vec::new(),
-            stats: Vec::new(),
-            stalled: false,
-            gone: Some(now),
-            suspect: false,
-            unsent: Vec::new(),
-            unsent_ops: Vec::new(),
-        };
+        let mut node = Node::new(name.to_string(), String::new(), Vec::new(), 0, 0);
+        node.gone = Some(now);
         let conn = Conn {
             peer: SocketAddr::from(([0, 0, 0, 0], 0)),
             opened: now,

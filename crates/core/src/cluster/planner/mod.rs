@@ -237,6 +237,32 @@ struct Node {
 }
 
 impl Node {
+    /// A node as it registers: nothing placed on it yet.
+    fn new(
+        name: String,
+        version: String,
+        workers: Vec<WorkerAddrs>,
+        channels: u32,
+        local: u32,
+    ) -> Node {
+        Node {
+            name,
+            version,
+            worker_legs: vec![0; workers.len()],
+            stats: Vec::new(),
+            workers,
+            channels,
+            local: local.min(channels),
+            members: 0,
+            links: 0,
+            stalled: false,
+            gone: None,
+            suspect: false,
+            unsent: Vec::new(),
+            unsent_ops: Vec::new(),
+        }
+    }
+
     /// Channels a placement may still take (none on a node that is away).
     fn free(&self) -> u32 {
         if self.gone.is_some() {

@@ -178,26 +178,16 @@ impl Planner {
                     channels = reg.channels, "node registered"
                 );
                 self.names.insert(reg.name.clone(), node);
-                let workers = reg.workers.len();
                 let holds = std::mem::take(&mut reg.holds);
                 if let Some(conn) = self.conns.get_mut(&node) {
                     conn.last_heard = now;
-                    conn.node = Some(Node {
-                        name: reg.name,
-                        version: reg.version,
-                        worker_legs: vec![0; workers],
-                        stats: Vec::new(),
-                        workers: reg.workers,
-                        channels: reg.channels,
-                        local: reg.local.min(reg.channels),
-                        members: 0,
-                        links: 0,
-                        stalled: false,
-                        gone: None,
-                        suspect: false,
-                        unsent: Vec::new(),
-                        unsent_ops: Vec::new(),
-                    });
+                    conn.node = Some(Node::new(
+                        reg.name,
+                        reg.version,
+                        reg.workers,
+                        reg.channels,
+                        reg.local,
+                    ));
                 }
                 self.send(
                     node,

@@ -12,7 +12,7 @@ use crate::control::login::{ClientStep, LoginClient, ServerAuth};
 use crate::control::msg::{self, RoomInfo, ServerMsg};
 use crate::engine::{Engine, EngineConfig, EngineEvent, LegId, MediaOp, MixId};
 use crate::session::budget::Budgets;
-use crate::session::{ConnId, Kept, Output, Session, SessionConfig, WorkerAddrs};
+use crate::session::{ConnId, Output, Session, SessionConfig, WorkerAddrs};
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -282,10 +282,7 @@ impl Cluster {
                         self.sent.push((conn, m));
                     }
                     Output::Media { req, op, .. } => self.planner.handle_op(self.now, req, op),
-                    Output::Keep { what, state } => match what {
-                        Kept::Room(vmix) => self.planner.handle_keep_room(vmix, state),
-                        Kept::Member(vleg) => self.planner.handle_keep_member(vleg, state),
-                    },
+                    Output::Keep { what, state } => self.planner.handle_keep(what, state),
                     Output::Close { .. } | Output::Login { .. } => {}
                 }
             }
