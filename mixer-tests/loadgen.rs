@@ -16,31 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) fn scenario(rooms: usize, per_room: usize) -> Scenario {
-    Scenario {
-        rooms,
-        per_room,
-        talkers: 2,
-        speakers: 0,
-        codecs: vec![
-            CodecKind::Pcmu,
-            CodecKind::G722,
-            CodecKind::Opus,
-            CodecKind::Pcma,
-        ],
-        talk_ms: 1500,
-        silence_ms: 900,
-        warmup: Duration::from_secs(1),
-        duration: Duration::from_secs(4),
-        churn_per_s: 0.0,
-        ramp: None,
-        settle: Duration::from_millis(600),
-        tone_dbfs: -20.0,
-        send_jitter: Duration::ZERO,
-        loss_max_pct: 0.5,
-        latency_rise_ms: 50.0,
-        seed: 3,
-        progress: false,
-    }
+    Scenario::judged(rooms, per_room)
 }
 
 /// Runs a scenario made by `attempt` up to [`ATTEMPTS`] times while the shared

@@ -88,6 +88,37 @@ pub struct Ramp {
 }
 
 impl Scenario {
+    /// `rooms` of `per_room` tone participants as the tests and benches run them: 2
+    /// talkers per room (1.5 s talk, 0.9 s silence, -20 dBFS), the four codecs in
+    /// turn, 1 s warm-up, 4 s measured, no churn, 0.5 % loss allowed, seed 3.
+    pub fn judged(rooms: usize, per_room: usize) -> Scenario {
+        Scenario {
+            rooms,
+            per_room,
+            talkers: 2,
+            speakers: 0,
+            codecs: vec![
+                CodecKind::Pcmu,
+                CodecKind::G722,
+                CodecKind::Opus,
+                CodecKind::Pcma,
+            ],
+            talk_ms: 1500,
+            silence_ms: 900,
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(4),
+            churn_per_s: 0.0,
+            ramp: None,
+            settle: Duration::from_millis(600),
+            tone_dbfs: -20.0,
+            send_jitter: Duration::ZERO,
+            loss_max_pct: 0.5,
+            latency_rise_ms: 50.0,
+            seed: 3,
+            progress: false,
+        }
+    }
+
     /// Checks the bounds; the error says which value is wrong.
     pub fn validate(&self) -> Result<(), String> {
         let rooms = self.ramp.map_or(self.rooms, |r| r.max_rooms);

@@ -14,24 +14,10 @@ use std::time::Duration;
 /// place has its caller for the whole run.
 fn scenario() -> Scenario {
     Scenario {
-        rooms: 3,
-        per_room: 6,
-        talkers: 2,
-        speakers: 0,
         codecs: vec![CodecKind::Pcmu, CodecKind::G722],
-        talk_ms: 1500,
-        silence_ms: 900,
-        warmup: Duration::from_secs(1),
         duration: Duration::from_secs(7),
-        churn_per_s: 0.0,
-        ramp: None,
-        settle: Duration::from_millis(600),
-        tone_dbfs: -20.0,
-        send_jitter: Duration::ZERO,
-        loss_max_pct: 0.5,
-        latency_rise_ms: 50.0,
         seed: 13,
-        progress: false,
+        ..Scenario::judged(3, 6)
     }
 }
 

@@ -15,36 +15,16 @@ use rtpgen::scenario::{run as run_scenario, Probes, Scenario};
 use rtpgen::target::Target;
 use scnf::config::Config;
 use scnf::NodeHandle;
-use scnf_media::codec::CodecKind;
 use scnf_testkit::client::Client;
 use scnf_testkit::cpu::CpuProbe;
 use std::time::Duration;
 
 fn scenario(quick: bool) -> Scenario {
     Scenario {
-        rooms: 10,
-        per_room: 9,
-        talkers: 2,
-        speakers: 0,
-        codecs: vec![
-            CodecKind::Pcmu,
-            CodecKind::G722,
-            CodecKind::Opus,
-            CodecKind::Pcma,
-        ],
-        talk_ms: 1500,
-        silence_ms: 900,
         warmup: Duration::from_secs(if quick { 1 } else { 3 }),
         duration: Duration::from_secs(if quick { 4 } else { 11 }),
-        churn_per_s: 0.0,
-        ramp: None,
-        settle: Duration::from_millis(600),
-        tone_dbfs: -20.0,
-        send_jitter: Duration::ZERO,
-        loss_max_pct: 0.5,
-        latency_rise_ms: 50.0,
         seed: 12,
-        progress: false,
+        ..Scenario::judged(10, 9)
     }
 }
 
