@@ -121,26 +121,18 @@ impl Network {
 
     /// Cuts node `k` off the network (both ways): its port on the bridge goes down.
     pub fn cut(&self, k: usize) -> Result<(), String> {
-        ip(&[
-            "-n",
-            &self.switch(),
-            "link",
-            "set",
-            &Network::port(1 + k),
-            "down",
-        ])
+        self.set_port(k, "down")
     }
 
     /// Puts node `k` back on the network.
     pub fn restore(&self, k: usize) -> Result<(), String> {
-        ip(&[
-            "-n",
-            &self.switch(),
-            "link",
-            "set",
-            &Network::port(1 + k),
-            "up",
-        ])
+        self.set_port(k, "up")
+    }
+
+    /// Node `k`'s port on the bridge goes `state` (`up`, `down`).
+    fn set_port(&self, k: usize, state: &str) -> Result<(), String> {
+        let port = Network::port(1 + k);
+        ip(&["-n", &self.switch(), "link", "set", &port, state])
     }
 
     /// Everything of this test's network, whatever exists of it (the veth pairs go
