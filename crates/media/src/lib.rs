@@ -8,6 +8,8 @@
 //!   RFC 4733 telephone events, comfort noise.
 //! - [`jitter`]: the adaptive playout buffer and loss concealment of one leg.
 //! - [`mixer`]: N-minus-one summing, talker detection, the soft limiter.
+//! - [`video`]: forwarding video without decoding: keyframe detection in VP8 and
+//!   H.264 payloads, one viewer's rewritten output stream, keyframe-request pacing.
 //! - [`dsp`]: analysis of decoded audio (Goertzel bank, in-band DTMF).
 //! - [`probe`]: test tones and level measurement (shared by tests, the demo, rtpgen).
 //! - [`netsim`]: a seeded network emulator for deterministic scenario tests.
@@ -23,6 +25,7 @@ pub mod netsim;
 pub mod probe;
 pub mod rtp;
 pub mod util;
+pub mod video;
 
 /// Reads the checksummed files under `vectors/` (tests only: it reads files).
 #[cfg(any(test, feature = "test-vectors"))]
