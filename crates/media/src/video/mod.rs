@@ -10,6 +10,8 @@
 //!
 //! - [`inspect`]: [`FrameInfo`] of one payload, or a [`PayloadError`] for bytes no
 //!   conforming sender produces (counted by the caller, never a panic).
+//! - [`rewrite`]: [`Rewriter`], one viewer's outgoing stream with its own SSRC and
+//!   continuous sequence numbers and timestamps across switches.
 //!
 //! Deliberate departures from the payload RFCs, all on the tolerant side: reserved
 //! bits are ignored (RFC 7741 and RFC 6184 ask receivers to), and the H.264
@@ -18,7 +20,12 @@
 //! errors, so a switch simply never happens on them.
 
 mod h264;
+pub mod rewrite;
+#[cfg(test)]
+mod rewrite_tests;
 mod vp8;
+
+pub use rewrite::{RewriteStats, Rewriter};
 
 use serde::{Deserialize, Serialize};
 
