@@ -12,6 +12,8 @@
 //!   conforming sender produces (counted by the caller, never a panic).
 //! - [`rewrite`]: [`Rewriter`], one viewer's outgoing stream with its own SSRC and
 //!   continuous sequence numbers and timestamps across switches.
+//! - [`throttle`]: [`KeyframeThrottle`], at most so many PLI/FIR per publisher
+//!   stream, the rest coalesced and released later.
 //!
 //! Deliberate departures from the payload RFCs, all on the tolerant side: reserved
 //! bits are ignored (RFC 7741 and RFC 6184 ask receivers to), and the H.264
@@ -23,9 +25,11 @@ mod h264;
 pub mod rewrite;
 #[cfg(test)]
 mod rewrite_tests;
+pub mod throttle;
 mod vp8;
 
 pub use rewrite::{RewriteStats, Rewriter};
+pub use throttle::KeyframeThrottle;
 
 use serde::{Deserialize, Serialize};
 
