@@ -11,15 +11,18 @@
 //! senders, and RFC 5506 reduced-size RTCP drops it), it accepts padding on any
 //! packet (not just the last), and profile-specific extensions after SR/RR report
 //! blocks are kept as bytes. APP (204) and every type it does not know (RTPFB/PSFB
-//! feedback, XR, ...) come out as [`RtcpPacket::Other`] with their body.
+//! feedback, XR, ...) come out as [`RtcpPacket::Other`] with their body;
+//! [`parse_feedback`] reads the feedback ones.
 //!
 //! Sending: [`ReportWriter`] writes SR-or-RR followed by SDES CNAME. Round-trip time
 //! bookkeeping lives in [`ntp`]: the receiver of an SR echoes its compact NTP time as
 //! LSR together with the delay since (DLSR), and the SR's sender computes
-//! `rtt = now - LSR - DLSR` with [`ntp::rtt`].
+//! `rtt = now - LSR - DLSR` with [`ntp::rtt`]. Keyframe requests for video (PLI,
+//! FIR) are written by [`feedback`].
 
 pub mod bye;
 pub mod compound;
+pub mod feedback;
 pub mod ntp;
 pub mod rr;
 pub mod sdes;
@@ -27,6 +30,7 @@ pub mod sr;
 
 pub use bye::Bye;
 pub use compound::{parse_compound, ReportWriter, RtcpPackets};
+pub use feedback::{parse_feedback, write_fir, write_pli, Feedback, PT_PSFB, PT_RTPFB};
 pub use rr::{ReceiverReport, ReportBlock, ReportBlocks};
 pub use sdes::{Sdes, SdesChunk, SdesChunks, SdesItem, SdesItems};
 pub use sr::{SenderInfo, SenderReport};
