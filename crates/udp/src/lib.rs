@@ -32,6 +32,8 @@
 //!   buffers, `mmsghdr`/`iovec`/`sockaddr_storage` arrays and control-message
 //!   buffers. Pushing, `recv` and `flush` never allocate and never block
 //!   (`MSG_DONTWAIT`, whatever the socket's mode).
+//! - [`multicast`] turns a media socket into a sender of IPv4 multicast groups and
+//!   binds the receive sockets that join them, for video between cluster nodes.
 //! - Methods take `&impl AsRawFd`, so the same batch works on a `std` socket, a
 //!   `socket2::Socket` or a `tokio::io::unix::AsyncFd<UdpSocket>`.
 //!
@@ -60,14 +62,16 @@
 //! # Unsafe
 //! Confined to the two syscalls (`recv.rs`, `send.rs`), zero-initialising plain C
 //! structs and reinterpreting `sockaddr_storage` (`sockaddr.rs`), and writing,
-//! walking and switching on control messages (`cmsg.rs`). The kernel-facing
-//! pointers in the `mmsghdr` arrays are re-derived from `&mut self` right before
-//! every syscall, so moving a batch or borrowing its buffers in between can never
-//! leave a stale pointer. `fleet.rs` has no unsafe code.
+//! walking and switching on control messages (`cmsg.rs`), and setting the
+//! multicast socket options (`multicast.rs`). The kernel-facing pointers in the
+//! `mmsghdr` arrays are re-derived from `&mut self` right before every syscall, so
+//! moving a batch or borrowing its buffers in between can never leave a stale
+//! pointer. `fleet.rs` has no unsafe code.
 
 mod cmsg;
 pub mod fleet;
 mod ifaddrs;
+pub mod multicast;
 mod recv;
 mod send;
 mod sockaddr;
