@@ -28,8 +28,9 @@
 //! and the interface, so a log line says what was refused. An address that is not
 //! multicast is refused before the kernel sees it (`InvalidInput`). From the kernel:
 //! joining a group twice on one socket is `AddrInUse`, leaving one the socket never
-//! joined `AddrNotAvailable`, an interface address no interface has `NotFound` or
-//! `AddrNotAvailable` (`ENODEV`/`EADDRNOTAVAIL`).
+//! joined `AddrNotAvailable`; an interface address no interface has is `NotFound`
+//! for [`join`] and [`leave`] (the kernel's `ENODEV`, which `std` leaves
+//! uncategorised) and `AddrNotAvailable` for [`configure_sender`].
 
 use crate::{cmsg, RecvMeta, UdpOptions};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -183,7 +184,14 @@ fn membership(
         imr_address: in_addr(interface),
         imr_ifindex: 0,
     };
-    setsockopt(fd, name, &mreq).map_err(|e| context(e, format!("{verb} {group} on {interface}")))
+    setsockopt(fd, name, &mreq).map_err(|e| {
+        let e = if e.raw_os_error() == Some(libc::ENODEV) {
+            io::Error::new(io::ErrorKind::NotFound, "no interface has that address")
+        } else {
+            e
+        };
+        context(e, format!("{verb} {group} on {interface}"))
+    })
 }
 
 fn in_addr(ip: Ipv4Addr) -> libc::in_addr {
@@ -291,9 +299,18 @@ mod tests {
         // TEST-NET-3: no interface of a test machine carries it.
         let nowhere = Ipv4Addr::new(203, 0, 113, 77);
         let err = join(&sock, Ipv4Addr::new(239, 192, 0, 1), nowhere).unwrap_err();
-        assert!(err.to_string().contains("203.0.113.77"), "{err}");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        assert_eq!(
+            err.to_string(),
+            "join 239.192.0.1 on 203.0.113.77: no interface has that address"
+        );
         let err = configure_sender(&sock, &SenderOptions::on(nowhere)).unwrap_err();
-        assert!(err.to_string().contains("IP_MULTICAST_IF"), "{err}");
+        assert_eq!(err.kind(), io::ErrorKind::AddrNotAvailable, "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("IP_MULTICAST_IF 203.0.113.77: "),
+            "{err}"
+        );
     }
 
     #[test]

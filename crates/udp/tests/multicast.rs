@@ -252,6 +252,12 @@ fn after_leave_nothing_arrives_and_the_membership_is_gone() {
 
     multicast::join(&r1, G1, B).unwrap();
     multicast::join(&r2, G2, B).unwrap();
+    let err = multicast::join(&r1, G1, B).unwrap_err();
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::AddrInUse,
+        "joining twice: {err}"
+    );
     let joined = net.memberships("b");
     assert!(joined.contains(&G1) && joined.contains(&G2), "{joined:?}");
     send(&tx, G1, b"before");

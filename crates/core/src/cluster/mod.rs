@@ -7,7 +7,9 @@
 //! joins the nodes of a room with link legs (invisible participants, a star around
 //! the room's primary node). The nodes are media executors: over one WebSocket they
 //! take [`link::ScalerMsg::Op`]s and report results, events and their load
-//! ([`link::NodeMsg`]).
+//! ([`link::NodeMsg`]). Video crosses between nodes by multicast (or one copy
+//! per node) only while someone views it; [`video::VideoDemand`] decides which
+//! streams go where and hands out their groups.
 //!
 //! Both ends are sans-IO: the shells (`scnf scaler`, `scnf node --scaler`) move
 //! frames and time.
@@ -16,6 +18,7 @@ pub mod link;
 pub mod planner;
 #[cfg(test)]
 mod tests;
+pub mod video;
 
 use crate::control::msg::{InvisibleInfo, NodeInfo};
 use crate::engine::{LegId, MixId};

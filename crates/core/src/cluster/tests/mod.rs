@@ -478,3 +478,4 @@ mod nodes;
 mod placement;
 mod rebuild;
 mod survival;
+mod video;
