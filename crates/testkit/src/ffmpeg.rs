@@ -305,6 +305,9 @@ impl FfmpegDecoder {
                 "-loglevel",
                 "level+info",
             ])
+            // One decoding thread: frame threads hold frames back until the
+            // stream ends, and `frames()` should count what has arrived.
+            .args(["-threads", "1"])
             .args(["-protocol_whitelist", "file,udp,rtp", "-i"])
             .arg(&sdp)
             .args(["-vf", "showinfo", "-f", "null", "-"])
