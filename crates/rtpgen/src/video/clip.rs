@@ -27,9 +27,16 @@ pub enum ClipError {
     NoKeyframe,
     #[error("frame {frame}: pts does not increase")]
     PtsNotIncreasing { frame: usize },
+    #[error("frame {frame}: over {MAX_FRAME_GAP_90K} ticks after the one before")]
+    GapTooLong { frame: usize },
     #[error("the clip is over 4 GiB")]
     TooLarge,
 }
+
+/// Longest time between two frames a clip may have, 90 kHz ticks (10 s). A live
+/// encoder never pauses that long; the bound keeps every time computed from a
+/// damaged file small enough not to overflow.
+pub const MAX_FRAME_GAP_90K: u64 = 10 * 90_000;
 
 /// Where one frame lies in a [`Clip`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +60,10 @@ pub struct ClipFrame<'a> {
 }
 
 /// A VP8 clip: frames, their times and key-frame flags, read from IVF.
+///
+/// Times stay small: frames are at most [`MAX_FRAME_GAP_90K`] apart, so a loop
+/// of `n` frames lasts at most `n` × 10 s, and nothing computed from it (due
+/// times, `Instant`s) overflows whatever the file says.
 #[derive(Debug, Clone)]
 pub struct Clip {
     header: IvfHeader,
@@ -81,8 +92,13 @@ impl Clip {
                 return Err(ClipError::PtsNotIncreasing { frame: i });
             }
             let ts_90k = header.pts_to_90k(frame.pts - first);
-            if frames.last().is_some_and(|prev| ts_90k <= prev.ts_90k) {
-                return Err(ClipError::PtsNotIncreasing { frame: i });
+            if let Some(prev) = frames.last() {
+                if ts_90k <= prev.ts_90k {
+                    return Err(ClipError::PtsNotIncreasing { frame: i });
+                }
+                if ts_90k - prev.ts_90k > MAX_FRAME_GAP_90K {
+                    return Err(ClipError::GapTooLong { frame: i });
+                }
             }
             let start = u32::try_from(data.len()).map_err(|_| ClipError::TooLarge)?;
             data.extend_from_slice(frame.data);
@@ -96,7 +112,7 @@ impl Clip {
         }
         let last_interval = match frames.as_slice() {
             [] => return Err(ClipError::NoFrames),
-            [_] => header.pts_to_90k(1).max(1),
+            [_] => header.pts_to_90k(1).clamp(1, MAX_FRAME_GAP_90K),
             [.., a, b] => b.ts_90k - a.ts_90k,
         };
         if !frames.iter().any(|f| f.keyframe) {
@@ -268,6 +284,12 @@ mod tests {
             Clip::parse(&ivf(&[(0, &[0x00]), (2, &[0x01]), (2, &[0x01])])).unwrap_err(),
             ClipError::PtsNotIncreasing { frame: 2 }
         );
+        // 150 ticks of 1/15 s is 10 s: the longest gap allowed.
+        assert!(Clip::parse(&ivf(&[(0, &[0x00]), (150, &[0x01])])).is_ok());
+        assert_eq!(
+            Clip::parse(&ivf(&[(0, &[0x00]), (151, &[0x01])])).unwrap_err(),
+            ClipError::GapTooLong { frame: 1 }
+        );
         let mut not_vp8 = ivf(&[(0, &[0x00])]);
         not_vp8[8..12].copy_from_slice(b"VP90");
         assert_eq!(
@@ -284,5 +306,37 @@ mod tests {
         assert_eq!(clip.duration_90k(), 24_000);
         assert_eq!(clip.interval_90k(2), 6000);
         assert_eq!(clip.frame(3), clip.frame(0));
+    }
+
+    #[test]
+    fn damaged_clips_are_errors_or_clips_never_panics() {
+        let good = Layer::Low.shipped_ivf();
+        let mut rng = scnf_media::util::Rng::new(5);
+        let (mut ok, mut err) = (0, 0);
+        for _ in 0..3000 {
+            // Half of them cut short (which almost always cuts a frame).
+            let len = if rng.chance(0.5) {
+                rng.below(good.len() as u64) as usize
+            } else {
+                good.len()
+            };
+            let mut file = good[..len].to_vec();
+            for _ in 0..rng.below(4) {
+                // Aim at the headers: the file header and the first frame headers.
+                let at = rng.below(file.len().min(200) as u64) as usize;
+                if let Some(b) = file.get_mut(at) {
+                    *b = rng.next_u32() as u8;
+                }
+            }
+            match Clip::parse(&file) {
+                Ok(clip) => {
+                    ok += 1;
+                    assert!(clip.duration_90k() > 0);
+                    let _ = clip.nearest_keyframe(rng.below(100) as usize);
+                }
+                Err(_) => err += 1,
+            }
+        }
+        assert!(ok > 100 && err > 100, "{ok} parsed, {err} refused");
     }
 }

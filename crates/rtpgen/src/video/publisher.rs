@@ -151,7 +151,8 @@ impl ClipPublisher {
     }
 
     fn send_frame(&mut self, out: &mut impl FnMut(&[u8])) -> usize {
-        let clip = Arc::clone(&self.clip);
+        // Borrows `clip` while the other fields change: no Arc traffic per frame.
+        let clip = &*self.clip;
         let frame = clip.frame(self.frame);
         let timestamp = self.ts_base.wrapping_add(self.media_90k as u32);
         let mut payloads = self.packetizer.frame(frame.data);

@@ -256,3 +256,27 @@ fn malformed_packets_are_counted_not_fatal() {
     }
     assert_eq!(j.report(at(2)).malformed, table.len() as u64);
 }
+
+#[test]
+fn random_datagrams_never_panic_the_judge() {
+    let mut rng = scnf_media::util::Rng::new(9);
+    let mut j = ViewerJudge::new();
+    j.on_request(at(0), "low");
+    let mut buf = [0u8; 48];
+    for i in 0..20_000 {
+        let len = rng.below(buf.len() as u64) as usize;
+        for b in &mut buf[..len] {
+            *b = rng.next_u32() as u8;
+        }
+        // Mostly RTP version 2 without padding, so the descriptor parser is reached.
+        if len > 0 && rng.chance(0.9) {
+            buf[0] = 0x80 | (buf[0] & 0x1f);
+        }
+        let _ = Vp8Descriptor::parse(&buf[..len]);
+        j.on_packet(at(i), &buf[..len]);
+    }
+    let r = j.report(at(20_000));
+    let low = r.label("low").unwrap();
+    assert!(r.malformed > 1000, "{r:?}");
+    assert!(low.packets + r.before_first_key > 1000, "{r:?}");
+}
