@@ -14,6 +14,8 @@
 //! - [`scenario`]: steady runs, churn, ramps to capacity; [`target`]: scnf over the
 //!   call-control protocol, a reflector, Janus ([`janus`]); [`reflector`]: the bare
 //!   baseline.
+//! - [`video`]: VP8 clips looped as RTP by publishers, and a judge of what a viewer
+//!   receives (layer switches at key frames, continuity, PLI to key-frame delay).
 //! - [`report`], [`plot`], [`wav`]: what comes out, and from where (CPU figures:
 //!   `scnf_testkit::cpu`).
 
@@ -27,4 +29,5 @@ pub mod report;
 pub mod scenario;
 pub mod source;
 pub mod target;
+pub mod video;
 pub mod wav;

@@ -10,9 +10,12 @@
 //! - [`swarm`]: thousands of cheap G.711 participants on one socket, for load.
 //! - [`cpu`]: CPU time of a process from `/proc`, for load figures.
 //! - [`impair`]: a seeded impaired UDP relay between a participant and a node.
+//! - [`ffmpeg`]: the real ffmpeg as a video peer: a live VP8/H.264 RTP source and a
+//!   decoder that counts frames and decode errors.
 
 pub mod client;
 pub mod cpu;
+pub mod ffmpeg;
 pub mod harness;
 pub mod impair;
 pub mod participant;
