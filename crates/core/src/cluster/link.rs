@@ -189,7 +189,15 @@ pub fn op_ids(op: &MediaOp) -> (Option<u64>, Option<u64>) {
         | MediaOp::SetMuted { leg, .. }
         | MediaOp::SetReceives { leg, .. }
         | MediaOp::LegStats { leg } => (None, Some(leg.0)),
-        MediaOp::Snapshot { .. } => (None, None),
+        MediaOp::AddVideoSource { mix, video, .. } | MediaOp::AddVideoSink { mix, video, .. } => {
+            (Some(mix.0), Some(video.0))
+        }
+        MediaOp::SwitchVideoSink { video, .. } | MediaOp::RemoveVideo { video } => {
+            (None, Some(video.0))
+        }
+        MediaOp::Snapshot { .. } | MediaOp::JoinGroup { .. } | MediaOp::LeaveGroup { .. } => {
+            (None, None)
+        }
     }
 }
 
@@ -197,7 +205,16 @@ pub fn op_ids(op: &MediaOp) -> (Option<u64>, Option<u64>) {
 /// [`super::CLUSTER_ID_BIT`] (a scaler never touches the node's own calls).
 pub fn op_allowed(op: &MediaOp) -> bool {
     let (mix, leg) = op_ids(op);
-    mix.map_or(true, super::is_cluster_id) && leg.map_or(true, super::is_cluster_id)
+    let source = match op {
+        MediaOp::AddVideoSink { source, .. } | MediaOp::SwitchVideoSink { source, .. } => {
+            source.map(|s| s.0)
+        }
+        _ => None,
+    };
+    [mix, leg, source]
+        .into_iter()
+        .flatten()
+        .all(super::is_cluster_id)
 }
 
 /// Whether an engine event is on a scaler's leg (the node forwards only those).

@@ -46,4 +46,8 @@ pub struct ClusterView {
     pub primaries: Vec<(MixId, String)>,
     /// Room (virtual mix) -> one of its invisible participants.
     pub invisible: Vec<(MixId, InvisibleInfo)>,
+    /// Members' video streams (the root's ids): the node each is on, and the
+    /// multicast group it is published to for other nodes, if it is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub video: Vec<(crate::engine::VideoId, String, Option<String>)>,
 }

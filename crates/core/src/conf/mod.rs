@@ -432,6 +432,11 @@ impl Conference {
         Some(MemberStatus::from(m))
     }
 
+    /// Whether a room takes video (`false` for a `*83` room); `None`: no such room.
+    pub fn room_multivideo(&self, room: &str) -> Option<bool> {
+        self.dir.get(room).map(|r| r.multivideo)
+    }
+
     /// The room a call is in (alerting or connected).
     pub fn call_room(&self, call: CallRef) -> Option<&str> {
         match self.calls.get(&call)? {

@@ -30,14 +30,31 @@ const CAP_NS: u64 = BURST * COST_NS;
 pub struct Budget {
     credit_ns: u64,
     last: Instant,
+    cost_ns: u64,
+    cap_ns: u64,
 }
 
 impl Budget {
-    /// A full bucket at `now`.
+    /// A full bucket at `now`, for an audio leg.
     pub fn new(now: Instant) -> Budget {
         Budget {
             credit_ns: CAP_NS,
             last: now,
+            cost_ns: COST_NS,
+            cap_ns: CAP_NS,
+        }
+    }
+
+    /// A full bucket at `now` for `rate_per_s` datagrams a second in bursts of
+    /// `burst` (video: a keyframe is dozens of packets at once).
+    pub fn with_rate(now: Instant, rate_per_s: u64, burst: u64) -> Budget {
+        let cost_ns = 1_000_000_000 / rate_per_s.max(1);
+        let cap_ns = burst.max(1).saturating_mul(cost_ns);
+        Budget {
+            credit_ns: cap_ns,
+            last: now,
+            cost_ns,
+            cap_ns,
         }
     }
 
@@ -48,9 +65,9 @@ impl Budget {
             self.last = now;
         }
         let refill = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.credit_ns = self.credit_ns.saturating_add(refill).min(CAP_NS);
-        if self.credit_ns >= COST_NS {
-            self.credit_ns -= COST_NS;
+        self.credit_ns = self.credit_ns.saturating_add(refill).min(self.cap_ns);
+        if self.credit_ns >= self.cost_ns {
+            self.credit_ns -= self.cost_ns;
             true
         } else {
             false

@@ -47,7 +47,9 @@ pub struct LegId(pub u64);
 /// Identifies a mix room on a node: the media side of a conference room. Distinct
 /// from the conference room id (the dialled digits, `conf`'s `RoomId`): the session
 /// root maps one to the other, so the engine never sees a dialled string.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct MixId(pub u64);
 
 impl std::fmt::Display for MixId {

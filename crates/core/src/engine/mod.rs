@@ -40,11 +40,13 @@ pub mod ops;
 pub mod room;
 pub mod slab;
 pub mod tx;
+pub mod video;
 
 pub use config::{EngineConfig, LINK_TIMEOUT};
 pub use leg::{LegId, LegSpec, LegStats, LinkTags, MixId};
 pub use ops::{Drops, FloodWatch, MediaOp, MediaResult, WorkerSnapshot, WorkerStats};
 pub use tx::{Transmit, Via};
+pub use video::{VideoId, VideoSinkSpec, VideoSourceSpec, VideoStats};
 
 use addresses::Addresses;
 use hdrhistogram::Histogram;
@@ -95,6 +97,10 @@ pub enum EngineError {
     RemoteInUse(SocketAddr),
     #[error("codec: {0}")]
     Codec(#[from] CodecError),
+    #[error("video stream {0:?} does not exist")]
+    NoSuchVideo(VideoId),
+    #[error("video stream {0:?} already exists")]
+    VideoExists(VideoId),
 }
 
 /// Something the control side wants to know.
@@ -221,6 +227,8 @@ pub struct Engine {
     retired: ops::LegTotals,
     /// The latest time any input carried (for what control calls without one do).
     clock: Instant,
+    /// Video sources and sinks (see [`video`]).
+    video: video::Video,
 }
 
 impl Engine {
@@ -240,6 +248,7 @@ impl Engine {
             stats: EngineStats::default(),
             retired: ops::LegTotals::default(),
             clock: cfg.wallclock.0,
+            video: video::Video::default(),
             cfg,
         }
     }
@@ -269,6 +278,9 @@ impl Engine {
         for leg in ids {
             out.push((leg, self.remove_leg(leg)?));
         }
+        let (now, wall) = (self.clock, self.ntp(self.clock));
+        self.video
+            .close_room(now, wall, &self.cfg.cname, id, &mut self.tx);
         self.rooms.remove(&id);
         if self.rooms.is_empty() {
             self.next_tick = None;
@@ -296,7 +308,7 @@ impl Engine {
                 .addresses
                 .links
                 .contains_key(&(spec.remote, t.peer_ssrc)),
-            None => self.addresses.rtp.contains_key(&spec.remote),
+            None => self.addresses.rtp.contains_key(&spec.remote) || self.video.owns(spec.remote),
         };
         if in_use {
             return Err(EngineError::RemoteInUse(spec.remote));
@@ -405,6 +417,79 @@ impl Engine {
         Ok(())
     }
 
+    /// Adds an incoming video stream to a room.
+    pub fn add_video_source(
+        &mut self,
+        now: Instant,
+        room: MixId,
+        id: VideoId,
+        spec: VideoSourceSpec,
+    ) -> Result<(), EngineError> {
+        self.clock = self.clock.max(now);
+        if !self.rooms.contains_key(&room) {
+            return Err(EngineError::NoSuchRoom(room));
+        }
+        if spec.peer_ssrc.is_none() && self.addresses.rtp.contains_key(&spec.remote) {
+            return Err(EngineError::RemoteInUse(spec.remote));
+        }
+        let interval = self.cfg.rtcp_interval;
+        self.video
+            .add_source(now, &mut self.rng, interval, room, id, spec)
+    }
+
+    /// Adds an outgoing video stream (a view slot or a relay) forwarding `source`
+    /// from its next keyframe; returns the stream's SSRC.
+    pub fn add_video_sink(
+        &mut self,
+        now: Instant,
+        room: MixId,
+        id: VideoId,
+        spec: VideoSinkSpec,
+        source: Option<VideoId>,
+    ) -> Result<u32, EngineError> {
+        self.clock = self.clock.max(now);
+        if !self.rooms.contains_key(&room) {
+            return Err(EngineError::NoSuchRoom(room));
+        }
+        if !spec.relay && self.addresses.rtp.contains_key(&spec.remote) {
+            return Err(EngineError::RemoteInUse(spec.remote));
+        }
+        let interval = self.cfg.rtcp_interval;
+        self.video.add_sink(
+            now,
+            &mut self.rng,
+            interval,
+            room,
+            id,
+            spec,
+            source,
+            &mut self.tx,
+        )
+    }
+
+    /// Points a video sink at another source (`None`: pause it).
+    pub fn switch_video_sink(
+        &mut self,
+        now: Instant,
+        id: VideoId,
+        source: Option<VideoId>,
+    ) -> Result<(), EngineError> {
+        self.clock = self.clock.max(now);
+        self.video.switch_sink(now, id, source, &mut self.tx)
+    }
+
+    /// Removes a video source or sink and returns its figures.
+    pub fn remove_video(&mut self, id: VideoId) -> Result<VideoStats, EngineError> {
+        let (now, wall) = (self.clock, self.ntp(self.clock));
+        self.video
+            .remove(now, wall, &self.cfg.cname, id, &mut self.tx)
+    }
+
+    /// Every video source's and sink's figures, by id.
+    pub fn video_stats(&self) -> Vec<(VideoId, VideoStats)> {
+        self.video.snapshot()
+    }
+
     fn leg_mut(&mut self, id: LegId) -> Result<&mut Leg, EngineError> {
         let idx = *self.leg_index.get(&id).ok_or(EngineError::NoSuchLeg(id))?;
         Ok(self
@@ -465,6 +550,12 @@ impl Engine {
             if !self.spend(now, idx) {
                 return;
             }
+        } else if !self.video.is_empty()
+            && self
+                .video
+                .handle_datagram(now, from, data, is_rtcp, &mut self.tx)
+        {
+            return;
         }
         if is_rtcp {
             match known {
@@ -699,9 +790,15 @@ impl Engine {
         }
     }
 
-    /// RTCP reports and media timeouts (once per tick, over all legs).
+    /// RTCP reports and media timeouts (once per tick, over all legs), and the
+    /// video streams' timers.
     fn housekeeping(&mut self, now: Instant) {
         let ntp = self.ntp(now);
+        if !self.video.is_empty() {
+            let interval = self.cfg.rtcp_interval;
+            let (cname, rng, tx) = (&self.cfg.cname, &mut self.rng, &mut self.tx);
+            self.video.housekeeping(now, ntp, interval, cname, rng, tx);
+        }
         let interval = self.cfg.rtcp_interval;
         let (timeout, link_timeout) = (self.cfg.media_timeout, self.cfg.link_timeout);
         for (_, leg) in self.legs.iter_mut() {
@@ -760,3 +857,5 @@ mod guard_tests;
 mod link_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod video_tests;

@@ -12,6 +12,7 @@
 //! is always seen in that order.
 
 use super::{Engine, EngineError, LegId, LegSpec, LegStats, MixId};
+use super::{VideoId, VideoSinkSpec, VideoSourceSpec, VideoStats};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -45,6 +46,43 @@ pub enum MediaOp {
     /// ([`MediaResult::Snapshot`]): monitoring costs one round trip per worker, never
     /// one per leg.
     Snapshot { legs: bool },
+    /// Adds an incoming video stream (a member's send stream for one layer, or one
+    /// relayed from another node) to a room.
+    AddVideoSource {
+        mix: MixId,
+        video: VideoId,
+        spec: VideoSourceSpec,
+        /// The member whose stream it is (a scaler places it on that member's node;
+        /// an engine does not look).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<LegId>,
+    },
+    /// Adds an outgoing video stream (a view slot, or a relay toward other nodes)
+    /// forwarding `source` from its next keyframe: [`MediaResult::VideoSink`] with
+    /// its SSRC.
+    AddVideoSink {
+        mix: MixId,
+        video: VideoId,
+        spec: VideoSinkSpec,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<VideoId>,
+        /// The member who views (as for `AddVideoSource`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<LegId>,
+    },
+    /// Points a sink at another source, from its next keyframe (`None`: pause).
+    SwitchVideoSink {
+        video: VideoId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<VideoId>,
+    },
+    /// Removes a video source or sink: [`MediaResult::Video`] with its figures.
+    RemoveVideo { video: VideoId },
+    /// Joins the multicast group a stream relayed from another node arrives on. The
+    /// worker's shell does the socket work; an engine has nothing to do.
+    JoinGroup { group: std::net::SocketAddrV4 },
+    /// Leaves a group joined with `JoinGroup`.
+    LeaveGroup { group: std::net::SocketAddrV4 },
 }
 
 impl MediaOp {
@@ -60,6 +98,12 @@ impl MediaOp {
             MediaOp::SetEncodeOnce { .. } => "encode once",
             MediaOp::LegStats { .. } => "leg statistics",
             MediaOp::Snapshot { .. } => "snapshot",
+            MediaOp::AddVideoSource { .. } => "add video source",
+            MediaOp::AddVideoSink { .. } => "add video sink",
+            MediaOp::SwitchVideoSink { .. } => "switch video sink",
+            MediaOp::RemoveVideo { .. } => "remove video",
+            MediaOp::JoinGroup { .. } => "join group",
+            MediaOp::LeaveGroup { .. } => "leave group",
         }
     }
 }
@@ -87,6 +131,23 @@ pub enum MediaResult {
     /// No channel is free for the leg (a scaler whose nodes are all full): the call
     /// is refused with cause 34.
     NoChannel(String),
+    /// A video sink was added; its stream carries `ssrc`. From a scaler, `placed`
+    /// says on which node and from which address.
+    VideoSink {
+        ssrc: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        placed: Option<Box<VideoPlaced>>,
+    },
+    /// A removed video stream's figures.
+    Video(VideoStats),
+}
+
+/// Where a scaler put a video stream: the node and its worker's addresses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VideoPlaced {
+    pub rtp: SocketAddr,
+    pub rtcp: SocketAddr,
+    pub node: String,
 }
 
 impl MediaResult {
@@ -153,6 +214,14 @@ pub struct WorkerStats {
     pub latch_refused: u64,
     /// Latching moves to a new address (each one reported to the controllers).
     pub latch_moves: u64,
+    /// Video sources (incoming streams) and sinks (outgoing: views and relays).
+    pub video_sources: usize,
+    pub video_sinks: usize,
+    /// Video packets forwarded (one per sink they went to) and their bytes.
+    pub video_forwarded: u64,
+    pub video_forwarded_bytes: u64,
+    /// Video packets whose RTP header or payload descriptor could not be read.
+    pub video_malformed: u64,
 }
 
 /// The per-leg input counters a worker also reports summed ([`WorkerStats`]). The
@@ -300,6 +369,9 @@ pub struct WorkerSnapshot {
     pub stats: WorkerStats,
     /// Every leg's statistics (empty unless asked for).
     pub legs: Vec<(LegId, LegStats)>,
+    /// Every video source's and sink's figures (only with `legs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub video: Vec<(VideoId, VideoStats)>,
     /// A scaler's view of its cluster (nodes, members' nodes, invisible
     /// participants); never set by a node's worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -330,6 +402,28 @@ impl Engine {
                 None => MediaResult::Failed(EngineError::NoSuchLeg(leg).to_string()),
             },
             MediaOp::Snapshot { legs } => MediaResult::Snapshot(self.snapshot(index, legs)),
+            MediaOp::AddVideoSource {
+                mix, video, spec, ..
+            } => self.add_video_source(now, mix, video, spec).into(),
+            MediaOp::AddVideoSink {
+                mix,
+                video,
+                spec,
+                source,
+                ..
+            } => match self.add_video_sink(now, mix, video, spec, source) {
+                Ok(ssrc) => MediaResult::VideoSink { ssrc, placed: None },
+                Err(e) => MediaResult::Failed(e.to_string()),
+            },
+            MediaOp::SwitchVideoSink { video, source } => {
+                self.switch_video_sink(now, video, source).into()
+            }
+            MediaOp::RemoveVideo { video } => match self.remove_video(video) {
+                Ok(stats) => MediaResult::Video(stats),
+                Err(e) => MediaResult::Failed(e.to_string()),
+            },
+            // Socket work, done by the shell before it hands the op here.
+            MediaOp::JoinGroup { .. } | MediaOp::LeaveGroup { .. } => MediaResult::Done,
         }
     }
 
@@ -347,6 +441,8 @@ impl Engine {
                 out.push((l.id, stats));
             }
         }
+        let (video_sources, video_sinks) = self.video.len();
+        let vt = self.video.totals();
         WorkerSnapshot {
             stats: WorkerStats {
                 index,
@@ -374,8 +470,18 @@ impl Engine {
                 flood_dropped: s.flood_dropped,
                 latch_refused: s.latch_refused,
                 latch_moves: s.latch_moves,
+                video_sources,
+                video_sinks,
+                video_forwarded: vt.forwarded,
+                video_forwarded_bytes: vt.forwarded_bytes,
+                video_malformed: vt.malformed,
             },
             legs: out,
+            video: if legs {
+                self.video.snapshot()
+            } else {
+                Vec::new()
+            },
             cluster: None,
         }
     }

@@ -68,6 +68,7 @@ impl Session {
                 }
             }
             Conf::RemoveMember { call } => {
+                self.video_member_left(call);
                 if let Some(leg) = self.calls.get_mut(&call).and_then(|c| c.leg.take()) {
                     self.table.remove_leg(&leg);
                     self.media(leg.worker, MediaOp::RemoveLeg { leg: leg.id });
@@ -167,6 +168,7 @@ impl Session {
             return;
         };
         self.by_id.remove(&(c.controller, c.id));
+        self.video_member_left(call);
         if let Some(leg) = c.leg {
             // The core removes members before releasing them; a leg left here would be
             // a bug, but it must not leak media either.

@@ -42,6 +42,7 @@ pub mod table;
 #[cfg(test)]
 mod tests;
 pub mod timers;
+mod video;
 
 use crate::conf::{CallRef, Cause, ConfConfig, ConfError, Conference, MemberState};
 use crate::control::auth::{Challenges, LoginConfig};
@@ -239,6 +240,8 @@ pub struct Session {
     /// A scaler's root keeps its rooms on the nodes and takes them back after a
     /// restart (see [`keep`]).
     keep: keep::KeepState,
+    /// Members' video streams and view slots.
+    video: video::VideoState,
 }
 
 /// The cause calls are released with when their node stops (Q.850 41, temporary
@@ -288,6 +291,7 @@ impl Session {
             stopping: None,
             ended: Vec::new(),
             keep: keep::KeepState::default(),
+            video: video::VideoState::default(),
         }
     }
 
@@ -549,6 +553,10 @@ impl Session {
     pub fn handle_media_result(&mut self, now: Instant, req: ReqId, result: MediaResult) {
         if let Some(worker) = self.round.as_mut().and_then(|r| r.reqs.remove(&req)) {
             return self.on_snapshot(worker, result);
+        }
+        if self.video_pending(req) {
+            self.video_result(req, result);
+            return;
         }
         match self.waiting {
             Some((waited, call)) if waited == req => {

@@ -220,6 +220,10 @@ impl Session {
             .flat_map(|s| s.legs.iter().map(|(id, st)| (*id, st)))
             .collect();
         let cluster = Cluster::of(snapshots);
+        let video: HashMap<crate::engine::VideoId, &crate::engine::VideoStats> = snapshots
+            .iter()
+            .flat_map(|s| s.video.iter().map(|(id, st)| (*id, st)))
+            .collect();
         let rooms = self
             .conf
             .rooms()
@@ -228,7 +232,13 @@ impl Session {
                 let mix = self.table.room(&RoomId(r.id.clone())).map(|p| p.mix);
                 (r, mix)
             })
-            .map(|(r, mix)| RoomInfo {
+            .map(|(r, mix)| {
+                let (video, views) = self.video_report(&r.id, &video, &cluster.video);
+                (r, mix, video, views)
+            })
+            .map(|(r, mix, video, views)| RoomInfo {
+                video,
+                views,
                 primary: mix.and_then(|m| cluster.primaries.get(&m).cloned()),
                 invisible: mix
                     .and_then(|m| cluster.invisible.get(&m).cloned())
@@ -347,6 +357,8 @@ struct Cluster {
     members: HashMap<LegId, String>,
     primaries: HashMap<MixId, String>,
     invisible: HashMap<MixId, Vec<InvisibleInfo>>,
+    /// A member stream's node and multicast group.
+    video: HashMap<crate::engine::VideoId, (String, Option<String>)>,
 }
 
 impl Cluster {
@@ -356,6 +368,9 @@ impl Cluster {
             c.nodes.extend(view.nodes.iter().cloned());
             c.members.extend(view.members.iter().cloned());
             c.primaries.extend(view.primaries.iter().cloned());
+            for (id, node, group) in &view.video {
+                c.video.insert(*id, (node.clone(), group.clone()));
+            }
             for (mix, inv) in &view.invisible {
                 c.invisible.entry(*mix).or_default().push(inv.clone());
             }

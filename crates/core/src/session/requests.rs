@@ -83,6 +83,10 @@ impl Session {
                 complete,
                 media,
             } => self.setup(now, conn, call, &called, complete, media, src.clone()),
+            ClientMsg::VideoSend { .. }
+            | ClientMsg::VideoSendStop { .. }
+            | ClientMsg::VideoView { .. }
+            | ClientMsg::VideoViewStop { .. } => self.video_request(conn, msg, src.clone()),
             ClientMsg::Status => self.query(conn, src.clone(), true),
             ClientMsg::Health => self.query(conn, src.clone(), false),
             ClientMsg::Info { .. }
@@ -235,6 +239,10 @@ impl Session {
             ClientMsg::AppChallenge { .. }
             | ClientMsg::AppLogin { .. }
             | ClientMsg::Setup { .. }
+            | ClientMsg::VideoSend { .. }
+            | ClientMsg::VideoSendStop { .. }
+            | ClientMsg::VideoView { .. }
+            | ClientMsg::VideoViewStop { .. }
             | ClientMsg::Status
             | ClientMsg::Health => return Some(error(&msg, "not a call request")),
         };

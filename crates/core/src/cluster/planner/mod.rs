@@ -49,6 +49,7 @@ mod nodes;
 mod place;
 mod report;
 mod survive;
+mod video;
 
 pub use keep::Adoption;
 
@@ -84,6 +85,8 @@ pub struct PlannerConfig {
     pub report_timeout: Duration,
     /// A node silent this long is gone. Default [`super::link::SILENCE`].
     pub silence: Duration,
+    /// The multicast group pool and how video crosses between nodes.
+    pub video: crate::cluster::video::VideoPoolConfig,
     /// How often the scaler tells each node it is alive. Default
     /// [`super::link::HEARTBEAT`].
     pub heartbeat: Duration,
@@ -130,6 +133,7 @@ impl PlannerConfig {
             register_timeout: Duration::from_secs(5),
             op_timeout: Duration::from_secs(2),
             node_grace: Duration::from_secs(10),
+            video: Default::default(),
         }
     }
 }
@@ -375,6 +379,8 @@ pub struct Planner {
     room_states: HashMap<MixId, String>,
     dirty: std::collections::BTreeSet<MixId>,
     next_waiting: u64,
+    /// Members' video streams and views, and what crosses between nodes.
+    video: video::VideoPlan,
 }
 
 impl Planner {
@@ -382,6 +388,15 @@ impl Planner {
         let seed = cfg.seed;
         let mut rng_seed = [0u8; 8];
         rng_seed.copy_from_slice(&crate::control::login::derive_key(&seed, "planner")[..8]);
+        let demand = match crate::cluster::video::VideoDemand::new(cfg.video.clone()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                // The shell validates its configuration first; a root of tests
+                // may not: video between nodes is then refused, never a panic.
+                tracing::error!(%e, "video between nodes is off: bad group pool");
+                None
+            }
+        };
         let mut epoch = [0u8; 8];
         epoch.copy_from_slice(&crate::control::login::derive_key(&seed, "epoch")[..8]);
         Planner {
@@ -411,6 +426,7 @@ impl Planner {
             room_states: HashMap::new(),
             dirty: Default::default(),
             next_waiting: 0,
+            video: video::VideoPlan::new(demand),
         }
     }
 
@@ -462,6 +478,14 @@ impl Planner {
                 None => Some(MediaResult::Failed(format!("no leg {leg:?}"))),
             },
             MediaOp::Snapshot { legs } => self.snapshot(now, req, legs),
+            MediaOp::AddVideoSource { .. }
+            | MediaOp::AddVideoSink { .. }
+            | MediaOp::SwitchVideoSink { .. }
+            | MediaOp::RemoveVideo { .. } => Some(self.video_op(now, op)),
+            // Nodes' socket work, which the scaler asks for itself; never the root's.
+            MediaOp::JoinGroup { .. } | MediaOp::LeaveGroup { .. } => {
+                Some(MediaResult::Failed("not an operation for a scaler".into()))
+            }
         };
         if let Some(result) = result {
             self.out.push_back(PlanOutput::Result { req, result });
@@ -529,6 +553,7 @@ impl Planner {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.video_timeout(now);
         self.expire_members(now);
         self.expire_rounds(now);
         if self.next_heartbeat.is_some_and(|t| t <= now) {
@@ -553,6 +578,7 @@ impl Planner {
             silence,
             self.deadlines.front().map(|d| d.0),
             self.rounds.iter().map(|r| r.deadline).min(),
+            self.video.poll_timeout(),
         ]
         .into_iter()
         .flatten()

@@ -403,6 +403,7 @@ impl Planner {
             self.lose_part(vmix, node);
         }
         self.owners.retain(|(n, _), _| *n != node);
+        self.video_node_gone(node);
     }
 
     /// Room `vmix`'s share on `node` is gone with its media: its members are lost,

@@ -11,6 +11,7 @@ use super::{NodeId, Owner, Pending, PlanOutput, Planner};
 use crate::cluster::ClusterView;
 use crate::control::msg::{InvisibleInfo, NodeInfo};
 use crate::engine::{LegId, LegStats, MediaOp, MediaResult, MixId, WorkerSnapshot, WorkerStats};
+use crate::engine::{VideoId, VideoStats};
 use crate::session::ReqId;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -24,6 +25,8 @@ pub(super) struct Round {
     waiting: usize,
     legs: Vec<(LegId, LegStats)>,
     invisible: Vec<(MixId, InvisibleInfo)>,
+    /// Members' video streams and views, by the root's ids.
+    video: Vec<(VideoId, VideoStats)>,
 }
 
 impl Planner {
@@ -42,6 +45,7 @@ impl Planner {
                 legs,
                 Vec::new(),
                 Vec::new(),
+                Vec::new(),
             )));
         }
         let id = self.next_round;
@@ -57,6 +61,7 @@ impl Planner {
             waiting: targets.len(),
             legs: Vec::new(),
             invisible: Vec::new(),
+            video: Vec::new(),
         });
         None
     }
@@ -93,6 +98,15 @@ impl Planner {
         let r = &mut self.rounds[at];
         r.waiting = r.waiting.saturating_sub(1);
         if let MediaResult::Snapshot(s) = result {
+            for (nid, mut stats) in s.video {
+                // Relays and relayed streams are the cluster's own: not shown.
+                if let Some(&vid) = self.video.owners.get(&(node, nid)) {
+                    if stats.source {
+                        stats.viewers = self.video.viewers(vid);
+                    }
+                    r.video.push((vid, stats));
+                }
+            }
             for (leg, stats) in s.legs {
                 match self.owners.get(&(node, leg)) {
                     Some(Owner::Member(vleg)) => r.legs.push((*vleg, stats)),
@@ -132,7 +146,7 @@ impl Planner {
     }
 
     fn finish(&mut self, r: Round) {
-        let snapshot = self.view(true, r.legs, r.invisible);
+        let snapshot = self.view(true, r.legs, r.invisible, r.video);
         self.out.push_back(PlanOutput::Result {
             req: r.req,
             result: MediaResult::Snapshot(snapshot),
@@ -145,6 +159,7 @@ impl Planner {
         full: bool,
         legs: Vec<(LegId, LegStats)>,
         invisible: Vec<(MixId, InvisibleInfo)>,
+        video: Vec<(VideoId, VideoStats)>,
     ) -> WorkerSnapshot {
         let mut rooms: HashMap<NodeId, (u32, u32)> = HashMap::new();
         for room in self.rooms.values() {
@@ -206,11 +221,21 @@ impl Planner {
                 ..WorkerStats::default()
             },
             legs,
+            video,
             cluster: Some(Box::new(ClusterView {
                 nodes,
                 members,
                 primaries,
                 invisible,
+                video: if full {
+                    self.video
+                        .placements()
+                        .into_iter()
+                        .map(|(v, n)| (v, self.node_name(n), self.video.group(v)))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             })),
         }
     }

@@ -10,6 +10,10 @@
 //! Parsing is two-step on purpose ([`parse_client`]): first any JSON object, so that
 //! `mt` and `src` can be reported even when the body is wrong, then the typed message.
 
+mod video;
+
+pub use video::{VideoAnswer, VideoChannelInfo, VideoLayer, VideoOffer, VideoViewInfo};
+
 use crate::engine::LegStats;
 use scnf_media::codec::CodecKind;
 use serde::{Deserialize, Serialize};
@@ -79,6 +83,28 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cause: Option<u8>,
     },
+    /// The member opens its video-send stream for `layer` (see [`video`]); sent
+    /// again for a layer it has, the new offer replaces the old one.
+    VideoSend {
+        call: String,
+        layer: VideoLayer,
+        media: VideoOffer,
+    },
+    /// The member closes its video-send stream for `layer`.
+    VideoSendStop { call: String, layer: VideoLayer },
+    /// The member asks to see `participant` at `layer` in its view slot `view` (a
+    /// number it chooses; one stream per slot, at `media`). Sent again for a slot it
+    /// has, it switches the slot to another participant or layer, at that stream's
+    /// next keyframe, on the same stream (SSRC, sequence numbers, timestamps go on).
+    VideoView {
+        call: String,
+        view: u32,
+        participant: u64,
+        layer: VideoLayer,
+        media: VideoOffer,
+    },
+    /// The member closes view slot `view`.
+    VideoViewStop { call: String, view: u32 },
     /// Asks for rooms, participants, channels and per-leg media figures.
     Status,
     /// Asks for the node's load and clock health only: channels, counts and the
@@ -101,6 +127,10 @@ impl ClientMsg {
             ClientMsg::Retrieve { .. } => "Retrieve",
             ClientMsg::Direction { .. } => "Direction",
             ClientMsg::Release { .. } => "Release",
+            ClientMsg::VideoSend { .. } => "VideoSend",
+            ClientMsg::VideoSendStop { .. } => "VideoSendStop",
+            ClientMsg::VideoView { .. } => "VideoView",
+            ClientMsg::VideoViewStop { .. } => "VideoViewStop",
             ClientMsg::Status => "Status",
             ClientMsg::Health => "Health",
         }
@@ -116,7 +146,11 @@ impl ClientMsg {
             | ClientMsg::Hold { call }
             | ClientMsg::Retrieve { call }
             | ClientMsg::Direction { call, .. }
-            | ClientMsg::Release { call, .. } => Some(call),
+            | ClientMsg::Release { call, .. }
+            | ClientMsg::VideoSend { call, .. }
+            | ClientMsg::VideoSendStop { call, .. }
+            | ClientMsg::VideoView { call, .. }
+            | ClientMsg::VideoViewStop { call, .. } => Some(call),
             ClientMsg::AppChallenge { .. }
             | ClientMsg::AppLogin { .. }
             | ClientMsg::Status
@@ -126,7 +160,7 @@ impl ClientMsg {
 }
 
 /// Every `mt` a controller may send (for "unknown message type" errors).
-pub const CLIENT_TYPES: [&str; 12] = [
+pub const CLIENT_TYPES: [&str; 16] = [
     "AppChallenge",
     "AppLogin",
     "Setup",
@@ -137,6 +171,10 @@ pub const CLIENT_TYPES: [&str; 12] = [
     "Retrieve",
     "Direction",
     "Release",
+    "VideoSend",
+    "VideoSendStop",
+    "VideoView",
+    "VideoViewStop",
     "Status",
     "Health",
 ];
@@ -407,6 +445,13 @@ pub struct RoomInfo {
     /// Its invisible participants (a scaler's report of a room on several nodes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub invisible: Vec<InvisibleInfo>,
+    /// Its video channels: every publisher stream (participant and layer) with its
+    /// viewers and figures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub video: Vec<VideoChannelInfo>,
+    /// Its members' view slots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub views: Vec<VideoViewInfo>,
 }
 
 /// Messages the node sends.
@@ -481,6 +526,37 @@ pub enum ServerMsg {
     },
     DirectionResult {
         call: String,
+    },
+    /// Answer to `VideoSend`: send the stream's RTP to `answer`.
+    VideoSendResult {
+        call: String,
+        layer: VideoLayer,
+        answer: VideoAnswer,
+    },
+    VideoSendStopResult {
+        call: String,
+        layer: VideoLayer,
+    },
+    /// Answer to `VideoView`: the slot's stream comes from `answer` with `ssrc` (the
+    /// same for the slot's whole life).
+    VideoViewResult {
+        call: String,
+        view: u32,
+        participant: u64,
+        layer: VideoLayer,
+        ssrc: u32,
+        answer: VideoAnswer,
+    },
+    VideoViewStopResult {
+        call: String,
+        view: u32,
+    },
+    /// A view slot ended without the member asking: the participant it showed left
+    /// the room (sent to the viewer's controller).
+    VideoViewEnded {
+        call: String,
+        view: u32,
+        reason: String,
     },
     StatusResult {
         version: u32,
@@ -562,6 +638,14 @@ pub enum ServerMsg {
         address: IpAddr,
         port: u16,
     },
+    /// The video-send streams of a participant changed: `layers` are the ones it
+    /// sends now (empty: none). The participant block's "which video streams exist".
+    VideoStreams {
+        room: String,
+        participant: u64,
+        call: String,
+        layers: Vec<VideoLayer>,
+    },
     /// After a resume whose missed messages did not fit the replay buffer: every
     /// call the controller has, as it is now. Events were lost: ask `Status` for
     /// the rooms.
@@ -596,6 +680,7 @@ impl ServerMsg {
                 | ServerMsg::Muted { .. }
                 | ServerMsg::ListenMode { .. }
                 | ServerMsg::MediaMoved { .. }
+                | ServerMsg::VideoStreams { .. }
                 | ServerMsg::EventsLost { .. }
         )
     }
@@ -687,7 +772,11 @@ fn check_lengths(msg: &ClientMsg) -> Result<(), &'static str> {
         | ClientMsg::Hold { call }
         | ClientMsg::Retrieve { call }
         | ClientMsg::Direction { call, .. }
-        | ClientMsg::Release { call, .. } => &[("call", call)],
+        | ClientMsg::Release { call, .. }
+        | ClientMsg::VideoSend { call, .. }
+        | ClientMsg::VideoSendStop { call, .. }
+        | ClientMsg::VideoView { call, .. }
+        | ClientMsg::VideoViewStop { call, .. } => &[("call", call)],
         ClientMsg::AppChallenge { .. } | ClientMsg::Status | ClientMsg::Health => &[],
     };
     match fields.iter().find(|(_, v)| long(v)) {

@@ -36,6 +36,22 @@ fn answer() -> MediaAnswer {
     }
 }
 
+fn video_offer() -> VideoOffer {
+    let mut o = VideoOffer::plain("192.0.2.5:5000".parse().unwrap(), CodecDesc::vp8(100));
+    o.codecs.push(CodecDesc::h264(102));
+    o.feedback.push("fir".into());
+    o
+}
+
+fn video_answer() -> VideoAnswer {
+    VideoAnswer {
+        address: "192.0.2.1".parse().unwrap(),
+        port: 20_000,
+        rtcp_port: 20_001,
+        codec: CodecDesc::vp8(100),
+    }
+}
+
 fn every_client_message() -> Vec<ClientMsg> {
     let call = || "c1".to_string();
     vec![
@@ -90,6 +106,26 @@ fn every_client_message() -> Vec<ClientMsg> {
         },
         ClientMsg::Status,
         ClientMsg::Health,
+        ClientMsg::VideoSend {
+            call: call(),
+            layer: VideoLayer::High,
+            media: video_offer(),
+        },
+        ClientMsg::VideoSendStop {
+            call: call(),
+            layer: VideoLayer::Low,
+        },
+        ClientMsg::VideoView {
+            call: call(),
+            view: 2,
+            participant: 5,
+            layer: VideoLayer::Medium,
+            media: video_offer(),
+        },
+        ClientMsg::VideoViewStop {
+            call: call(),
+            view: 2,
+        },
     ]
 }
 
@@ -211,6 +247,28 @@ fn every_server_message() -> Vec<ServerMsg> {
                     peer: "scnf-08-03-02-1".into(),
                     counters: LegStats::default(),
                 }],
+                video: vec![VideoChannelInfo {
+                    participant: 3,
+                    call: call(),
+                    layer: Some(VideoLayer::Medium),
+                    codec: "VP8".into(),
+                    viewers: 4,
+                    packets: 1000,
+                    bitrate_kbps: 251,
+                    keyframe_requests: 3,
+                    group: Some("239.192.0.1:5004".into()),
+                    ..VideoChannelInfo::default()
+                }],
+                views: vec![VideoViewInfo {
+                    call: call(),
+                    view: 1,
+                    participant: 3,
+                    layer: Some(VideoLayer::Low),
+                    ssrc: 77,
+                    packets_sent: 10,
+                    switches: 1,
+                    waiting_keyframe: false,
+                }],
             }],
             workers: vec![WorkerInfo {
                 index: 0,
@@ -299,6 +357,38 @@ fn every_server_message() -> Vec<ServerMsg> {
             call: call(),
             address: "198.51.100.7".parse().unwrap(),
             port: 40_002,
+        },
+        ServerMsg::VideoSendResult {
+            call: call(),
+            layer: VideoLayer::Low,
+            answer: video_answer(),
+        },
+        ServerMsg::VideoSendStopResult {
+            call: call(),
+            layer: VideoLayer::Low,
+        },
+        ServerMsg::VideoViewResult {
+            call: call(),
+            view: 1,
+            participant: 3,
+            layer: VideoLayer::High,
+            ssrc: 0xdead_beef,
+            answer: video_answer(),
+        },
+        ServerMsg::VideoViewStopResult {
+            call: call(),
+            view: 1,
+        },
+        ServerMsg::VideoViewEnded {
+            call: call(),
+            view: 1,
+            reason: "participant 3 left the room".into(),
+        },
+        ServerMsg::VideoStreams {
+            room: room(),
+            participant: 3,
+            call: call(),
+            layers: vec![VideoLayer::Low, VideoLayer::High],
         },
         ServerMsg::Error {
             error: "unknown call \"x\"".into(),

@@ -11,6 +11,7 @@ use serde_json::json;
 
 mod limits;
 mod resume;
+mod video;
 
 const SECRET: &[u8] = b"session-test-secret";
 
