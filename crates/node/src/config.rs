@@ -14,8 +14,10 @@ use std::time::Duration;
 
 pub mod control;
 pub mod scaler;
+pub mod video;
 pub use control::ControlSection;
 pub use scaler::{ScalerSection, ScalerUrl};
+pub use video::VideoSection;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,7 @@ pub struct Config {
     pub mixer: MixerSection,
     pub control: ControlSection,
     pub scaler: ScalerSection,
+    pub video: VideoSection,
 }
 
 /// `[rtp]`: sockets and workers.
@@ -333,6 +336,7 @@ impl Config {
         }
         self.control.validate()?;
         self.scaler.validate()?;
+        self.video.validate()?;
         let m = &self.mixer;
         if !(1..=64).contains(&m.max_talkers) {
             return Err(invalid("mixer.max_talkers", "must be 1..=64"));

@@ -105,6 +105,7 @@ impl NodeHandle {
                     source,
                 })?;
             let port = rtp.local_addr()?.port();
+            let multicast = multicast_for(cfg, advertise, &rtp);
             let engine = Engine::new(
                 EngineConfig {
                     jitter: cfg.jitter_config(),
@@ -127,6 +128,7 @@ impl NodeHandle {
                 commands: rx,
                 events: events.clone(),
                 batch: cfg.rtp.batch,
+                multicast,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("scnf-media-{index}"))
@@ -323,6 +325,34 @@ fn legs_of(result: MediaResult) -> Vec<(LegId, LegStats)> {
 /// Locks a mutex, recovering from poisoning (the only one guards a thread handle).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sets up a worker's RTP socket to send multicast by the node's media interface,
+/// and says how it receives groups; `None` (logged) where the media is not IPv4 or
+/// the socket refuses: video then stays on this node, which is no reason not to run.
+fn multicast_for(
+    cfg: &Config,
+    advertise: IpAddr,
+    rtp: &std::net::UdpSocket,
+) -> Option<worker::Multicast> {
+    let interface = match (cfg.video.multicast_interface, advertise) {
+        (Some(ip), _) => ip,
+        (None, IpAddr::V4(ip)) => ip,
+        (None, IpAddr::V6(_)) => return None,
+    };
+    let opts = udp::multicast::SenderOptions {
+        interface,
+        ttl: cfg.video.multicast_ttl,
+        loopback: cfg.video.multicast_loop,
+    };
+    if let Err(e) = udp::multicast::configure_sender(rtp, &opts) {
+        tracing::warn!(error = %e, %interface, "media socket cannot send multicast: video stays local");
+        return None;
+    }
+    Some(worker::Multicast {
+        interface,
+        recv_buffer: cfg.rtp.recv_buffer,
+    })
 }
 
 /// The IPs that reach sockets bound to `bind`: that address and the advertised one, or

@@ -78,6 +78,112 @@ pub struct WorkerIo {
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub events: broadcast::Sender<NodeEvent>,
     pub batch: usize,
+    /// Multicast reception (video relayed from other nodes); `None`: refused.
+    pub multicast: Option<Multicast>,
+}
+
+/// How a worker receives the multicast groups a scaler tells it to join.
+#[derive(Clone, Copy, Debug)]
+pub struct Multicast {
+    /// The interface groups are joined on (the node's media interface).
+    pub interface: std::net::Ipv4Addr,
+    pub recv_buffer: usize,
+}
+
+/// The worker's multicast receive socket, bound on the cluster's port at the first
+/// join, and its groups (joined once however many streams use them).
+struct Groups {
+    sock: tokio::net::UdpSocket,
+    port: u16,
+    joined: std::collections::HashMap<std::net::Ipv4Addr, usize>,
+}
+
+/// Joins or leaves a group for a scaler's `JoinGroup` / `LeaveGroup`.
+fn group_op(groups: &mut Option<Groups>, cfg: Option<&Multicast>, op: &MediaOp) -> MediaResult {
+    let Some(cfg) = cfg else {
+        return MediaResult::Failed("this node does not receive multicast".into());
+    };
+    let result = match op {
+        MediaOp::JoinGroup { group } => join_group(groups, cfg, *group),
+        MediaOp::LeaveGroup { group } => leave_group(groups, cfg, *group),
+        _ => return MediaResult::Failed("not a group operation".into()),
+    };
+    match result {
+        Ok(()) => MediaResult::Done,
+        Err(e) => {
+            tracing::warn!(error = %e, ?op, "multicast group operation failed");
+            MediaResult::Failed(e.to_string())
+        }
+    }
+}
+
+fn join_group(
+    groups: &mut Option<Groups>,
+    cfg: &Multicast,
+    group: std::net::SocketAddrV4,
+) -> std::io::Result<()> {
+    if !scnf_udp::multicast::is_admin_scoped(*group.ip()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("group {group} is outside 239.0.0.0/8"),
+        ));
+    }
+    if groups.is_none() {
+        let opts = scnf_udp::UdpOptions {
+            recv_buf: cfg.recv_buffer,
+            send_buf: 0,
+            reuse_addr: true,
+        };
+        let sock = scnf_udp::multicast::bind_receiver(group.port(), &opts)?;
+        *groups = Some(Groups {
+            sock: tokio::net::UdpSocket::from_std(sock)?,
+            port: group.port(),
+            joined: Default::default(),
+        });
+    }
+    let g = groups.as_mut().expect("bound above");
+    if g.port != group.port() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "group {group}: this worker receives multicast on port {}",
+                g.port
+            ),
+        ));
+    }
+    let n = g.joined.entry(*group.ip()).or_insert(0);
+    if *n == 0 {
+        scnf_udp::multicast::join(&g.sock, *group.ip(), cfg.interface)?;
+    }
+    *n += 1;
+    Ok(())
+}
+
+fn leave_group(
+    groups: &mut Option<Groups>,
+    cfg: &Multicast,
+    group: std::net::SocketAddrV4,
+) -> std::io::Result<()> {
+    let Some(g) = groups.as_mut() else {
+        return Ok(());
+    };
+    let Some(n) = g.joined.get_mut(group.ip()) else {
+        return Ok(());
+    };
+    *n -= 1;
+    if *n == 0 {
+        g.joined.remove(group.ip());
+        scnf_udp::multicast::leave(&g.sock, *group.ip(), cfg.interface)?;
+    }
+    Ok(())
+}
+
+/// Readable when the multicast socket is; never when there is none.
+async fn groups_readable(groups: &Option<Groups>) -> std::io::Result<()> {
+    match groups {
+        Some(g) => g.sock.readable().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs the worker until a `Shutdown` command or the command channel closes.
@@ -98,7 +204,9 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
         mut commands,
         events,
         batch,
+        multicast,
     } = w;
+    let mut groups: Option<Groups> = None;
     let rtp = tokio::net::UdpSocket::from_std(rtp)?;
     let rtcp = tokio::net::UdpSocket::from_std(rtcp)?;
     let mut recv = RecvBatch::new(batch, SLOT_BYTES);
@@ -132,9 +240,21 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
             cmd = commands.recv() => match cmd {
                 None | Some(Command::Shutdown) => break,
                 Some(Command::Op { op, reply }) => {
-                    apply(index, &mut engine, (truncated, out.send_errors), op, reply);
+                    if matches!(op, MediaOp::JoinGroup { .. } | MediaOp::LeaveGroup { .. }) {
+                        reply.send(group_op(&mut groups, multicast.as_ref(), &op));
+                    } else {
+                        apply(index, &mut engine, (truncated, out.send_errors), op, reply);
+                    }
                 }
             },
+            r = groups_readable(&groups) => {
+                r?;
+                if let Some(g) = groups.as_ref() {
+                    let mut src = Socket { sock: &g.sock, batch: &mut recv };
+                    let mut after = |e: &mut Engine| out.drain(e, &rtp, &rtcp);
+                    receive_logged(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated, &mut after);
+                }
+            }
             r = rtp.readable() => {
                 r?;
                 let mut src = Socket { sock: &rtp, batch: &mut recv };

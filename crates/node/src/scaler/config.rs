@@ -86,6 +86,50 @@ pub struct ScalerConfig {
     pub node_grace_ms: u64,
     /// The controllers' limits (the node's `[control]` keys and defaults).
     pub control: ScalerControl,
+    /// How video crosses between nodes.
+    pub video: ScalerVideo,
+}
+
+/// `[video]`: the multicast group pool and how video crosses between nodes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScalerVideo {
+    /// `multicast` (default) or `unicast` (one copy per receiving node).
+    pub transport: scnf_core::cluster::video::VideoTransport,
+    /// The pool's first and last group, within 239.0.0.0/8. Default
+    /// 239.192.0.0-239.192.255.255.
+    pub group_first: std::net::Ipv4Addr,
+    pub group_last: std::net::Ipv4Addr,
+    /// Every group's UDP port. Default 5004.
+    pub port: u16,
+    /// How long a stream nobody views is still sent, ms. Default 300.
+    pub linger_ms: u64,
+}
+
+impl Default for ScalerVideo {
+    fn default() -> Self {
+        let d = scnf_core::cluster::video::VideoPoolConfig::default();
+        ScalerVideo {
+            transport: d.transport,
+            group_first: d.first,
+            group_last: d.last,
+            port: d.port,
+            linger_ms: d.linger.as_millis() as u64,
+        }
+    }
+}
+
+impl ScalerVideo {
+    /// The planner's pool.
+    pub fn pool(&self) -> scnf_core::cluster::video::VideoPoolConfig {
+        scnf_core::cluster::video::VideoPoolConfig {
+            first: self.group_first,
+            last: self.group_last,
+            port: self.port,
+            linger: std::time::Duration::from_millis(self.linger_ms),
+            transport: self.transport,
+        }
+    }
 }
 
 impl Default for ScalerConfig {
@@ -104,6 +148,7 @@ impl Default for ScalerConfig {
             max_nodes: 256,
             node_grace_ms: 10_000,
             control: ScalerControl::default(),
+            video: ScalerVideo::default(),
         }
     }
 }
@@ -174,6 +219,18 @@ pub struct ScalerOverrides {
     /// Codec of the legs between nodes.
     #[arg(long, env = "SCNF_SCALER_LINK_CODEC", value_enum)]
     pub link_codec: Option<LinkCodec>,
+    /// How video crosses between nodes: `multicast` or `unicast`.
+    #[arg(long, env = "SCNF_SCALER_VIDEO_TRANSPORT", value_parser = parse_transport)]
+    pub video_transport: Option<scnf_core::cluster::video::VideoTransport>,
+}
+
+fn parse_transport(s: &str) -> Result<scnf_core::cluster::video::VideoTransport, String> {
+    use scnf_core::cluster::video::VideoTransport;
+    match s {
+        "multicast" => Ok(VideoTransport::Multicast),
+        "unicast" => Ok(VideoTransport::Unicast),
+        other => Err(format!("{other:?}: expected multicast or unicast")),
+    }
 }
 
 impl ScalerConfig {
@@ -209,6 +266,9 @@ impl ScalerConfig {
         }
         if let Some(v) = o.link_codec {
             self.link_codec = v;
+        }
+        if let Some(v) = o.video_transport {
+            self.video.transport = v;
         }
     }
 
@@ -258,6 +318,13 @@ impl ScalerConfig {
         }
         if self.node_grace_ms > 600_000 {
             return Err(invalid("node_grace_ms", "must be 0..=600000"));
+        }
+        self.video
+            .pool()
+            .validate()
+            .map_err(|e| invalid("video", e.to_string()))?;
+        if self.video.linger_ms > 10_000 {
+            return Err(invalid("video.linger_ms", "must be 0..=10000"));
         }
         // The limits are the node's: its checks, and the same field names.
         self.as_node().validate()
@@ -338,6 +405,7 @@ impl ScalerConfig {
         let mut p = PlannerConfig::new(secret, seed);
         p.link_codec = self.link_codec.kind();
         p.node_grace = std::time::Duration::from_millis(self.node_grace_ms);
+        p.video = self.video.pool();
         p
     }
 }
