@@ -205,7 +205,25 @@ impl FfmpegSource {
         ssrc: u32,
         pt: u8,
     ) -> io::Result<FfmpegSource> {
+        Self::spawn_from(None, codec, kbps, size, fps, dst, ssrc, pt)
+    }
+
+    /// [`FfmpegSource::spawn`], sending from local UDP port `local` (RTCP from the
+    /// next one): a node knows a member's video stream by the address it comes
+    /// from, which the member's offer names.
+    #[allow(clippy::too_many_arguments)] // ffmpeg's own options, one to one
+    pub fn spawn_from(
+        local: Option<u16>,
+        codec: VideoCodec,
+        kbps: u32,
+        size: (u32, u32),
+        fps: u32,
+        dst: SocketAddr,
+        ssrc: u32,
+        pt: u8,
+    ) -> io::Result<FfmpegSource> {
         let (w, h) = size;
+        let local = local.map_or(String::new(), |p| format!("&localrtpport={p}"));
         let mut cmd = Command::new("ffmpeg");
         cmd.args([
             "-hide_banner",
@@ -222,7 +240,10 @@ impl FfmpegSource {
         .arg(ssrc.to_string())
         .arg("-payload_type")
         .arg(pt.to_string())
-        .arg(format!("rtp://{dst}?pkt_size=1200&rtcpport={}", dst.port()))
+        .arg(format!(
+            "rtp://{dst}?pkt_size=1200&rtcpport={}{local}",
+            dst.port()
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -40,6 +40,8 @@
 //! takes, [`Client::next_event`] never returns, and the other way round.
 
 mod answer;
+mod video;
+pub use video::ViewAnswer;
 
 pub use answer::{CallAnswer, Event, NodeAuth, NodeHealth, NodeStatus};
 

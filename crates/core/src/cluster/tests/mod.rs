@@ -477,5 +477,6 @@ fn cause(m: &ServerMsg) -> Option<u8> {
 mod nodes;
 mod placement;
 mod rebuild;
+mod relay;
 mod survival;
 mod video;
