@@ -17,3 +17,4 @@ mod loadgen;
 mod resume;
 mod support;
 mod system;
+mod video;

@@ -15,7 +15,12 @@
 //! stay meaningful. At a switch the offsets are chosen so that the new source's
 //! first packet follows the highest packet sent so far: sequence number + 1, and
 //! a timestamp advanced by the wall time that passed (the sources' own timestamp
-//! bases are unrelated random numbers, so only the arrival clock links them).
+//! bases are unrelated random numbers, so only the arrival clock links them), but
+//! by at least one frame interval of the old source: layers are encoded apart, so
+//! the new layer's keyframe may arrive a millisecond after the old layer's last
+//! frame, and two frames a millisecond apart would be shown as one (a player or
+//! muxer at the frame rate sees a timestamp that does not advance). The stream
+//! runs at most one frame ahead of the wall clock per switch.
 //!
 //! Known limit: the switch happens on the first keyframe-start packet of the new
 //! source *that arrives*; a packet of that keyframe overtaken by later ones in the
@@ -64,6 +69,10 @@ struct Flow {
     /// The input sequence number of the switch packet, while packets from before
     /// it may still arrive.
     guard: Option<u16>,
+    /// The last input timestamp, and the last step between two frames of this
+    /// source (its frame interval), in ticks.
+    last_ts: u32,
+    frame_ticks: u32,
 }
 
 /// The highest output position sent so far, where the next source continues.
@@ -169,18 +178,21 @@ impl Rewriter {
                 self.stats.dropped_waiting += 1;
                 return None;
             }
+            let frame = self.current.map_or(0, |f| f.frame_ticks);
             let (out_seq, out_ts) = match self.sent {
                 None => (self.first_seq, self.first_ts),
-                Some(s) => (
-                    s.seq.wrapping_add(1),
-                    s.ts.wrapping_add(gap_ticks(now.saturating_duration_since(s.at))),
-                ),
+                Some(s) => {
+                    let gap = gap_ticks(now.saturating_duration_since(s.at)).max(frame);
+                    (s.seq.wrapping_add(1), s.ts.wrapping_add(gap))
+                }
             };
             self.current = Some(Flow {
                 src,
                 seq_offset: out_seq.wrapping_sub(seq),
                 ts_offset: out_ts.wrapping_sub(ts),
                 guard: Some(seq),
+                last_ts: ts,
+                frame_ticks: 0,
             });
             self.pending = None;
             self.stats.switches += 1;
@@ -199,6 +211,12 @@ impl Rewriter {
                 // from the source's own numbering any more.
                 flow.guard = None;
             }
+        }
+        let step = ts.wrapping_sub(flow.last_ts);
+        if step > 0 && step <= MAX_FRAME_TICKS {
+            // A new frame: how far apart this source's frames are.
+            flow.frame_ticks = step;
+            flow.last_ts = ts;
         }
         let out = (
             seq.wrapping_add(flow.seq_offset),
@@ -242,6 +260,10 @@ fn ts_moves_to(highest: u32, ts: u32) -> bool {
 
 /// `gap` in 90 kHz ticks, at least 1 (two packets of different frames never share
 /// a timestamp) and at most [`MAX_GAP_TICKS`].
+/// The longest step between two frames taken as a frame interval (5 fps); a
+/// longer one is a pause, not a frame rate.
+const MAX_FRAME_TICKS: u32 = VIDEO_CLOCK_RATE / 5;
+
 fn gap_ticks(gap: Duration) -> u32 {
     let ticks = gap.as_nanos() * u128::from(VIDEO_CLOCK_RATE) / 1_000_000_000;
     ticks.clamp(1, u128::from(MAX_GAP_TICKS)) as u32

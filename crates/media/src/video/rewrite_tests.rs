@@ -201,7 +201,29 @@ fn a_switch_continues_from_the_highest_packet_sent_not_the_last() {
     run(
         &mut rw,
         "switch",
-        &[(30, P2_LOW, 500, 0, K, Some((1003, 53_000 + 900)))],
+        // 10 ms since the last packet, but the old source's frames are 3000
+        // ticks apart: the new one's first frame comes one frame later.
+        &[(30, P2_LOW, 500, 0, K, Some((1003, 53_000 + 3000)))],
+    );
+}
+
+#[test]
+fn a_keyframe_arriving_just_after_the_old_layers_frame_still_comes_one_frame_later() {
+    let mut rw = subscribed(P1_LOW);
+    run(
+        &mut rw,
+        "30 fps",
+        &[
+            (0, P1_LOW, 10, 0, K, Some((1000, 50_000))),
+            (33, P1_LOW, 11, 3000, S, Some((1001, 53_000))),
+        ],
+    );
+    rw.switch_to(P1_HIGH);
+    // One millisecond later: a frame interval later on the viewer's timeline.
+    run(
+        &mut rw,
+        "switch",
+        &[(34, P1_HIGH, 700, 77, K, Some((1002, 56_000)))],
     );
 }
 
