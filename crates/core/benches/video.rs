@@ -32,6 +32,7 @@ use scnf_media::rtp::RtpHeader;
 use scnf_media::video::VideoCodec;
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 const ROOM: MixId = MixId(1);
@@ -62,7 +63,9 @@ const LOW: LayerModel = LayerModel {
 /// One second of one layer as RTP payloads, frame by frame: VP8 descriptor (S bit
 /// on a frame's first packet) and, on a first packet, the VP8 payload header whose
 /// P bit says key or delta (with the key frame's start code).
-fn second_of(layer: LayerModel) -> Vec<Vec<Vec<u8>>> {
+type Second = Vec<Vec<Vec<u8>>>;
+
+fn second_of(layer: LayerModel) -> Second {
     (0..FPS)
         .map(|f| {
             let key = f == 0;
@@ -90,11 +93,14 @@ fn second_of(layer: LayerModel) -> Vec<Vec<Vec<u8>>> {
         .collect()
 }
 
-/// A publisher stream: where it comes from, its SSRC, its second of payloads.
+/// A publisher stream: where it comes from, its SSRC, its second of payloads
+/// (shared by the streams of one layer: a packet the node reads has just been
+/// copied in by `recvmmsg` and is in cache, so the bench's own copy into the
+/// datagram buffer must not be a cold read of megabytes of distinct payloads).
 struct Stream {
     from: SocketAddr,
     ssrc: u32,
-    second: Vec<Vec<Vec<u8>>>,
+    second: Rc<Second>,
     seq: u16,
     ts: u32,
 }
@@ -157,13 +163,14 @@ fn relay(group: SocketAddr, ssrc: u32) -> VideoSinkSpec {
 /// from its own address, or from one node address when relayed.
 fn layer_streams(relayed_from: Option<SocketAddr>) -> Vec<Stream> {
     let mut out = Vec::new();
+    let seconds = [LOW, MEDIUM, HIGH].map(|m| Rc::new(second_of(m)));
     for p in 0..50u8 {
-        for (l, model) in [LOW, MEDIUM, HIGH].into_iter().enumerate() {
+        for (l, second) in seconds.iter().enumerate() {
             let ssrc = 0x1000_0000 + u32::from(p) * 4 + l as u32;
             out.push(Stream {
                 from: relayed_from.unwrap_or(addr(1, p, 5000 + 2 * l as u16)),
                 ssrc,
-                second: second_of(model),
+                second: second.clone(),
                 seq: 0,
                 ts: 0,
             });
@@ -193,7 +200,7 @@ fn fanout(viewers: u16) -> Case {
     let streams = vec![Stream {
         from,
         ssrc: 0x1234,
-        second: second_of(HIGH),
+        second: Rc::new(second_of(HIGH)),
         seq: 0,
         ts: 0,
     }];
