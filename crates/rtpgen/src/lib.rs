@@ -16,6 +16,7 @@
 //!   baseline.
 //! - [`video`]: VP8 clips looped as RTP by publishers, and a judge of what a viewer
 //!   receives (layer switches at key frames, continuity, PLI to key-frame delay).
+//! - [`videobench`]: video forwarding cost on real sockets against the reflector.
 //! - [`report`], [`plot`], [`wav`]: what comes out, and from where (CPU figures:
 //!   `scnf_testkit::cpu`).
 
@@ -30,4 +31,5 @@ pub mod scenario;
 pub mod source;
 pub mod target;
 pub mod video;
+pub mod videobench;
 pub mod wav;

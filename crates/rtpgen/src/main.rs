@@ -7,6 +7,7 @@ use rtpgen::reflector;
 use rtpgen::report::Report;
 use rtpgen::scenario::{self, Probes, Ramp, Scenario};
 use rtpgen::target::{Scnf, Target};
+use rtpgen::videobench;
 use scnf::config::Config;
 use scnf::control::ControlHandle;
 use scnf::NodeHandle;
@@ -42,6 +43,32 @@ enum Cmd {
     Load(Box<LoadArgs>),
     /// Run the bare batched UDP reflector (the benchmark baseline).
     Reflect(ReflectArgs),
+    /// Video forwarding cost of an embedded node, then of the reflector at the
+    /// same packet rate (see bench/video/README.md).
+    Videobench(VideobenchArgs),
+}
+
+#[derive(Args)]
+struct VideobenchArgs {
+    /// `fanout` (1 publisher's high layer, --viewers views) or `rooms`
+    /// (--publishers x 3 layers, each viewed by --per-layer).
+    #[arg(long, default_value = "fanout")]
+    shape: String,
+    #[arg(long, default_value_t = 200)]
+    viewers: usize,
+    #[arg(long, default_value_t = 50)]
+    publishers: usize,
+    #[arg(long, default_value_t = 5)]
+    per_layer: usize,
+    /// Seconds with the calls up and no video (the room's idle cost).
+    #[arg(long, default_value_t = 3)]
+    idle: u64,
+    /// Seconds of video before measuring.
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// Seconds measured, for the node and again for the reflector.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
 }
 
 #[derive(Args, Clone)]
@@ -138,6 +165,7 @@ fn main() -> ExitCode {
     match cli.cmd {
         Some(Cmd::Reflect(a)) => reflect(a),
         Some(Cmd::Load(a)) => load(*a),
+        Some(Cmd::Videobench(a)) => videobench(a),
         None => load(cli.load),
     }
 }
@@ -189,6 +217,46 @@ fn reflect(a: ReflectArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rtpgen reflect: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn videobench(a: VideobenchArgs) -> ExitCode {
+    let shape = match a.shape.as_str() {
+        "fanout" => videobench::Shape::Fanout { viewers: a.viewers },
+        "rooms" => videobench::Shape::Rooms {
+            publishers: a.publishers,
+            per_layer: a.per_layer,
+        },
+        other => {
+            eprintln!("rtpgen videobench: unknown shape {other:?} (fanout, rooms)");
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = videobench::BenchConfig {
+        shape,
+        idle: Duration::from_secs(a.idle),
+        warmup: Duration::from_secs(a.warmup),
+        seconds: Duration::from_secs(a.seconds.max(1)),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rtpgen videobench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(videobench::run(&cfg)) {
+        Ok(report) => {
+            print!("{}", report.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rtpgen videobench: {e}");
             ExitCode::from(2)
         }
     }
