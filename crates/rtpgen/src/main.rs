@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod video_cmd;
+
 /// The speech sample shipped in `vectors/speech` (see its README).
 const SPEECH: &[u8] = include_bytes!("../../../vectors/speech/speech-8k.wav");
 
@@ -42,6 +44,8 @@ enum Cmd {
     Load(Box<LoadArgs>),
     /// Run the bare batched UDP reflector (the benchmark baseline).
     Reflect(ReflectArgs),
+    /// Video publishers and switching viewers against a node or a scaler, judged.
+    Video(Box<video_cmd::VideoArgs>),
 }
 
 #[derive(Args, Clone)]
@@ -138,6 +142,7 @@ fn main() -> ExitCode {
     match cli.cmd {
         Some(Cmd::Reflect(a)) => reflect(a),
         Some(Cmd::Load(a)) => load(*a),
+        Some(Cmd::Video(a)) => video_cmd::video(*a),
         None => load(cli.load),
     }
 }
