@@ -27,8 +27,12 @@ pub struct LayerSummary {
     pub bytes: u64,
     /// Summed over viewers: how long it was what a viewer received.
     pub current_for: Duration,
-    /// The shipped clip's own bitrate (what a clean forward must come close to).
+    /// The shipped clip's own bitrate.
     pub clip_bps: f64,
+    /// What one publisher sent of this layer on average, bit/s (0: unknown). Above
+    /// the clip's, by the key frames the node asked for: this is what a clean
+    /// forward must come close to.
+    pub sent_bps: f64,
     /// Request (open or switch) to first key frame, sorted.
     pub key_delays: Vec<Duration>,
     pub unanswered: u64,
@@ -47,6 +51,7 @@ impl LayerSummary {
             bytes: 0,
             current_for: Duration::ZERO,
             clip_bps,
+            sent_bps: 0.0,
             key_delays: Vec::new(),
             unanswered: 0,
             lost: 0,
@@ -208,8 +213,9 @@ impl VideoReport {
     }
 
     /// [`VideoReport::faults`], and every layer asked for held to: some packets, a
-    /// bitrate within `tolerance` (relative) of its clip's, no request-to-key-frame
-    /// delay over `max_key_delay`.
+    /// bitrate within `tolerance` (relative) of what its publishers sent (of the
+    /// clip's where that is unknown), no request-to-key-frame delay over
+    /// `max_key_delay`.
     pub fn check(&self, tolerance: f64, max_key_delay: Duration) -> Vec<String> {
         let mut f = self.faults();
         for l in &self.layers {
@@ -218,12 +224,17 @@ impl VideoReport {
                 f.push(format!("{name}: asked for, nothing received"));
                 continue;
             }
-            let rel = l.bitrate_bps() / l.clip_bps - 1.0;
+            let (reference, what) = if l.sent_bps > 0.0 {
+                (l.sent_bps, "its publishers sent")
+            } else {
+                (l.clip_bps, "the clip has")
+            };
+            let rel = l.bitrate_bps() / reference - 1.0;
             if rel.abs() > tolerance {
                 f.push(format!(
-                    "{name}: {:.0} kbit/s received, the clip has {:.0} ({:+.0} %)",
+                    "{name}: {:.0} kbit/s received, {what} {:.0} ({:+.0} %)",
                     l.bitrate_bps() / 1000.0,
-                    l.clip_bps / 1000.0,
+                    reference / 1000.0,
                     rel * 100.0
                 ));
             }
@@ -265,10 +276,11 @@ impl VideoReport {
         for l in &self.layers {
             let _ = writeln!(
                 s,
-                "  received {:<6} {:>7} pkts {:>6.0} kbit/s (clip {:.0})  key after request: median {} ms, max {} ms ({} requests, {} unanswered)  lost {}, seq jumps {}, ts back {}, SSRC changes {}",
+                "  received {:<6} {:>7} pkts {:>6.0} kbit/s (sent {:.0}, clip {:.0})  key after request: median {} ms, max {} ms ({} requests, {} unanswered)  lost {}, seq jumps {}, ts back {}, SSRC changes {}",
                 l.layer.label(),
                 l.packets,
                 l.bitrate_bps() / 1000.0,
+                l.sent_bps / 1000.0,
                 l.clip_bps / 1000.0,
                 ms(l.median_key_delay()),
                 ms(l.max_key_delay()),
