@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod video_cmd;
+
 /// The speech sample shipped in `vectors/speech` (see its README).
 const SPEECH: &[u8] = include_bytes!("../../../vectors/speech/speech-8k.wav");
 
@@ -46,6 +48,8 @@ enum Cmd {
     /// Video forwarding cost of an embedded node, then of the reflector at the
     /// same packet rate (see bench/video/README.md).
     Videobench(VideobenchArgs),
+    /// Video publishers and switching viewers against a node or a scaler, judged.
+    Video(Box<video_cmd::VideoArgs>),
 }
 
 #[derive(Args)]
@@ -166,6 +170,7 @@ fn main() -> ExitCode {
         Some(Cmd::Reflect(a)) => reflect(a),
         Some(Cmd::Load(a)) => load(*a),
         Some(Cmd::Videobench(a)) => videobench(a),
+        Some(Cmd::Video(a)) => video_cmd::video(*a),
         None => load(cli.load),
     }
 }

@@ -14,18 +14,27 @@
 //! - [`publisher`]: [`ClipPublisher`], one layer of one publisher, paced by `now`,
 //!   jumping to a key frame on PLI;
 //! - [`viewer`]: [`ViewerJudge`], which parses the VP8 descriptor itself (a check
-//!   independent of the node's parser in scnf-media) and counts what is wrong.
+//!   independent of the node's parser in scnf-media) and counts what is wrong;
+//! - [`scenario`]: [`VideoScenario`], publishers and switching viewers run against
+//!   a node or a scaler over the call-control protocol, on sockets driven by
+//!   [`drive`] (one task), judged into a [`VideoReport`] ([`summary`]).
 //!
-//! Like the audio side, these types never read the clock: `now` is an argument.
+//! Like the audio side, these types never read the clock: `now` is an argument
+//! (only [`scenario`] and [`drive`], the I/O shell, do).
 
 pub mod clip;
+pub mod drive;
 pub mod ivf;
 pub mod packetize;
 pub mod publisher;
+pub mod scenario;
+pub mod summary;
 pub mod viewer;
 
 pub use clip::{Clip, ClipError};
 pub use publisher::{ClipPublisher, PublisherStats};
+pub use scenario::{VideoError, VideoScenario, VideoTarget};
+pub use summary::{LayerSummary, SentSummary, VideoReport};
 pub use viewer::{ViewerJudge, ViewerReport};
 
 /// RTP clock rate of video (RFC 7741 §4.1, RFC 6184 §8.2.1).
