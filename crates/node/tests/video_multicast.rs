@@ -306,7 +306,9 @@ async fn a_layer_viewed_on_two_other_hosts_crosses_the_wire_once_and_only_while_
     tokio::time::sleep(STEADY).await;
     let b_time = SystemTime::now();
     let status = c.status().await.expect("status");
-    let low_during = channel(&status, VideoLayer::Low).map_or(0, |v| v.packets) - low_before;
+    let low_during = channel(&status, VideoLayer::Low)
+        .map_or(0, |v| v.packets)
+        .saturating_sub(low_before);
 
     // The viewers stop, a phase watched after each: one of node y's (y keeps its
     // other view, so its membership), then y's other, then node z's, the last
