@@ -396,6 +396,7 @@ fn in_network(test: u8, net: &netns::Network) -> Layout {
         test,
         places: net.places(),
         node_grace_ms: 10_000,
+        video: false,
     }
 }
 

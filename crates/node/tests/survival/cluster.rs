@@ -75,6 +75,10 @@ pub struct Layout {
     pub places: Places,
     /// The scaler's `node_grace_ms`.
     pub node_grace_ms: u64,
+    /// Whether the configs spell out `[video]`: multicast on the scaler, and on
+    /// each node its own address as the multicast interface, TTL 1, no loopback
+    /// (the defaults, written so that a test states what it relies on).
+    pub video: bool,
 }
 
 impl Layout {
@@ -84,6 +88,7 @@ impl Layout {
             test,
             places: Places::loopback(test, nodes),
             node_grace_ms: 10_000,
+            video: false,
         }
     }
 
@@ -176,7 +181,7 @@ impl Cluster {
     }
 
     fn write_scaler_config(&self) {
-        let text = format!(
+        let mut text = format!(
             "listen = \"{ip}:{CONTROL_PORT}\"\n\
              nodes_listen = \"{ip}:{NODES_PORT}\"\n\
              password_file = \"{secret}\"\n\
@@ -185,6 +190,9 @@ impl Cluster {
             secret = self.dir.join("cluster.secret").display(),
             grace = self.layout.node_grace_ms,
         );
+        if self.layout.video {
+            text.push_str("\n[video]\ntransport = \"multicast\"\n");
+        }
         std::fs::write(self.dir.join("scaler.toml"), text).expect("scaler config");
     }
 
@@ -192,7 +200,7 @@ impl Cluster {
         let ip = self.layout.places.nodes[k].ip;
         // Disjoint port ranges too, though the addresses differ already.
         let first = 20_000 + 1000 * u16::from(self.layout.test % 40) + 100 * k as u16;
-        let text = format!(
+        let mut text = format!(
             "[rtp]\nbind = \"{ip}\"\nport_min = {first}\nport_max = {last}\nworkers = 1\n\
              \n[mixer]\nmax_talkers = 9\n\
              \n[control]\nlisten = \"127.0.0.1:0\"\n\
@@ -202,6 +210,11 @@ impl Cluster {
             secret = self.dir.join("cluster.secret").display(),
             name = self.node_name(k),
         );
+        if self.layout.video {
+            text.push_str(&format!(
+                "\n[video]\nmulticast_interface = \"{ip}\"\nmulticast_ttl = 1\nmulticast_loop = false\n"
+            ));
+        }
         std::fs::write(self.dir.join(format!("node-{k}.toml")), text).expect("node config");
     }
 

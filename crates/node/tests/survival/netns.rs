@@ -86,8 +86,8 @@ impl Network {
         Ipv4Addr::new(10, run(), self.test, host)
     }
 
-    /// The namespace of the bridge.
-    fn switch(&self) -> String {
+    /// The namespace of the bridge (`sw0`), where a capture sees every frame.
+    pub fn switch(&self) -> String {
         format!("scnf{}-{}sw", run(), self.test)
     }
 
