@@ -83,7 +83,7 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cause: Option<u8>,
     },
-    /// The member opens its video-send stream for `layer` (see [`video`]); sent
+    /// The member opens its video-send stream for `layer` (see [`VideoOffer`]); sent
     /// again for a layer it has, the new offer replaces the old one.
     VideoSend {
         call: String,
