@@ -89,11 +89,13 @@ impl NodeHandle {
             recv_buf: cfg.rtp.recv_buffer,
             send_buf: cfg.rtp.send_buffer,
             reuse_addr: false,
+            dont_fragment: cfg.rtp.dont_fragment,
         };
         let rtcp_opts = udp::UdpOptions {
             recv_buf: cfg.rtp.recv_buffer / 8,
             send_buf: cfg.rtp.send_buffer / 8,
             reuse_addr: false,
+            dont_fragment: cfg.rtp.dont_fragment,
         };
         for index in 0..n {
             let ports = cfg.rtp.port_min..=cfg.rtp.port_max;

@@ -133,6 +133,7 @@ fn join_group(
             recv_buf: cfg.recv_buffer,
             send_buf: 0,
             reuse_addr: true,
+            dont_fragment: false,
         };
         let sock = scnf_udp::multicast::bind_receiver(group.port(), &opts)?;
         *groups = Some(Groups {

@@ -162,6 +162,10 @@ struct ReflectArgs {
     /// Stop after this many seconds.
     #[arg(long, default_value_t = 600)]
     seconds: u64,
+    /// Send with the don't-fragment bit, as scnf's media sockets do by default
+    /// (the kernel then spends no IP identifier per datagram).
+    #[arg(long)]
+    dont_fragment: bool,
 }
 
 fn main() -> ExitCode {
@@ -183,6 +187,7 @@ fn reflect(a: ReflectArgs) -> ExitCode {
                 recv_buf: 16 << 20,
                 send_buf: 16 << 20,
                 reuse_addr: false,
+                dont_fragment: a.dont_fragment,
             },
         )
         .map_err(|e| format!("{}: {e}", a.listen))?

@@ -585,6 +585,8 @@ fn reflector_phase(cfg: &BenchConfig, node: &Window) -> Result<Window, String> {
             recv_buf: 16 << 20,
             send_buf: 16 << 20,
             reuse_addr: false,
+            // As the node's media sockets.
+            dont_fragment: true,
         },
     )
     .map_err(|e| e.to_string())?

@@ -242,23 +242,7 @@ pub(crate) fn enable(fd: RawFd, v6: bool, meta: RecvMeta) -> io::Result<()> {
 }
 
 fn set_flag(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a pointer to an int that lives across the call, with its true size;
-    // a bad fd is reported as an error, not undefined behaviour.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&on as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::sockopt::set(fd, level, name, &(1 as libc::c_int))
 }
 
 #[cfg(test)]

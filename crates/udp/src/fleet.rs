@@ -107,6 +107,8 @@ impl FleetSocket {
             recv_buf: buffer,
             send_buf: buffer,
             reuse_addr: false,
+            // The generator's own cost per datagram, as the node's.
+            dont_fragment: true,
         };
         let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
         let (socket, _) = bind_udp_with_meta(any, &opts, RecvMeta::ALL)?;

@@ -75,6 +75,7 @@ pub mod multicast;
 mod recv;
 mod send;
 mod sockaddr;
+mod sockopt;
 
 pub use ifaddrs::{interface_addrs, interface_of, local_ips};
 pub use recv::{Datagram, RecvBatch};
@@ -105,6 +106,9 @@ pub struct UdpOptions {
     pub send_buf: usize,
     /// Set `SO_REUSEADDR` before binding. Default false.
     pub reuse_addr: bool,
+    /// Send with the don't-fragment bit (`IP_PMTUDISC_PROBE`), sparing the kernel
+    /// an IP identifier per datagram; see [`sockopt::dont_fragment`]. Default false.
+    pub dont_fragment: bool,
 }
 
 /// Facts the kernel attaches to every received datagram, for
@@ -186,6 +190,9 @@ pub fn bind_udp_with_meta(
         sock.set_send_buffer_size(opts.send_buf)?;
     }
     sock.set_nonblocking(true)?;
+    if opts.dont_fragment {
+        sockopt::dont_fragment(sock.as_raw_fd(), addr.is_ipv6())?;
+    }
     cmsg::enable(sock.as_raw_fd(), addr.is_ipv6(), meta)?;
     sock.bind(&addr.into())?;
     let granted = BufferSizes {
@@ -298,6 +305,7 @@ mod tests {
             recv_buf: 256 * 1024,
             send_buf: 128 * 1024,
             reuse_addr: true,
+            dont_fragment: false,
         };
         let (sock, granted) = bind_udp_with(LOCAL, &opts).unwrap();
         assert!(granted.recv > 0 && granted.send > 0);

@@ -35,7 +35,6 @@
 use crate::{cmsg, RecvMeta, UdpOptions};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
-use std::mem::size_of;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -207,29 +206,14 @@ fn context(e: io::Error, what: String) -> io::Error {
 
 /// `setsockopt(fd, IPPROTO_IP, name, value)`.
 fn setsockopt<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` is a reference to a plain C value (int, in_addr, ip_mreqn)
-    // that lives across the call, passed with its true size; the kernel only reads
-    // it. A bad fd or option is reported as an error, not undefined behaviour.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::sockopt::set(fd, libc::IPPROTO_IP, name, value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use socket2::SockRef;
+    use std::mem::size_of;
 
     fn udp() -> UdpSocket {
         UdpSocket::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 must work in tests")
