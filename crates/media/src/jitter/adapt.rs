@@ -47,6 +47,9 @@ use super::JitterConfig;
 
 const WINDOW: usize = 128;
 const FORGET: f32 = 0.995;
+/// `1 / FORGET`: the weight of each new entry grows by it (a multiply per packet,
+/// not a division).
+const GROW: f32 = 1.0 / FORGET;
 const PEAK_DECAY: f32 = 0.998;
 const QUANTILE: f32 = 0.95;
 const WARMUP: u32 = 50;
@@ -231,7 +234,7 @@ impl DelayEstimator {
         let b = ((r / self.bucket) as usize).min(self.hist.len() - 1);
         self.hist[b] += self.weight;
         self.total += self.weight;
-        self.weight /= FORGET;
+        self.weight *= GROW;
         if self.weight > 1e6 {
             // Renormalise before f32 loses the small buckets; ratios are unchanged.
             let w = self.weight;
@@ -256,16 +259,24 @@ impl DelayEstimator {
         self.update_target();
     }
 
+    /// The upper edge of the bucket holding the `QUANTILE` of the weight: the
+    /// first bucket at which the weight below and in it reaches that share. Scanned
+    /// from the bottom, where a clean path's weight all lies, so the usual scan is a
+    /// bucket or two rather than the whole range up to `max_delay`.
     fn quantile(&self) -> i64 {
-        let tail = (1.0 - QUANTILE) * self.total;
+        if self.total <= 0.0 {
+            return 0;
+        }
+        let body = QUANTILE * self.total;
         let mut acc = 0.0;
-        for (i, &w) in self.hist.iter().enumerate().rev() {
+        for (i, &w) in self.hist.iter().enumerate() {
             acc += w;
-            if acc > tail {
+            if acc >= body {
                 return (i as i64 + 1) * self.bucket;
             }
         }
-        0
+        // Rounding left the sum just short of `total`: the top bucket holds the rest.
+        self.hist.len() as i64 * self.bucket
     }
 
     fn update_target(&mut self) {

@@ -154,6 +154,8 @@ pub struct Playout {
     /// Frames of the current erasure concealed while no packet after it had arrived:
     /// a loss, or the sender pausing or stopping. The next packet says which.
     unproven: u64,
+    /// The playout delay the last tick measured (units; see the delay rule).
+    delay: i64,
     stats: PlayoutStats,
 }
 
@@ -192,6 +194,7 @@ impl Playout {
             grown_at: None,
             last_energy: 0,
             unproven: 0,
+            delay: 0,
             stats: PlayoutStats::default(),
         }
     }
@@ -278,7 +281,6 @@ impl Playout {
         }
         self.late_run = 0;
         self.max_end = self.max_end.max(ets + len);
-        self.update_gauges();
         Ok(Inserted::Queued)
     }
 
@@ -336,7 +338,6 @@ impl Playout {
             self.stats.silence_frames += 1;
             FrameKind::Silence
         };
-        self.update_gauges();
         kind
     }
 
@@ -357,8 +358,21 @@ impl Playout {
         self.unproven = 0;
     }
 
-    pub fn stats(&self) -> &PlayoutStats {
-        &self.stats
+    /// The counters, and the gauges as they stand now (computed here rather than
+    /// after every packet and tick: they are read a few times per second at most).
+    pub fn stats(&self) -> PlayoutStats {
+        let upm = self.est.units_per_ms();
+        let buffered = if self.state == State::Idle {
+            0
+        } else {
+            (self.max_end - self.play_pos()).max(0)
+        };
+        PlayoutStats {
+            buffered_ms: (buffered / upm) as u32,
+            target_delay_ms: (self.est.target() / upm) as u32,
+            delay_ms: (self.delay.max(0) / upm) as u32,
+            ..self.stats.clone()
+        }
     }
 
     /// Packets received and waiting to be played.
@@ -374,8 +388,11 @@ impl Playout {
 
     fn units(&mut self, now: Instant) -> i64 {
         let base = *self.base.get_or_insert(now);
-        let d = now.saturating_duration_since(base).as_nanos();
-        (d * self.units_per_sec as u128 / 1_000_000_000) as i64
+        let d = now.saturating_duration_since(base);
+        // Seconds and their fraction apart: the same floor as over the whole
+        // nanosecond count, without a 128-bit division per packet and per tick.
+        d.as_secs() as i64 * self.units_per_sec
+            + i64::from(d.subsec_nanos()) * self.units_per_sec / 1_000_000_000
     }
 
     /// Timeline position of the next sample to be output.
@@ -421,7 +438,6 @@ impl Playout {
         }
         self.max_end = ets + len;
         self.late_run = 0;
-        self.update_gauges();
     }
 
     fn resync(
@@ -472,7 +488,7 @@ impl Playout {
         };
         let delay = now_u - self.play_pos() - min_transit;
         let upm = self.est.units_per_ms();
-        self.stats.delay_ms = (delay.max(0) / upm) as u32;
+        self.delay = delay;
         let target = self.est.target();
         if delay < target - GROW_SLACK_MS * upm {
             self.above_since = None;
@@ -651,17 +667,6 @@ impl Playout {
         if eseq > self.head || (erased_from..self.cursor).contains(&ets) {
             self.stats.concealed_frames += unproven;
         }
-    }
-
-    fn update_gauges(&mut self) {
-        let upm = self.est.units_per_ms();
-        let buffered = if self.state == State::Idle {
-            0
-        } else {
-            (self.max_end - self.play_pos()).max(0)
-        };
-        self.stats.buffered_ms = (buffered / upm) as u32;
-        self.stats.target_delay_ms = (self.est.target() / upm) as u32;
     }
 }
 

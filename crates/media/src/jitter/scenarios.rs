@@ -269,10 +269,10 @@ fn run<D: FrameDecoder>(sc: &Scenario, dec: &mut D) -> Run {
         r.out.extend_from_slice(&frame);
         r.kinds.push(kind);
         r.max_buffered_ms = r.max_buffered_ms.max(playout.stats().buffered_ms);
-        r.by_tick.push(playout.stats().clone());
+        r.by_tick.push(playout.stats());
         j += 1;
     }
-    r.stats = playout.stats().clone();
+    r.stats = playout.stats();
     r.path = path.stats().clone();
     r.queued = playout.queued();
     r
@@ -635,7 +635,7 @@ fn node_like_run(sc: &NodeLike) -> (PlayoutStats, Vec<FrameKind>, Vec<i16>) {
         k += 1;
         next_packet = arrive_at(k);
     }
-    (p.stats().clone(), kinds, out)
+    (p.stats(), kinds, out)
 }
 
 /// First packets after the first tick, us: every phase of the 20 ms grid, densely
