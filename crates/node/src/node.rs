@@ -99,13 +99,20 @@ impl NodeHandle {
         };
         for index in 0..n {
             let ports = cfg.rtp.port_min..=cfg.rtp.port_max;
-            let (rtp, rtcp) = udp::bind_rtp_pair(cfg.rtp.bind, ports, &rtp_opts, &rtcp_opts)
-                .map_err(|source| NodeError::NoPorts {
-                    min: cfg.rtp.port_min,
-                    max: cfg.rtp.port_max,
-                    worker: index,
-                    source,
-                })?;
+            // Kernel receive stamps: a datagram's arrival time does not depend on
+            // when the worker reads it (see `read_pace_us`).
+            let meta = udp::RecvMeta {
+                stamp: true,
+                ..udp::RecvMeta::NONE
+            };
+            let (rtp, rtcp) =
+                udp::bind_rtp_pair_with_meta(cfg.rtp.bind, ports, &rtp_opts, &rtcp_opts, meta)
+                    .map_err(|source| NodeError::NoPorts {
+                        min: cfg.rtp.port_min,
+                        max: cfg.rtp.port_max,
+                        worker: index,
+                        source,
+                    })?;
             let port = rtp.local_addr()?.port();
             let multicast = multicast_for(cfg, advertise, &rtp);
             let engine = Engine::new(
@@ -130,6 +137,7 @@ impl NodeHandle {
                 commands: rx,
                 events: events.clone(),
                 batch: cfg.rtp.batch,
+                read_pace: std::time::Duration::from_micros(cfg.rtp.read_pace_us),
                 multicast,
             };
             let thread = std::thread::Builder::new()

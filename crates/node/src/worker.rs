@@ -21,8 +21,8 @@
 
 use scnf_core::engine::{Engine, EngineEvent, FloodWatch, MediaOp, MediaResult, Via};
 use scnf_core::session::ReqId;
-use scnf_udp::{RecvBatch, SendBatch};
-use std::net::{SocketAddr, UdpSocket};
+use scnf_udp::{Datagram, RecvBatch, SendBatch};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -78,6 +78,8 @@ pub struct WorkerIo {
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub events: broadcast::Sender<NodeEvent>,
     pub batch: usize,
+    /// How soon a drained socket is read again (see the module docs).
+    pub read_pace: Duration,
     /// Multicast reception (video relayed from other nodes); `None`: refused.
     pub multicast: Option<Multicast>,
 }
@@ -205,6 +207,7 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
         mut commands,
         events,
         batch,
+        read_pace,
         multicast,
     } = w;
     let mut groups: Option<Groups> = None;
@@ -226,13 +229,36 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
     let timer = tokio::time::sleep(idle);
     tokio::pin!(timer);
     let mut flood = FloodWatch::new(Instant::now(), FLOOD_SUMMARY);
+    // Until then the sockets are left to fill (see the module docs).
+    let mut next_read = clock.now();
     loop {
+        if engine.poll_timeout().is_some_and(|due| due <= clock.now()) {
+            // What arrived before the tick is read before it runs, paced or not.
+            let multicast = groups.as_ref().map(|g| &g.sock);
+            for (sock, via) in [
+                (Some(&rtp), Via::Rtp),
+                (Some(&rtcp), Via::Rtcp),
+                (multicast, Via::Rtp),
+            ] {
+                let Some(sock) = sock else { continue };
+                let mut src = Unpolled {
+                    sock,
+                    batch: &mut recv,
+                };
+                drain_before_tick(&mut engine, &mut src, via, &clock, &mut truncated);
+            }
+        }
         run_due(&mut engine, clock.now(), &mut |e| out.drain(e, &rtp, &rtcp));
-        let deadline = engine
-            .poll_timeout()
-            .unwrap_or_else(|| Instant::now() + idle);
-        if timer.deadline() != deadline.into() {
-            timer.as_mut().reset(deadline.into());
+        let now = clock.now();
+        let deadline = engine.poll_timeout().unwrap_or_else(|| now + idle);
+        let paced = now < next_read;
+        let wake = if paced {
+            deadline.min(next_read)
+        } else {
+            deadline
+        };
+        if timer.deadline() != wake.into() {
+            timer.as_mut().reset(wake.into());
         }
         tokio::select! {
             biased;
@@ -248,25 +274,28 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
                     }
                 }
             },
-            r = groups_readable(&groups) => {
+            r = groups_readable(&groups), if !paced => {
                 r?;
                 if let Some(g) = groups.as_ref() {
                     let mut src = Socket { sock: &g.sock, batch: &mut recv };
                     let mut after = |e: &mut Engine| out.drain(e, &rtp, &rtcp);
-                    receive_logged(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated, &mut after);
+                    let d = receive_logged(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated, &mut after);
+                    next_read = pace(d, clock.now(), read_pace);
                 }
             }
-            r = rtp.readable() => {
+            r = rtp.readable(), if !paced => {
                 r?;
                 let mut src = Socket { sock: &rtp, batch: &mut recv };
                 let mut after = |e: &mut Engine| out.drain(e, &rtp, &rtcp);
-                receive_logged(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated, &mut after);
+                let d = receive_logged(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated, &mut after);
+                next_read = pace(d, clock.now(), read_pace);
             }
-            r = rtcp.readable() => {
+            r = rtcp.readable(), if !paced => {
                 r?;
                 let mut src = Socket { sock: &rtcp, batch: &mut recv };
                 let mut after = |e: &mut Engine| out.drain(e, &rtp, &rtcp);
-                receive_logged(&mut engine, &mut src, Via::Rtcp, &clock, &mut truncated, &mut after);
+                let d = receive_logged(&mut engine, &mut src, Via::Rtcp, &clock, &mut truncated, &mut after);
+                next_read = pace(d, clock.now(), read_pace);
             }
         }
         out.drain(&mut engine, &rtp, &rtcp);
@@ -277,7 +306,7 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
 }
 
 /// [`receive`], with a failed `recvmmsg` logged (the loop goes on: the next readiness
-/// tries again).
+/// tries again; it counts as drained).
 fn receive_logged(
     engine: &mut Engine,
     src: &mut dyn Datagrams,
@@ -285,15 +314,94 @@ fn receive_logged(
     clock: &dyn Clock,
     truncated: &mut u64,
     after_tick: &mut dyn FnMut(&mut Engine),
-) {
-    if let Err(e) = receive(engine, src, via, clock, truncated, after_tick) {
+) -> Drained {
+    receive(engine, src, via, clock, truncated, after_tick).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "recvmmsg failed");
+        Drained::Dry
+    })
+}
+
+/// When the sockets may be read again after a receive turn that ended `d` at `now`:
+/// a drained socket waits `pace`; one that still holds datagrams (a flood) is read
+/// again as soon as the loop has done its other work.
+pub fn pace(d: Drained, now: Instant, pace: Duration) -> Instant {
+    match d {
+        Drained::Dry => now + pace,
+        Drained::Bounded => now,
     }
 }
+
+/// Reads what waits on `src` (at most [`MAX_BATCHES_PER_TURN`] batches) without
+/// running the tick in between: called when the tick is due, so that everything
+/// that arrived before it is in the jitter buffers when it runs.
+pub fn drain_before_tick(
+    engine: &mut Engine,
+    src: &mut dyn Datagrams,
+    via: Via,
+    clock: &dyn Clock,
+    truncated: &mut u64,
+) {
+    for _ in 0..MAX_BATCHES_PER_TURN {
+        match read_batch(engine, src, via, clock, truncated) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "recvmmsg failed");
+                return;
+            }
+        }
+    }
+}
+
+/// One batch from `src` into the engine, each datagram at its arrival time: the
+/// kernel's receive stamp where the socket has them (so the time a datagram waited
+/// to be read is not taken for network delay), else the clock's now.
+fn read_batch(
+    engine: &mut Engine,
+    src: &mut dyn Datagrams,
+    via: Via,
+    clock: &dyn Clock,
+    truncated: &mut u64,
+) -> std::io::Result<usize> {
+    let now = clock.now();
+    let mut wall = None;
+    src.recv_batch(&mut |d| {
+        if d.truncated {
+            *truncated += 1;
+            return;
+        }
+        let at = match d.stamp {
+            Some(stamp) => {
+                let wall = *wall.get_or_insert_with(|| clock.wall());
+                arrival(now, wall, stamp)
+            }
+            None => now,
+        };
+        engine.handle_datagram(at, d.src, via, d.data);
+    })
+}
+
+/// The instant of a kernel stamp `stamp` (realtime clock), given the clocks' `now`
+/// and `wall` read together. Never later than `now` and never more than
+/// [`MAX_STAMP_AGE`] before it, so a step of the realtime clock cannot move
+/// arrivals into the future or far into the past.
+pub fn arrival(now: Instant, wall: std::time::SystemTime, stamp: std::time::SystemTime) -> Instant {
+    let age = wall.duration_since(stamp).unwrap_or_default();
+    now.checked_sub(age.min(MAX_STAMP_AGE)).unwrap_or(now)
+}
+
+/// The oldest arrival a kernel stamp may give (see [`arrival`]): longer than any
+/// datagram waits in a socket buffer that is read at least every tick.
+pub const MAX_STAMP_AGE: Duration = Duration::from_millis(200);
 
 /// The worker's clock: the real one in the node, a virtual one in tests.
 pub trait Clock {
     fn now(&self) -> Instant;
+    /// The realtime clock, read only to place kernel receive stamps (see
+    /// [`arrival`]).
+    fn wall(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now()
+    }
 }
 
 /// The real clock.
@@ -307,9 +415,9 @@ impl Clock for SystemClock {
 
 /// Where received datagrams come from: the worker's sockets, or a test's flood.
 pub trait Datagrams {
-    /// Receives one batch and hands each datagram (source, bytes, truncated) to `f`.
+    /// Receives one batch and hands each datagram to `f`.
     /// `Ok(0)`: nothing is waiting (the source ran dry).
-    fn recv_batch(&mut self, f: &mut dyn FnMut(SocketAddr, &[u8], bool)) -> std::io::Result<usize>;
+    fn recv_batch(&mut self, f: &mut dyn FnMut(&Datagram<'_>)) -> std::io::Result<usize>;
 }
 
 /// A tokio socket read in `recvmmsg` batches.
@@ -319,7 +427,7 @@ struct Socket<'a> {
 }
 
 impl Datagrams for Socket<'_> {
-    fn recv_batch(&mut self, f: &mut dyn FnMut(SocketAddr, &[u8], bool)) -> std::io::Result<usize> {
+    fn recv_batch(&mut self, f: &mut dyn FnMut(&Datagram<'_>)) -> std::io::Result<usize> {
         let (sock, batch) = (self.sock, &mut *self.batch);
         // `try_io` clears the readiness flag when the closure reports WouldBlock, so
         // the next `readable()` waits for new datagrams.
@@ -330,13 +438,31 @@ impl Datagrams for Socket<'_> {
         match got {
             Ok(n) => {
                 for d in batch.iter() {
-                    f(d.src, d.data, d.truncated);
+                    f(&d);
                 }
                 Ok(n)
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A tokio socket read directly, whatever tokio's readiness says: before a tick,
+/// datagrams that arrived since the reactor last looked must be read too. A
+/// readiness left set by it costs one empty read later.
+struct Unpolled<'a> {
+    sock: &'a tokio::net::UdpSocket,
+    batch: &'a mut RecvBatch,
+}
+
+impl Datagrams for Unpolled<'_> {
+    fn recv_batch(&mut self, f: &mut dyn FnMut(&Datagram<'_>)) -> std::io::Result<usize> {
+        let n = self.batch.recv(self.sock)?;
+        for d in self.batch.iter() {
+            f(&d);
+        }
+        Ok(n)
     }
 }
 
@@ -374,14 +500,7 @@ pub fn receive(
 ) -> std::io::Result<Drained> {
     for _ in 0..MAX_BATCHES_PER_TURN {
         run_due(engine, clock.now(), after_tick);
-        let now = clock.now();
-        let n = src.recv_batch(&mut |from, data, cut| {
-            if cut {
-                *truncated += 1;
-            } else {
-                engine.handle_datagram(now, from, via, data);
-            }
-        })?;
+        let n = read_batch(engine, src, via, clock, truncated)?;
         if n == 0 {
             return Ok(Drained::Dry);
         }

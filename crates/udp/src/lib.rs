@@ -221,6 +221,17 @@ pub fn bind_rtp_pair(
     rtp: &UdpOptions,
     rtcp: &UdpOptions,
 ) -> io::Result<(UdpSocket, UdpSocket)> {
+    bind_rtp_pair_with_meta(ip, ports, rtp, rtcp, RecvMeta::NONE)
+}
+
+/// [`bind_rtp_pair`], both sockets with the receive facts `meta` asks for.
+pub fn bind_rtp_pair_with_meta(
+    ip: IpAddr,
+    ports: RangeInclusive<u16>,
+    rtp: &UdpOptions,
+    rtcp: &UdpOptions,
+    meta: RecvMeta,
+) -> io::Result<(UdpSocket, UdpSocket)> {
     if ports.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -230,8 +241,8 @@ pub fn bind_rtp_pair(
     let first = ports.start().saturating_add(1) & !1;
     let mut port = first;
     while port < *ports.end() && port >= first {
-        let bound = bind_udp_with(SocketAddr::new(ip, port), rtp).and_then(|(a, _)| {
-            bind_udp_with(SocketAddr::new(ip, port + 1), rtcp).map(|(b, _)| (a, b))
+        let bound = bind_udp_with_meta(SocketAddr::new(ip, port), rtp, meta).and_then(|(a, _)| {
+            bind_udp_with_meta(SocketAddr::new(ip, port + 1), rtcp, meta).map(|(b, _)| (a, b))
         });
         match bound {
             Ok(pair) => return Ok(pair),

@@ -329,7 +329,7 @@ impl Playout {
                 self.unproven += 1;
             }
         }
-        let kind = if tally.concealed + tally.synthetic > 0 {
+        if tally.concealed + tally.synthetic > 0 {
             FrameKind::Concealed
         } else if tally.decoded > 0 {
             self.stats.decoded_frames += 1;
@@ -337,8 +337,7 @@ impl Playout {
         } else {
             self.stats.silence_frames += 1;
             FrameKind::Silence
-        };
-        kind
+        }
     }
 
     /// Forgets the stream (e.g. its SSRC changed); counters are kept.

@@ -6,6 +6,7 @@ use scnf_core::engine::{EngineConfig, LegId, LegSpec, MixId, TICK};
 use scnf_media::codec::CodecKind;
 use scnf_media::rtp::RtpHeader;
 use std::cell::Cell;
+use std::net::SocketAddr;
 
 /// Time that moves only when the flood says its work took time.
 struct VirtualClock(Cell<Instant>);
@@ -46,7 +47,7 @@ impl<'a> Flood<'a> {
 }
 
 impl Datagrams for Flood<'_> {
-    fn recv_batch(&mut self, f: &mut dyn FnMut(SocketAddr, &[u8], bool)) -> std::io::Result<usize> {
+    fn recv_batch(&mut self, f: &mut dyn FnMut(&Datagram<'_>)) -> std::io::Result<usize> {
         if self.dry_after.is_some_and(|n| self.batches >= n) {
             return Ok(0);
         }
@@ -60,7 +61,13 @@ impl Datagrams for Flood<'_> {
             }
             .write(&mut self.pkt)
             .unwrap();
-            f(self.from, &self.pkt, false);
+            f(&Datagram {
+                src: self.from,
+                data: &self.pkt,
+                truncated: false,
+                dst: None,
+                stamp: None,
+            });
             self.sent += 1;
         }
         self.batches += 1;
@@ -192,4 +199,224 @@ fn a_tick_that_fell_due_during_a_batch_runs_before_the_next_one() {
     assert_eq!(engine.stats().ticks, 2);
     // Late by less than one batch.
     assert!(batch * 2 - TICK < batch);
+}
+
+/// A virtual clock that also keeps the realtime clock, for kernel stamps.
+struct StampClock {
+    now: Cell<Instant>,
+    t0: Instant,
+    wall0: std::time::SystemTime,
+}
+
+impl StampClock {
+    fn new(t0: Instant) -> StampClock {
+        StampClock {
+            now: Cell::new(t0),
+            t0,
+            wall0: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        }
+    }
+    fn wall_at(&self, at: Instant) -> std::time::SystemTime {
+        self.wall0 + (at - self.t0)
+    }
+}
+
+impl Clock for StampClock {
+    fn now(&self) -> Instant {
+        self.now.get()
+    }
+    fn wall(&self) -> std::time::SystemTime {
+        self.wall_at(self.now.get())
+    }
+}
+
+/// Datagrams queued with their arrival instants, handed out with kernel stamps of
+/// them: a batch is what has arrived by the clock's now, 64 at most.
+struct Stamped<'a> {
+    clock: &'a StampClock,
+    queue: std::collections::VecDeque<(Instant, SocketAddr, Vec<u8>)>,
+}
+
+impl Datagrams for Stamped<'_> {
+    fn recv_batch(&mut self, f: &mut dyn FnMut(&Datagram<'_>)) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n < 64 && self.queue.front().is_some_and(|d| d.0 <= self.clock.now()) {
+            let (at, src, data) = self.queue.pop_front().expect("checked above");
+            f(&Datagram {
+                src,
+                data: &data,
+                truncated: false,
+                dst: None,
+                stamp: Some(self.clock.wall_at(at)),
+            });
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// Six seconds of every leg of [`worker_engine`] sending a tone, 20 ms packets that
+/// arrive 1 ms before a tick or, one in three, 1 ms after it: (arrival, source,
+/// datagram), in arrival order.
+fn toned_arrivals(t0: Instant) -> Vec<(Instant, SocketAddr, Vec<u8>)> {
+    use scnf_media::codec::{Encoder, FRAME_SAMPLES};
+    let mut out = Vec::new();
+    for (n, room) in (0..3u64)
+        .flat_map(|r| (0..2u64).map(move |k| (r, k)))
+        .enumerate()
+    {
+        let (r, k) = room;
+        let src: SocketAddr = format!("192.0.2.{}:{}", r + 1, 4000 + 2 * k)
+            .parse()
+            .unwrap();
+        let mut tone = scnf_media::probe::Tone::at_dbfs(300.0 + 150.0 * n as f64, -20.0);
+        let mut enc = Encoder::new(CodecKind::Pcmu).unwrap();
+        for i in 0..300u32 {
+            let mut pcm = [0i16; FRAME_SAMPLES];
+            tone.fill(&mut pcm);
+            let mut pkt = vec![0u8; 12 + FRAME_SAMPLES];
+            let h = RtpHeader {
+                marker: i == 0,
+                payload_type: 0,
+                sequence: i as u16,
+                timestamp: i * 160,
+                ssrc: 1000 + n as u32,
+            }
+            .write(&mut pkt)
+            .unwrap();
+            enc.encode(&pcm, &mut pkt[h..]).unwrap();
+            // Just before the next tick or just after it: read only at the ticks,
+            // without stamps, the jitter would look like a whole tick.
+            let late = (i * 7 + n as u32) % 3 == 0;
+            let at = t0 + TICK * (i + 1) - Duration::from_millis(1) + TICK / 10 * u32::from(late);
+            out.push((at, src, pkt));
+        }
+    }
+    out.sort_by_key(|d| d.0);
+    out
+}
+
+/// Every RTP datagram an engine sent, by destination, in order.
+fn sent_rtp(e: &mut Engine, into: &mut std::collections::BTreeMap<SocketAddr, Vec<Vec<u8>>>) {
+    while let Some(t) = e.poll_transmit() {
+        if t.via == Via::Rtp {
+            into.entry(t.dst).or_default().push(t.data.to_vec());
+        }
+    }
+}
+
+#[test]
+fn reading_only_at_the_tick_with_kernel_stamps_sends_what_reading_on_arrival_sends() {
+    let t0 = Instant::now();
+    let arrivals = toned_arrivals(t0);
+    // The last datagrams arrive just after 6 s.
+    let end = t0 + Duration::from_secs(6) + 2 * TICK;
+
+    // On arrival: every datagram handled the instant it arrives, ticks in between.
+    let (mut eager, _) = worker_engine(t0);
+    let mut heard_eager = Default::default();
+    let mut tick_until = |e: &mut Engine, until: Instant| {
+        while let Some(due) = e.poll_timeout().filter(|&d| d <= until) {
+            run_due(e, due, &mut |e| sent_rtp(e, &mut heard_eager));
+        }
+    };
+    for (at, src, data) in &arrivals {
+        tick_until(&mut eager, *at);
+        eager.handle_datagram(*at, *src, Via::Rtp, data);
+    }
+    tick_until(&mut eager, end);
+
+    // Paced to the extreme: the socket is read only when a tick is due, each
+    // datagram at its kernel stamp.
+    let clock = StampClock::new(t0);
+    let (mut paced, _) = worker_engine(t0);
+    let mut heard_paced = Default::default();
+    let mut src = Stamped {
+        clock: &clock,
+        queue: arrivals.into_iter().collect(),
+    };
+    let mut truncated = 0;
+    while let Some(due) = paced.poll_timeout().filter(|&d| d <= end) {
+        clock.now.set(due);
+        drain_before_tick(&mut paced, &mut src, Via::Rtp, &clock, &mut truncated);
+        run_due(&mut paced, due, &mut |e| sent_rtp(e, &mut heard_paced));
+    }
+
+    // The playouts measured the same path and took the same steps: the 2 ms of
+    // jitter lowered the delay from the start's 40 ms by a skipped frame. Read at
+    // the ticks without stamps, the same path would look 20 ms jittery.
+    for id in [0, 1, 10, 11, 20, 21] {
+        let (a, b) = (
+            eager.leg_stats(LegId(id)).unwrap(),
+            paced.leg_stats(LegId(id)).unwrap(),
+        );
+        let steps =
+            |s: &scnf_core::engine::LegStats| (s.playout_delay_ms, s.compressed, s.stretched);
+        assert_eq!(steps(&a), steps(&b), "leg {id}");
+        assert!(
+            a.compressed >= 1 && a.playout_delay_ms < 10,
+            "leg {id}: {a:?}"
+        );
+    }
+    assert_eq!(heard_eager.len(), 6, "every leg was sent its mix");
+    for (dst, eager) in &heard_eager {
+        assert!(eager.len() >= 300, "{dst}: a packet per tick");
+        let paced = &heard_paced[dst];
+        let first = eager.iter().zip(paced).position(|(a, b)| a != b);
+        assert!(
+            first.is_none() && paced.len() == eager.len(),
+            "{dst} heard something else when the socket was read at the ticks: \
+             packet {first:?} of {} / {}",
+            eager.len(),
+            paced.len()
+        );
+    }
+    assert_eq!(paced.stats().datagrams, eager.stats().datagrams);
+}
+
+#[test]
+fn arrivals_from_kernel_stamps_are_never_in_the_future_nor_older_than_the_bound() {
+    let now = Instant::now();
+    let wall = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let ms = Duration::from_millis;
+    // (stamp relative to wall, want: how long before now)
+    let cases = [
+        (wall - ms(3), ms(3)),
+        (wall, ms(0)),
+        // The realtime clock stepped back after the datagram came in.
+        (wall + ms(50), ms(0)),
+        // Or forward: no older than the bound.
+        (wall - Duration::from_secs(30), MAX_STAMP_AGE),
+    ];
+    for (stamp, before) in cases {
+        assert_eq!(arrival(now, wall, stamp), now - before, "{stamp:?}");
+    }
+}
+
+#[test]
+fn a_drained_socket_waits_its_pace_and_a_flooded_one_does_not() {
+    let now = Instant::now();
+    let pace_for = Duration::from_millis(2);
+    assert_eq!(pace(Drained::Dry, now, pace_for), now + pace_for);
+    assert_eq!(pace(Drained::Bounded, now, pace_for), now);
+    assert_eq!(pace(Drained::Dry, now, Duration::ZERO), now);
+}
+
+#[test]
+fn the_read_before_a_tick_is_bounded_and_runs_no_tick() {
+    let t0 = Instant::now();
+    let clock = VirtualClock(Cell::new(t0 + TICK));
+    let (mut engine, flooded) = worker_engine(t0);
+    let mut flood = Flood::new(&clock, flooded);
+    let mut truncated = 0;
+    drain_before_tick(&mut engine, &mut flood, Via::Rtp, &clock, &mut truncated);
+    assert_eq!(
+        flood.batches, MAX_BATCHES_PER_TURN,
+        "a flood is read a bounded amount"
+    );
+    assert_eq!(
+        engine.stats().ticks,
+        0,
+        "the tick is the caller's, after the read"
+    );
 }
