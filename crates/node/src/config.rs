@@ -88,14 +88,6 @@ pub struct RtpSection {
     /// load). Media datagrams are far below any MTU; one above the interface's is
     /// refused and counted as a send error instead of fragmented. Default true.
     pub dont_fragment: bool,
-    /// After a worker has drained its sockets it reads them again no sooner than
-    /// this, microseconds (and always just before each mix tick): a few wake-ups
-    /// per tick instead of one per handful of datagrams, each reading full
-    /// batches. Audio loses nothing by it: arrival times are the kernel's receive
-    /// stamps, and everything that arrived before a tick is read before it runs.
-    /// Video forwarding waits at most this long. 0 reads on every readiness.
-    /// Default 2000.
-    pub read_pace_us: u64,
 }
 
 impl Default for RtpSection {
@@ -112,7 +104,6 @@ impl Default for RtpSection {
             rtcp_interval_ms: 5_000,
             media_timeout_ms: 30_000,
             dont_fragment: true,
-            read_pace_us: 2_000,
         }
     }
 }
@@ -332,11 +323,6 @@ impl Config {
                 "rtp.recv_buffer/send_buffer",
                 "at least 65536 bytes",
             ));
-        }
-        if r.read_pace_us > 10_000 {
-            // The socket buffers hold what arrives meanwhile; past half a tick the
-            // reads before each tick would carry the whole load.
-            return Err(invalid("rtp.read_pace_us", "at most 10000"));
         }
         if !(500..=60_000).contains(&r.rtcp_interval_ms) {
             return Err(invalid("rtp.rtcp_interval_ms", "must be 500..=60000"));

@@ -100,7 +100,7 @@ impl NodeHandle {
         for index in 0..n {
             let ports = cfg.rtp.port_min..=cfg.rtp.port_max;
             // Kernel receive stamps: a datagram's arrival time does not depend on
-            // when the worker reads it (see `read_pace_us`).
+            // when the worker gets to read it (see `worker::arrival`).
             let meta = udp::RecvMeta {
                 stamp: true,
                 ..udp::RecvMeta::NONE
@@ -137,7 +137,6 @@ impl NodeHandle {
                 commands: rx,
                 events: events.clone(),
                 batch: cfg.rtp.batch,
-                read_pace: std::time::Duration::from_micros(cfg.rtp.read_pace_us),
                 multicast,
             };
             let thread = std::thread::Builder::new()

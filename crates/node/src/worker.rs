@@ -15,6 +15,12 @@
 //! datagrams are cheap: the engine drops them unparsed against the leg's receive
 //! budget (`scnf_core::engine::budget`).
 //!
+//! **A datagram's time is when it arrived, not when it was read.** The media sockets
+//! carry the kernel's receive stamps ([`arrival`]), so a worker busy with a tick or a
+//! batch does not make the jitter buffers see network jitter that is its own; and
+//! when a tick is due, what waits on the sockets is read before it runs
+//! ([`drain_before_tick`]), so a datagram that arrived in time is played in time.
+//!
 //! The turn logic is generic over the datagram source and the clock ([`Datagrams`],
 //! [`Clock`]), so a test drives it with a source that never runs dry on a virtual
 //! clock.
@@ -78,8 +84,6 @@ pub struct WorkerIo {
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub events: broadcast::Sender<NodeEvent>,
     pub batch: usize,
-    /// How soon a drained socket is read again (see the module docs).
-    pub read_pace: Duration,
     /// Multicast reception (video relayed from other nodes); `None`: refused.
     pub multicast: Option<Multicast>,
 }
@@ -207,7 +211,6 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
         mut commands,
         events,
         batch,
-        read_pace,
         multicast,
     } = w;
     let mut groups: Option<Groups> = None;
@@ -229,11 +232,10 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
     let timer = tokio::time::sleep(idle);
     tokio::pin!(timer);
     let mut flood = FloodWatch::new(Instant::now(), FLOOD_SUMMARY);
-    // Until then the sockets are left to fill (see the module docs).
-    let mut next_read = clock.now();
     loop {
         if engine.poll_timeout().is_some_and(|due| due <= clock.now()) {
-            // What arrived before the tick is read before it runs, paced or not.
+            // What arrived before the tick is read before it runs (a busy worker
+            // may not have looked since).
             let multicast = groups.as_ref().map(|g| &g.sock);
             for (sock, via) in [
                 (Some(&rtp), Via::Rtp),
@@ -249,16 +251,9 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
             }
         }
         run_due(&mut engine, clock.now(), &mut |e| out.drain(e, &rtp, &rtcp));
-        let now = clock.now();
-        let deadline = engine.poll_timeout().unwrap_or_else(|| now + idle);
-        let paced = now < next_read;
-        let wake = if paced {
-            deadline.min(next_read)
-        } else {
-            deadline
-        };
-        if timer.deadline() != wake.into() {
-            timer.as_mut().reset(wake.into());
+        let deadline = engine.poll_timeout().unwrap_or_else(|| clock.now() + idle);
+        if timer.deadline() != deadline.into() {
+            timer.as_mut().reset(deadline.into());
         }
         tokio::select! {
             biased;
@@ -274,28 +269,25 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
                     }
                 }
             },
-            r = groups_readable(&groups), if !paced => {
+            r = groups_readable(&groups) => {
                 r?;
                 if let Some(g) = groups.as_ref() {
                     let mut src = Socket { sock: &g.sock, batch: &mut recv };
                     let mut after = |e: &mut Engine| out.drain(e, &rtp, &rtcp);
-                    let d = receive_logged(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated, &mut after);
-                    next_read = pace(d, clock.now(), read_pace);
+                    receive_logged(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated, &mut after);
                 }
             }
-            r = rtp.readable(), if !paced => {
+            r = rtp.readable() => {
                 r?;
                 let mut src = Socket { sock: &rtp, batch: &mut recv };
                 let mut after = |e: &mut Engine| out.drain(e, &rtp, &rtcp);
-                let d = receive_logged(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated, &mut after);
-                next_read = pace(d, clock.now(), read_pace);
+                receive_logged(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated, &mut after);
             }
-            r = rtcp.readable(), if !paced => {
+            r = rtcp.readable() => {
                 r?;
                 let mut src = Socket { sock: &rtcp, batch: &mut recv };
                 let mut after = |e: &mut Engine| out.drain(e, &rtp, &rtcp);
-                let d = receive_logged(&mut engine, &mut src, Via::Rtcp, &clock, &mut truncated, &mut after);
-                next_read = pace(d, clock.now(), read_pace);
+                receive_logged(&mut engine, &mut src, Via::Rtcp, &clock, &mut truncated, &mut after);
             }
         }
         out.drain(&mut engine, &rtp, &rtcp);
@@ -306,7 +298,7 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
 }
 
 /// [`receive`], with a failed `recvmmsg` logged (the loop goes on: the next readiness
-/// tries again; it counts as drained).
+/// tries again).
 fn receive_logged(
     engine: &mut Engine,
     src: &mut dyn Datagrams,
@@ -314,20 +306,9 @@ fn receive_logged(
     clock: &dyn Clock,
     truncated: &mut u64,
     after_tick: &mut dyn FnMut(&mut Engine),
-) -> Drained {
-    receive(engine, src, via, clock, truncated, after_tick).unwrap_or_else(|e| {
+) {
+    if let Err(e) = receive(engine, src, via, clock, truncated, after_tick) {
         tracing::warn!(error = %e, "recvmmsg failed");
-        Drained::Dry
-    })
-}
-
-/// When the sockets may be read again after a receive turn that ended `d` at `now`:
-/// a drained socket waits `pace`; one that still holds datagrams (a flood) is read
-/// again as soon as the loop has done its other work.
-pub fn pace(d: Drained, now: Instant, pace: Duration) -> Instant {
-    match d {
-        Drained::Dry => now + pace,
-        Drained::Bounded => now,
     }
 }
 

@@ -326,20 +326,20 @@ fn reading_only_at_the_tick_with_kernel_stamps_sends_what_reading_on_arrival_sen
     }
     tick_until(&mut eager, end);
 
-    // Paced to the extreme: the socket is read only when a tick is due, each
-    // datagram at its kernel stamp.
+    // A busy worker at the extreme: the socket is read only when a tick is due,
+    // each datagram at its kernel stamp.
     let clock = StampClock::new(t0);
-    let (mut paced, _) = worker_engine(t0);
-    let mut heard_paced = Default::default();
+    let (mut late, _) = worker_engine(t0);
+    let mut heard_late = Default::default();
     let mut src = Stamped {
         clock: &clock,
         queue: arrivals.into_iter().collect(),
     };
     let mut truncated = 0;
-    while let Some(due) = paced.poll_timeout().filter(|&d| d <= end) {
+    while let Some(due) = late.poll_timeout().filter(|&d| d <= end) {
         clock.now.set(due);
-        drain_before_tick(&mut paced, &mut src, Via::Rtp, &clock, &mut truncated);
-        run_due(&mut paced, due, &mut |e| sent_rtp(e, &mut heard_paced));
+        drain_before_tick(&mut late, &mut src, Via::Rtp, &clock, &mut truncated);
+        run_due(&mut late, due, &mut |e| sent_rtp(e, &mut heard_late));
     }
 
     // The playouts measured the same path and took the same steps: the 2 ms of
@@ -348,7 +348,7 @@ fn reading_only_at_the_tick_with_kernel_stamps_sends_what_reading_on_arrival_sen
     for id in [0, 1, 10, 11, 20, 21] {
         let (a, b) = (
             eager.leg_stats(LegId(id)).unwrap(),
-            paced.leg_stats(LegId(id)).unwrap(),
+            late.leg_stats(LegId(id)).unwrap(),
         );
         let steps =
             |s: &scnf_core::engine::LegStats| (s.playout_delay_ms, s.compressed, s.stretched);
@@ -361,17 +361,17 @@ fn reading_only_at_the_tick_with_kernel_stamps_sends_what_reading_on_arrival_sen
     assert_eq!(heard_eager.len(), 6, "every leg was sent its mix");
     for (dst, eager) in &heard_eager {
         assert!(eager.len() >= 300, "{dst}: a packet per tick");
-        let paced = &heard_paced[dst];
-        let first = eager.iter().zip(paced).position(|(a, b)| a != b);
+        let late = &heard_late[dst];
+        let first = eager.iter().zip(late).position(|(a, b)| a != b);
         assert!(
-            first.is_none() && paced.len() == eager.len(),
+            first.is_none() && late.len() == eager.len(),
             "{dst} heard something else when the socket was read at the ticks: \
              packet {first:?} of {} / {}",
             eager.len(),
-            paced.len()
+            late.len()
         );
     }
-    assert_eq!(paced.stats().datagrams, eager.stats().datagrams);
+    assert_eq!(late.stats().datagrams, eager.stats().datagrams);
 }
 
 #[test]
@@ -391,15 +391,6 @@ fn arrivals_from_kernel_stamps_are_never_in_the_future_nor_older_than_the_bound(
     for (stamp, before) in cases {
         assert_eq!(arrival(now, wall, stamp), now - before, "{stamp:?}");
     }
-}
-
-#[test]
-fn a_drained_socket_waits_its_pace_and_a_flooded_one_does_not() {
-    let now = Instant::now();
-    let pace_for = Duration::from_millis(2);
-    assert_eq!(pace(Drained::Dry, now, pace_for), now + pace_for);
-    assert_eq!(pace(Drained::Bounded, now, pace_for), now);
-    assert_eq!(pace(Drained::Dry, now, Duration::ZERO), now);
 }
 
 #[test]
