@@ -187,6 +187,23 @@ impl Decoder {
         }
     }
 
+    /// The one sample value `payload` decodes to throughout, when that is known
+    /// without decoding: a G.711 payload of one repeated byte (what a muted or
+    /// silent phone sends: 0xFF in mu-law, 0xD5 in A-law). G.711 decodes each byte
+    /// on its own, so such a payload decodes to that byte's sample, every time.
+    /// `None` for anything else, and for every other codec.
+    pub fn uniform(&self, payload: &[u8]) -> Option<i16> {
+        let (&first, _) = payload.split_first()?;
+        let decode: fn(u8) -> i16 = match self {
+            Decoder::Pcmu => g711::ulaw_decode,
+            Decoder::Pcma => g711::alaw_decode,
+            _ => return None,
+        };
+        // A fold without an early exit: the compiler vectorises it.
+        let differs = payload.iter().fold(0u8, |acc, &b| acc | (b ^ first));
+        (differs == 0).then(|| decode(first))
+    }
+
     /// Fills `out` for a lost frame with the codec's own concealment and returns
     /// true, or returns false when the codec has none (then the caller applies the
     /// generic waveform-repetition concealment).
@@ -277,6 +294,41 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_g711_payload_of_one_repeated_byte_is_uniform() {
+        let g722 = Decoder::new(CodecKind::G722).unwrap();
+        let l16 = Decoder::new(CodecKind::L16).unwrap();
+        let mut almost = [0xffu8; 160];
+        almost[159] = 0xfe;
+        // (decoder, payload, want)
+        let cases: [(&Decoder, &[u8], Option<i16>); 8] = [
+            (&Decoder::Pcmu, &[0xff; 160], Some(0)),
+            (&Decoder::Pcmu, &[0x7f; 80], Some(0)),
+            (&Decoder::Pcma, &[0xd5; 160], Some(g711::alaw_decode(0xd5))),
+            (&Decoder::Pcmu, &[0x80; 160], Some(g711::ulaw_decode(0x80))),
+            (&Decoder::Pcmu, &almost, None),
+            (&Decoder::Pcmu, &[], None),
+            (&g722, &[0xff; 160], None),
+            (&l16, &[0; 320], None),
+        ];
+        for (dec, payload, want) in cases {
+            assert_eq!(
+                dec.uniform(payload),
+                want,
+                "{:?} {:?}",
+                dec.kind(),
+                &payload[..payload.len().min(2)]
+            );
+            if let Some(v) = want {
+                // What decoding would have given, sample for sample.
+                let mut out = vec![0i16; payload.len()];
+                let mut fresh = Decoder::new(dec.kind()).unwrap();
+                fresh.decode(payload, &mut out).unwrap();
+                assert!(out.iter().all(|&x| x == v));
+            }
+        }
+    }
 
     #[test]
     fn an_encoder_that_takes_over_anothers_state_continues_its_stream_exactly() {

@@ -7,7 +7,9 @@
 //!   was played is still recognised;
 //! - payload bytes are copied into the slot's own `Vec<u8>`, which grows only the
 //!   first time a larger packet lands there and is reused afterwards, so steady state
-//!   never allocates;
+//!   never allocates; a payload that decodes to one sample value throughout (a
+//!   silent G.711 frame) is kept as that value instead, so neither its store nor its
+//!   playout touches its bytes;
 //! - the caller (the playout) keeps every `Queued` slot within `capacity` sequence
 //!   numbers of its head, so two queued packets never share a slot.
 
@@ -33,6 +35,8 @@ pub(super) struct Slot {
     /// Duration in RTP timestamp units.
     pub len: i64,
     pub marker: bool,
+    /// Every sample of the packet is this value; `payload` is then empty.
+    pub uniform: Option<i16>,
     pub payload: Vec<u8>,
 }
 
@@ -53,6 +57,7 @@ impl Ring {
                 ts: 0,
                 len: 0,
                 marker: false,
+                uniform: None,
                 payload: Vec::new(),
             })
             .collect();
@@ -97,6 +102,39 @@ impl Ring {
         marker: bool,
         payload: &[u8],
     ) -> Result<(), Rejected> {
+        let slot = self.claim(seq, ts, len, marker)?;
+        slot.uniform = None;
+        slot.payload.clear();
+        if slot.payload.capacity() < payload.len() {
+            // Grow to the next power of two: variable-size payloads (Opus) then stop
+            // reallocating after the first few, keeping the media path free of
+            // allocation once warm.
+            slot.payload
+                .reserve_exact(payload.len().next_power_of_two().max(MIN_SLOT_BYTES));
+        }
+        slot.payload.extend_from_slice(payload);
+        Ok(())
+    }
+
+    /// Stores a packet whose every sample is `value` (see the module docs), without
+    /// its bytes.
+    pub fn store_uniform(
+        &mut self,
+        seq: i64,
+        ts: i64,
+        len: i64,
+        marker: bool,
+        value: i16,
+    ) -> Result<(), Rejected> {
+        let slot = self.claim(seq, ts, len, marker)?;
+        slot.uniform = Some(value);
+        slot.payload.clear();
+        Ok(())
+    }
+
+    /// The slot for a new packet, marked queued with its timing; its contents are
+    /// the caller's to set.
+    fn claim(&mut self, seq: i64, ts: i64, len: i64, marker: bool) -> Result<&mut Slot, Rejected> {
         let i = self.index(seq);
         let slot = &mut self.slots[i];
         if slot.state == SlotState::Queued {
@@ -113,17 +151,8 @@ impl Ring {
         slot.ts = ts;
         slot.len = len;
         slot.marker = marker;
-        slot.payload.clear();
-        if slot.payload.capacity() < payload.len() {
-            // Grow to the next power of two: variable-size payloads (Opus) then stop
-            // reallocating after the first few, keeping the media path free of
-            // allocation once warm.
-            slot.payload
-                .reserve_exact(payload.len().next_power_of_two().max(MIN_SLOT_BYTES));
-        }
-        slot.payload.extend_from_slice(payload);
         self.queued += 1;
-        Ok(())
+        Ok(slot)
     }
 
     /// The lowest queued sequence number in `[from, from + capacity)`.
@@ -195,6 +224,31 @@ mod tests {
         ring.store(2, 320, 160, false, &[8; 100]).unwrap();
         assert_eq!(ring.slot(2).payload, vec![8; 100]);
         assert_eq!(ring.slot(2).payload.capacity(), cap);
+    }
+
+    #[test]
+    fn a_uniform_packet_is_kept_as_its_value_and_reuses_the_slot_buffer() {
+        let mut ring = Ring::new(2);
+        ring.store(0, 0, 160, false, &[7; 160]).unwrap();
+        ring.mark_played(0);
+        let cap = ring.slot(0).payload.capacity();
+        ring.store_uniform(2, 320, 160, true, -8).unwrap();
+        let slot = ring.slot(2);
+        assert_eq!((slot.uniform, slot.marker, slot.len), (Some(-8), true, 160));
+        assert!(slot.payload.is_empty());
+        assert_eq!(
+            slot.payload.capacity(),
+            cap,
+            "nothing freed, nothing allocated"
+        );
+        assert_eq!(ring.first_queued_from(1), Some(2));
+        // A byte payload in the same slot later is bytes again.
+        ring.mark_played(2);
+        ring.store(4, 640, 160, false, &[9; 10]).unwrap();
+        assert_eq!(
+            (ring.slot(4).uniform, ring.slot(4).payload.len()),
+            (None, 10)
+        );
     }
 
     #[test]

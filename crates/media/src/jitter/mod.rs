@@ -102,6 +102,12 @@ pub trait FrameDecoder {
     /// Fills `out` for lost audio with the codec's own concealment and returns true,
     /// or returns false when the codec has none (the playout then uses [`plc`]).
     fn conceal(&mut self, out: &mut [i16]) -> bool;
+    /// The one sample value every sample of `payload` decodes to, when the codec
+    /// knows it without decoding (see [`Decoder::uniform`]): the playout then
+    /// keeps that value instead of the payload and fills the frame with it.
+    fn uniform(&self, _payload: &[u8]) -> Option<i16> {
+        None
+    }
 }
 
 impl FrameDecoder for Decoder {
@@ -113,6 +119,9 @@ impl FrameDecoder for Decoder {
     }
     fn conceal(&mut self, out: &mut [i16]) -> bool {
         Decoder::conceal(self, out)
+    }
+    fn uniform(&self, payload: &[u8]) -> Option<i16> {
+        Decoder::uniform(self, payload)
     }
 }
 

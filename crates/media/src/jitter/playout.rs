@@ -108,6 +108,14 @@ enum Action {
     Compress,
 }
 
+/// What a packet holds for the ring: its bytes, or the one value all its samples
+/// decode to ([`FrameDecoder::uniform`]).
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Bytes(&'a [u8]),
+    Uniform(i16),
+}
+
 #[derive(Default)]
 struct Tally {
     decoded: usize,
@@ -228,10 +236,14 @@ impl Playout {
         }
         let len = samples as i64 * self.ups;
         self.est.set_packet_samples(samples, self.ups);
+        let body = match dec.uniform(payload) {
+            Some(v) => Body::Uniform(v),
+            None => Body::Bytes(payload),
+        };
 
         if self.state == State::Idle {
             let (eseq, ets) = (SEQ_BASE + i64::from(seq), TS_BASE + i64::from(ts));
-            self.rebase(now_u, eseq, ets, len, marker, payload);
+            self.rebase(now_u, eseq, ets, len, marker, body);
             return Ok(Inserted::Started);
         }
         let eseq = nearest_seq(self.seq_ref, seq);
@@ -244,7 +256,7 @@ impl Playout {
         let forward = ets - self.play_pos() > self.jump;
         let backward = self.cursor - ets > self.jump && eseq >= self.head;
         if forward || backward {
-            return Ok(self.resync(now_u, eseq, ets, len, marker, payload));
+            return Ok(self.resync(now_u, eseq, ets, len, marker, body));
         }
         self.seq_ref = self.seq_ref.max(eseq);
         self.ts_ref = self.ts_ref.max(ets);
@@ -265,7 +277,7 @@ impl Playout {
             _ => eseq < self.head || ets + len <= self.cursor,
         };
         if late {
-            return self.reject_late(now_u, r, eseq, ets, len, marker, payload);
+            return self.reject_late(now_u, r, eseq, ets, len, marker, body);
         }
         if eseq - self.head >= self.ring.capacity() {
             if self.ring.queued() > 0 {
@@ -275,7 +287,7 @@ impl Playout {
             // Nothing buffered: a long loss left the head behind; catch up.
             self.head = eseq - self.ring.capacity() + 1;
         }
-        if let Err(e) = self.ring.store(eseq, ets, len, marker, payload) {
+        if let Err(e) = self.store(eseq, ets, len, marker, body) {
             self.count(e);
             return Err(e);
         }
@@ -422,7 +434,7 @@ impl Playout {
     }
 
     /// Starts over on a packet: flush, fresh references and transit window.
-    fn rebase(&mut self, now_u: i64, eseq: i64, ets: i64, len: i64, marker: bool, payload: &[u8]) {
+    fn rebase(&mut self, now_u: i64, eseq: i64, ets: i64, len: i64, marker: bool, body: Body<'_>) {
         self.stats.flushed += self.ring.flush() as u64;
         self.fifo_pos = 0;
         self.fifo_len = 0;
@@ -432,7 +444,7 @@ impl Playout {
         self.est.observe(now_u, ets);
         self.anchor(eseq, ets, ets - self.jump);
         // The ring was just flushed, so this slot is free.
-        if let Err(e) = self.ring.store(eseq, ets, len, marker, payload) {
+        if let Err(e) = self.store(eseq, ets, len, marker, body) {
             self.count(e);
         }
         self.max_end = ets + len;
@@ -446,10 +458,10 @@ impl Playout {
         ets: i64,
         len: i64,
         marker: bool,
-        payload: &[u8],
+        body: Body<'_>,
     ) -> Inserted {
         self.stats.resyncs += 1;
-        self.rebase(now_u, eseq, ets, len, marker, payload);
+        self.rebase(now_u, eseq, ets, len, marker, body);
         Inserted::Resynced
     }
 
@@ -462,15 +474,29 @@ impl Playout {
         ets: i64,
         len: i64,
         marker: bool,
-        payload: &[u8],
+        body: Body<'_>,
     ) -> Result<Inserted, Rejected> {
         self.late_run += 1;
         if (marker && eseq >= self.head) || self.late_run >= LATE_RUN_RESYNC {
-            return Ok(self.resync(now_u, eseq, ets, len, marker, payload));
+            return Ok(self.resync(now_u, eseq, ets, len, marker, body));
         }
         self.stats.late += 1;
         self.est.late(r);
         Err(Rejected::Late)
+    }
+
+    fn store(
+        &mut self,
+        eseq: i64,
+        ets: i64,
+        len: i64,
+        marker: bool,
+        body: Body<'_>,
+    ) -> Result<(), Rejected> {
+        match body {
+            Body::Bytes(payload) => self.ring.store(eseq, ets, len, marker, payload),
+            Body::Uniform(v) => self.ring.store_uniform(eseq, ets, len, marker, v),
+        }
     }
 
     /// Whether the anchored packet is due at `at_u`.
@@ -602,7 +628,16 @@ impl Playout {
     fn decode(&mut self, s: i64, dec: &mut impl FrameDecoder) {
         let slot = self.ring.slot(s);
         let ts = slot.ts;
-        let res = dec.decode(&slot.payload, &mut self.fifo);
+        let res = match slot.uniform {
+            Some(v) => {
+                // Decoded already, in effect: the decoder is stateless for such
+                // payloads, so leaving it out changes nothing it would say later.
+                let n = ((slot.len / self.ups) as usize).min(self.fifo.len());
+                self.fifo[..n].fill(v);
+                Ok(n)
+            }
+            None => dec.decode(&slot.payload, &mut self.fifo),
+        };
         self.ring.mark_played(s);
         self.head = s + 1;
         match res {
@@ -747,6 +782,71 @@ mod tests {
         );
         assert!(out.iter().all(|&x| x == g711::ulaw_decode(0x80)));
         assert_eq!(p.stats().played, 1);
+    }
+
+    /// PCMU through the codec's own decoder, with the uniform-payload shortcut
+    /// switchable off: the playout must give the same frames either way.
+    struct Pcmu(crate::codec::Decoder, bool);
+    impl FrameDecoder for Pcmu {
+        fn samples_in(&self, payload: &[u8]) -> Result<usize, CodecError> {
+            self.0.samples_in(payload)
+        }
+        fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
+            self.0.decode(payload, out)
+        }
+        fn conceal(&mut self, out: &mut [i16]) -> bool {
+            self.0.conceal(out)
+        }
+        fn uniform(&self, payload: &[u8]) -> Option<i16> {
+            self.1.then(|| self.0.uniform(payload)).flatten()
+        }
+    }
+
+    #[test]
+    fn a_silent_payload_kept_as_its_value_plays_exactly_what_decoding_it_plays() {
+        let t0 = crate::testclock::anchor();
+        let mut rng = crate::netsim::Rng::new(5);
+        let mut with = (
+            Playout::new(&JitterConfig::default(), 8000),
+            Pcmu(crate::codec::Decoder::Pcmu, true),
+        );
+        let mut without = (
+            Playout::new(&JitterConfig::default(), 8000),
+            Pcmu(crate::codec::Decoder::Pcmu, false),
+        );
+        // Talk spurts and silence (0xff, 0x7f: both mu-law zeros, and 0x80), some
+        // packets lost, 0-3 ms of jitter, 10 ms and 20 ms packets.
+        let (mut seq, mut ts) = (0u16, 0u32);
+        let mut tick = t0;
+        let mut frames = 0;
+        for i in 0..600u32 {
+            let n = if (i / 50) % 2 == 0 { 160 } else { 80 };
+            let payload: Vec<u8> = match (i / 20) % 4 {
+                0 => vec![0xff; n],
+                1 => (0..n).map(|k| (k * 37 + i as usize) as u8).collect(),
+                2 => vec![0x80; n],
+                _ => vec![0x7f; n],
+            };
+            let at = t0 + Duration::from_micros(u64::from(ts) * 125 + rng.below(3_000));
+            while tick <= at {
+                let (mut a, mut b) = ([0i16; FRAME_SAMPLES], [0i16; FRAME_SAMPLES]);
+                let ka = with.0.next_frame(tick, &mut with.1, &mut a);
+                let kb = without.0.next_frame(tick, &mut without.1, &mut b);
+                assert_eq!((ka, a), (kb, b), "frame {frames}");
+                tick += Duration::from_millis(20);
+                frames += 1;
+            }
+            if !rng.chance(0.03) {
+                for (p, d) in [&mut with, &mut without] {
+                    let _ = p.insert(at, seq, ts, false, &payload, d);
+                }
+            }
+            seq = seq.wrapping_add(1);
+            ts = ts.wrapping_add(n as u32);
+        }
+        assert_eq!(with.0.stats(), without.0.stats());
+        let st = with.0.stats();
+        assert!(st.played > 500 && st.resyncs == 0, "{st:?}");
     }
 
     #[test]
