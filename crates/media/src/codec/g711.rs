@@ -5,14 +5,32 @@
 //! from the reference on some negative inputs; the ITU sweep vectors in
 //! `vectors/g711/` are the ground truth and the tests check all 65,536 inputs.
 //!
-//! Decoding goes through 256-entry tables built at compile time; encoding is a few
-//! integer operations per sample (a leading-zeros count finds the segment).
+//! Decoding goes through 256-entry tables built at compile time, and so does
+//! encoding: the code of a sample depends only on its top 12 (A-law) or 14 (mu-law)
+//! bits, so tables of 4 KiB and 16 KiB built from the rule replace a leading-zeros
+//! count and a few branches per sample (PCMU encoding was 7x slower than decoding).
 
 /// Encodes one 16-bit linear sample to an A-law octet (even bits inverted, as sent).
 #[inline]
 pub fn alaw_encode(x: i16) -> u8 {
+    // The code depends on `x >> 4` only (see `alaw_encode_const`).
+    ALAW_ENCODE[(i32::from(x >> 4) + 2048) as usize]
+}
+
+/// Encodes one 16-bit linear sample to a mu-law octet (all bits inverted, as sent).
+#[inline]
+pub fn ulaw_encode(x: i16) -> u8 {
+    // The code depends on `x >> 2` only (see `ulaw_encode_const`).
+    ULAW_ENCODE[(i32::from(x >> 2) + 8192) as usize]
+}
+
+/// The A-law rule itself, which builds the encoding table. It reads `x` only
+/// through `x >> 4` (the sign, and the one's complement magnitude, since
+/// `!x >> 4 == !(x >> 4)`), so a table of the 4,096 values of `x >> 4` holds every
+/// code: one load per sample instead of a leading-zeros count and a few branches.
+const fn alaw_encode_const(x: i16) -> u8 {
     // 12-bit magnitude of the 13-bit A-law input; one's complement for negatives.
-    let mag = if x < 0 { (!x) >> 4 } else { x >> 4 } as u16;
+    let mag = (if x < 0 { (!x) >> 4 } else { x >> 4 }) as u16;
     let code = if mag < 32 {
         // Segments 0 and 1 share the linear step: the magnitude is the code.
         mag
@@ -26,16 +44,16 @@ pub fn alaw_encode(x: i16) -> u8 {
     ((code | sign) as u8) ^ 0x55
 }
 
-/// Encodes one 16-bit linear sample to a mu-law octet (all bits inverted, as sent).
-#[inline]
-pub fn ulaw_encode(x: i16) -> u8 {
+/// The mu-law rule itself, which builds the encoding table; it reads `x` only
+/// through `x >> 2` (as A-law through `x >> 4`), so 16,384 entries hold every code.
+const fn ulaw_encode_const(x: i16) -> u8 {
     // 14-bit magnitude plus the bias of 33; one's complement for negatives.
     let biased = if x < 0 {
         (((!x) >> 2) as i32) + 33
     } else {
         ((x >> 2) as i32) + 33
     };
-    let abs = biased.min(0x1fff) as u32;
+    let abs = (if biased < 0x1fff { biased } else { 0x1fff }) as u32;
     // Segment number is the bit length of abs >> 6, plus one.
     let segno = 33 - (abs >> 6).leading_zeros(); // 1..=8
     let high = 8 - segno;
@@ -46,6 +64,28 @@ pub fn ulaw_encode(x: i16) -> u8 {
     }
     code as u8
 }
+
+/// `table[(x >> shift) + N / 2]` = the code of `x`, built from the rule (A-law with
+/// `alaw`, else mu-law).
+const fn build_encode_table<const N: usize>(shift: u32, alaw: bool) -> [u8; N] {
+    let mut t = [0u8; N];
+    let offset = (N / 2) as i32;
+    let mut i = 0;
+    while i < N {
+        // The smallest input with this `x >> shift`; any other gives the same code.
+        let x = ((i as i32 - offset) << shift) as i16;
+        t[i] = if alaw {
+            alaw_encode_const(x)
+        } else {
+            ulaw_encode_const(x)
+        };
+        i += 1;
+    }
+    t
+}
+
+static ALAW_ENCODE: [u8; 4096] = build_encode_table(4, true);
+static ULAW_ENCODE: [u8; 16384] = build_encode_table(2, false);
 
 const fn alaw_decode_const(code: u8) -> i16 {
     let ix = code ^ 0x55;
@@ -119,6 +159,14 @@ mod tests {
         for &(x, a, u) in cases {
             assert_eq!(alaw_encode(x), a, "A-law of {x}");
             assert_eq!(ulaw_encode(x), u, "mu-law of {x}");
+        }
+    }
+
+    #[test]
+    fn the_encoding_tables_give_the_rule_for_all_65536_inputs() {
+        for x in i16::MIN..=i16::MAX {
+            assert_eq!(alaw_encode(x), alaw_encode_const(x), "A-law of {x}");
+            assert_eq!(ulaw_encode(x), ulaw_encode_const(x), "mu-law of {x}");
         }
     }
 
