@@ -238,7 +238,8 @@ impl Engine {
             rooms: HashMap::new(),
             legs: Slab::default(),
             leg_index: HashMap::new(),
-            addresses: Addresses::default(),
+            // Another stream than `rng`'s: what the rng makes is seen on the wire (SSRCs).
+            addresses: Addresses::new(seed ^ 0x6a09_e667_f3bc_c908),
             latching: Vec::new(),
             latching_ips: HashMap::new(),
             next_tick: None,
