@@ -143,12 +143,9 @@ impl Addresses {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::hash::Hash;
 
     fn hash(h: &AddrHash, a: &SocketAddr) -> u64 {
-        let mut st = h.build_hasher();
-        a.hash(&mut st);
-        st.finish()
+        h.hash_one(a)
     }
 
     #[test]
