@@ -257,8 +257,10 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
         }
         tokio::select! {
             biased;
-            // The tick itself runs at the top of the loop, like every turn's.
-            _ = &mut timer => {}
+            // One command per turn, before the timer: a worker whose ticks take a
+            // whole period (overloaded) would otherwise find the timer due on
+            // every turn and never take a command, not even the releases that
+            // would relieve it. The tick itself runs at the top of every turn.
             cmd = commands.recv() => match cmd {
                 None | Some(Command::Shutdown) => break,
                 Some(Command::Op { op, reply }) => {
@@ -269,6 +271,7 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
                     }
                 }
             },
+            _ = &mut timer => {}
             r = groups_readable(&groups) => {
                 r?;
                 if let Some(g) = groups.as_ref() {
