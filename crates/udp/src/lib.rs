@@ -106,8 +106,12 @@ pub struct UdpOptions {
     pub send_buf: usize,
     /// Set `SO_REUSEADDR` before binding. Default false.
     pub reuse_addr: bool,
-    /// Send with the don't-fragment bit (`IP_PMTUDISC_PROBE`), sparing the kernel
-    /// an IP identifier per datagram; see [`sockopt::dont_fragment`]. Default false.
+    /// Send with the don't-fragment bit (`IP_PMTUDISC_PROBE`; IPv6: no local
+    /// fragmentation). A datagram that may be fragmented costs the kernel an IP
+    /// identifier from a shared generator (a hash and an atomic per datagram); a DF
+    /// datagram from an unconnected socket has identifier 0 (RFC 6864). One above
+    /// the interface's MTU is refused (`EMSGSIZE`) instead of fragmented. Default
+    /// false.
     pub dont_fragment: bool,
 }
 
