@@ -17,6 +17,11 @@ use super::Rejected;
 
 /// Smallest payload capacity a slot grows to, bytes.
 const MIN_SLOT_BYTES: usize = 64;
+/// Payload capacity every slot starts with: a 20 ms G.711 or G.722 payload (160
+/// bytes) and a 30 ms G.711 one fit. A silent listener's payloads are never stored
+/// (they are uniform, see the module docs), so its slots must already hold a
+/// talker's when it starts talking: the media path allocates nothing then either.
+const INITIAL_SLOT_BYTES: usize = 256;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum SlotState {
@@ -58,7 +63,7 @@ impl Ring {
                 len: 0,
                 marker: false,
                 uniform: None,
-                payload: Vec::new(),
+                payload: Vec::with_capacity(INITIAL_SLOT_BYTES),
             })
             .collect();
         Ring {
