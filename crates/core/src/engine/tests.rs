@@ -5,7 +5,7 @@ use super::*;
 use scnf_media::codec::{CodecKind, Decoder, Encoder, FRAME_SAMPLES, MAX_FRAME_PAYLOAD};
 use scnf_media::netsim::{Jitter, Loss, Path, PathConfig};
 use scnf_media::probe::{level_dbfs, Tone};
-use scnf_media::rtp::RtpHeader;
+use scnf_media::rtp::{self, RtpHeader, RtpPacket};
 
 use scnf_media::probe::TONES;
 
