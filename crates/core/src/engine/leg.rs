@@ -199,6 +199,24 @@ pub const DTMF_RATE: Rate = Rate {
     burst: 32,
 };
 
+/// Whose encoder a leg's packets come from: the peer's decoder follows that
+/// encoder's state, which matters when the leg switches between the room's shared
+/// encoding and its own (see the room's tick).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Nothing sent yet: whichever stream comes first starts the peer's decoder.
+    Fresh,
+    /// The room's shared encoding for the leg's codec.
+    Shared,
+    /// The leg's own encoder.
+    Own {
+        /// Frames of silence it has encoded in a row.
+        silent: u32,
+        /// Ticks since the leg was last a mixed talker.
+        unmixed: u32,
+    },
+}
+
 /// A leg inside the engine.
 pub struct Leg {
     pub id: LegId,
@@ -212,10 +230,11 @@ pub struct Leg {
     pub latched: bool,
     pub decoder: Decoder,
     /// The leg's own encoder, used while it is a mixed talker (its mix differs from
-    /// the shared one) — and always for Opus, whose inter-frame state cannot be shared.
+    /// the shared one), and for an Opus leg until it can rejoin the shared stream
+    /// without a seam.
     pub encoder: Encoder,
-    /// Whether the last packet sent carried the room's shared payload.
-    pub on_shared: bool,
+    /// Whose encoder the leg's packets came from last.
+    pub stream: Stream,
     pub playout: Playout,
     pub talker: TalkerDetector,
     pub dtmf: DtmfReceiver,
@@ -282,7 +301,7 @@ impl Leg {
             latched: false,
             decoder: Decoder::new(spec.codec)?,
             encoder: Encoder::new(spec.codec)?,
-            on_shared: false,
+            stream: Stream::Fresh,
             playout: Playout::new(jitter, spec.codec.rtp_clock_rate()),
             talker: TalkerDetector::new(talker),
             dtmf: DtmfReceiver::default(),
@@ -309,11 +328,6 @@ impl Leg {
             stats: LegStats::default(),
             spec,
         })
-    }
-
-    /// Whether this leg's mix may be the room's shared, encode-once payload.
-    pub fn can_share_encoding(&self) -> bool {
-        self.spec.codec != CodecKind::Opus
     }
 
     /// Decides whether an audio packet with `ssrc` belongs to the leg's stream (see

@@ -1,7 +1,7 @@
 //! A room: its legs (indices into the engine's leg slab), its mixer scratch, and the
 //! shared per-codec encoders of encode-once.
 
-use super::leg::{Leg, MixId};
+use super::leg::{Leg, MixId, Stream};
 use super::slab::Slab;
 use super::tx::{TxQueue, Via};
 use super::EngineEvent;
@@ -19,6 +19,12 @@ const _: () = assert!(
     "one tick mixes exactly one frame"
 );
 
+/// Ticks after which a leg that waits for a seam-free moment to rejoin the shared
+/// stream (see [`CodecKind::seam_silence_frames`]) rejoins anyway, in a room whose
+/// mix is never silent that long: its peer then hears a few rough frames once, and
+/// the room stops paying for the leg's own encoder.
+const REJOIN_LIMIT: u32 = 100;
+
 /// One codec's shared encoding for this tick.
 struct Shared {
     encoder: Encoder,
@@ -26,6 +32,8 @@ struct Shared {
     len: usize,
     /// Tick number the payload was encoded for (`u64::MAX` = never).
     tick: u64,
+    /// Silent frames encoded on consecutive ticks, up to `tick`.
+    silent: u32,
 }
 
 /// Per-tick counters the engine aggregates.
@@ -60,6 +68,8 @@ pub struct Room {
     mixer: Mixer,
     shared: [Option<Box<Shared>>; CodecKind::ALL.len()],
     shared_pcm: Frame,
+    /// Whether `shared_pcm` is pure silence this tick.
+    mix_silent: bool,
     scratch: Frame,
     payload: [u8; MAX_FRAME_PAYLOAD],
     /// Whether encode-once is on (off only for benchmarks that measure its worth).
@@ -74,6 +84,7 @@ impl Room {
             mixer: Mixer::new(mix),
             shared: Default::default(),
             shared_pcm: [0; FRAME_SAMPLES],
+            mix_silent: true,
             scratch: [0; FRAME_SAMPLES],
             payload: [0; MAX_FRAME_PAYLOAD],
             encode_once: true,
@@ -141,56 +152,124 @@ impl Room {
             self.mixer.add(&leg.frame);
             // A listener leaving the shared stream continues from the state the peer's
             // decoder has been tracking (the shared encoder after the last tick);
-            // without this an ADPCM (G.722) stream would glitch at every turn.
-            if leg.on_shared {
+            // without this a G.722 or Opus stream would glitch at every turn.
+            if leg.stream == Stream::Shared {
                 if let Some(shared) = &self.shared[leg.spec.codec.index()] {
                     leg.encoder.clone_state_from(&shared.encoder);
                 }
             }
         }
-        self.mixer.render_shared(&mut self.shared_pcm);
+        self.mix_silent = !self.mixer.render_shared(&mut self.shared_pcm);
 
-        for (i, &li) in self.legs.iter().enumerate() {
+        for i in 0..self.legs.len() {
+            let li = self.legs[i];
             let leg = legs.get_mut(li).expect("room legs are live slab entries");
             if !leg.receives {
                 continue;
             }
             let codec = leg.spec.codec;
             let mixed = self.mixer.is_mixed(i as u32);
-            let personal = mixed || !leg.can_share_encoding() || !self.encode_once;
-            let payload: &[u8] = if personal {
-                let pcm = if mixed {
-                    self.mixer.render_minus(&leg.frame, &mut self.scratch);
-                    &self.scratch
+            let personal = !self.encode_once
+                || mixed
+                || match leg.stream {
+                    Stream::Own { silent, unmixed } => {
+                        !self.may_rejoin(codec, silent, unmixed, tick, &mut work)
+                    }
+                    Stream::Fresh | Stream::Shared => false,
+                }
+                // Only an Opus encoder can fail to be made; the leg's own then serves.
+                || self.shared_encoding(codec, tick, &mut work).is_none();
+            let (payload, silent): (&[u8], bool) = if personal {
+                let (pcm, silent) = if mixed {
+                    let sound = self.mixer.render_minus(&leg.frame, &mut self.scratch);
+                    (&self.scratch, !sound)
                 } else {
-                    &self.shared_pcm
+                    (&self.shared_pcm, self.mix_silent)
                 };
                 match work.encode(&mut leg.encoder, pcm, &mut self.payload) {
-                    Some(n) => &self.payload[..n],
+                    Some(n) => (&self.payload[..n], silent),
                     None => continue,
                 }
             } else {
-                let slot = self.shared[codec.index()].get_or_insert_with(|| {
-                    Box::new(Shared {
-                        encoder: Encoder::new(codec).expect("non-Opus encoders cannot fail"),
-                        payload: [0; MAX_FRAME_PAYLOAD],
-                        len: 0,
-                        tick: u64::MAX,
-                    })
-                });
-                if slot.tick != tick {
-                    slot.len = work
-                        .encode(&mut slot.encoder, &self.shared_pcm, &mut slot.payload)
-                        .unwrap_or(0);
-                    slot.tick = tick;
-                }
+                let slot = self
+                    .shared_encoding(codec, tick, &mut work)
+                    .expect("made above");
                 work.shared_sends += 1;
-                &slot.payload[..slot.len]
+                (&slot.payload[..slot.len], false)
             };
-            leg.on_shared = !personal;
+            leg.stream = match (personal, leg.stream) {
+                (false, _) => Stream::Shared,
+                (true, Stream::Own { silent: s, unmixed }) => Stream::Own {
+                    silent: if silent { s.saturating_add(1) } else { 0 },
+                    unmixed: if mixed { 0 } else { unmixed.saturating_add(1) },
+                },
+                (true, _) => Stream::Own {
+                    silent: silent as u32,
+                    unmixed: !mixed as u32,
+                },
+            };
             send_rtp(leg, payload, tx);
         }
         work
+    }
+
+    /// Whether a leg on its own encoder, no longer mixed, may go back to the shared
+    /// stream this tick without its peer hearing the seam: at once for a codec
+    /// without one; for Opus once its own encoder and the shared one have both coded
+    /// enough silence (the shared one a frame more, this tick's), or at
+    /// [`REJOIN_LIMIT`].
+    fn may_rejoin(
+        &mut self,
+        codec: CodecKind,
+        silent: u32,
+        unmixed: u32,
+        tick: u64,
+        work: &mut TickWork,
+    ) -> bool {
+        let Some(needed) = codec.seam_silence_frames() else {
+            return true;
+        };
+        if unmixed >= REJOIN_LIMIT {
+            return true;
+        }
+        silent >= needed
+            && self
+                .shared_encoding(codec, tick, work)
+                .is_some_and(|shared| shared.silent > needed)
+    }
+
+    /// The room's shared encoding of `codec` for this tick, made on first use
+    /// (`None` only if the encoder cannot be made).
+    fn shared_encoding(
+        &mut self,
+        codec: CodecKind,
+        tick: u64,
+        work: &mut TickWork,
+    ) -> Option<&mut Shared> {
+        let slot = &mut self.shared[codec.index()];
+        if slot.is_none() {
+            *slot = Some(Box::new(Shared {
+                encoder: Encoder::new(codec).ok()?,
+                payload: [0; MAX_FRAME_PAYLOAD],
+                len: 0,
+                tick: u64::MAX,
+                silent: 0,
+            }));
+        }
+        let shared = slot.as_deref_mut()?;
+        if shared.tick != tick {
+            let run = shared.tick.wrapping_add(1) == tick;
+            shared.len = work
+                .encode(&mut shared.encoder, &self.shared_pcm, &mut shared.payload)
+                .unwrap_or(0);
+            shared.silent = match (self.mix_silent, run) {
+                (false, _) => 0,
+                (true, true) => shared.silent.saturating_add(1),
+                (true, false) => 1,
+            };
+            shared.tick = tick;
+        }
+        Some(shared)
     }
 }
 

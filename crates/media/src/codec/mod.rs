@@ -73,6 +73,20 @@ impl CodecKind {
         self.rtp_clock_rate() / MIX_RATE * FRAME_SAMPLES as u32
     }
 
+    /// Frames of digital silence after which a peer's decoder can switch from one
+    /// encoder's stream to another's of this codec without hearing a seam: the
+    /// silence has brought both encoders and the decoder to the same state (Opus).
+    /// `None`: switch at any frame. G.711 and L16 have no state; G.722's adaptive
+    /// decoder re-converges on the new stream within a few hundred milliseconds of
+    /// signal, while silence would freeze its mismatch until the next onset. Measured
+    /// by the test `a_switched_stream_decodes_as_its_own_after_the_seam`.
+    pub fn seam_silence_frames(self) -> Option<u32> {
+        match self {
+            CodecKind::Opus => Some(3),
+            _ => None,
+        }
+    }
+
     /// The static payload type, when RFC 3551 assigns one.
     pub fn static_payload_type(self) -> Option<u8> {
         match self {
@@ -282,11 +296,14 @@ impl Encoder {
 impl Encoder {
     /// Makes this encoder continue exactly where `other` (same codec) stands, so a
     /// listener can switch from the room's shared stream to its own without a
-    /// discontinuity its decoder would hear. Stateless codecs ignore it; Opus is never
-    /// shared (see the engine), so it has nothing to copy.
+    /// discontinuity its decoder would hear. Stateless codecs ignore it.
     pub fn clone_state_from(&mut self, other: &Encoder) {
-        if let (Encoder::G722(mine), Encoder::G722(theirs)) = (self, other) {
-            mine.as_mut().clone_from(theirs.as_ref());
+        match (self, other) {
+            (Encoder::G722(mine), Encoder::G722(theirs)) => {
+                mine.as_mut().clone_from(theirs.as_ref())
+            }
+            (Encoder::Opus(mine), Encoder::Opus(theirs)) => mine.clone_state_from(theirs),
+            _ => {}
         }
     }
 }
@@ -332,26 +349,129 @@ mod tests {
 
     #[test]
     fn an_encoder_that_takes_over_anothers_state_continues_its_stream_exactly() {
-        // The room's shared G.722 encoder has been running; a listener becomes a
-        // talker and its own encoder takes over from there.
-        let mut shared = Encoder::new(CodecKind::G722).unwrap();
-        let mut own = Encoder::new(CodecKind::G722).unwrap();
-        let mut pcm = [0i16; FRAME_SAMPLES];
-        let (mut a, mut b) = ([0u8; MAX_FRAME_PAYLOAD], [0u8; MAX_FRAME_PAYLOAD]);
-        for k in 0..20 {
-            for (i, s) in pcm.iter_mut().enumerate() {
-                *s = (((k * FRAME_SAMPLES + i) as f64 * 0.3).sin() * 8000.0) as i16;
+        // The room's shared encoder has been running; a listener becomes a talker and
+        // its own encoder takes over from there. Both stateful codecs hand over.
+        for codec in [CodecKind::G722, CodecKind::Opus] {
+            let mut shared = Encoder::new(codec).unwrap();
+            let mut own = Encoder::new(codec).unwrap();
+            let mut fresh = Encoder::new(codec).unwrap();
+            let mut pcm = [0i16; FRAME_SAMPLES];
+            let frame = |k: usize, pcm: &mut [i16; FRAME_SAMPLES]| {
+                for (i, s) in pcm.iter_mut().enumerate() {
+                    let t = (k * FRAME_SAMPLES + i) as f64;
+                    *s = ((t * 0.3).sin() * 6000.0 + (t * 0.071).sin() * 3000.0) as i16;
+                }
+            };
+            let (mut a, mut b) = ([0u8; MAX_FRAME_PAYLOAD], [0u8; MAX_FRAME_PAYLOAD]);
+            for k in 0..20 {
+                frame(k, &mut pcm);
+                shared.encode(&pcm, &mut a).unwrap();
             }
-            shared.encode(&pcm, &mut a).unwrap();
+            own.clone_state_from(&shared);
+            let mut differs_from_fresh = false;
+            for k in 20..30 {
+                frame(k, &mut pcm);
+                let n = shared.encode(&pcm, &mut a).unwrap();
+                let m = own.encode(&pcm, &mut b).unwrap();
+                assert_eq!(
+                    a[..n],
+                    b[..m],
+                    "{codec:?} frame {k}: same state, same bytes"
+                );
+                // Without the hand-over a fresh encoder produces other bytes.
+                let f = fresh.encode(&pcm, &mut b).unwrap();
+                differs_from_fresh |= a[..n] != b[..f];
+            }
+            assert!(differs_from_fresh, "{codec:?}");
         }
-        own.clone_state_from(&shared);
-        let n = shared.encode(&pcm, &mut a).unwrap();
-        let m = own.encode(&pcm, &mut b).unwrap();
-        assert_eq!(a[..n], b[..m], "same state, same input, same bytes");
-        // Without the hand-over a fresh encoder would have produced other bytes.
-        let mut fresh = Encoder::new(CodecKind::G722).unwrap();
-        let f = fresh.encode(&pcm, &mut b).unwrap();
-        assert_ne!(a[..n], b[..f]);
+    }
+
+    /// Two voices, each swelling and fading, at `seed`'s pitches: enough like speech
+    /// to exercise the predictors of G.722 and SILK.
+    fn voice(seed: f64, t: usize) -> f64 {
+        let x = t as f64 / MIX_RATE as f64;
+        let envelope = ((x * 3.0 + seed).sin() * 0.5 + 0.5).powi(2);
+        let w = 2.0 * std::f64::consts::PI;
+        envelope
+            * ((x * (180.0 + seed * 40.0) * w).sin() * 5000.0
+                + (x * (700.0 + seed * 90.0) * w).sin() * 2500.0
+                + (x * 1900.0 * w + seed).sin() * 900.0)
+    }
+
+    /// The signal-to-difference ratio in dB of `got` against `want`.
+    fn snr_db(want: &[i16], got: &[i16]) -> f64 {
+        let sq = |v: f64| v * v;
+        let p: f64 = want.iter().map(|&a| sq(a as f64)).sum();
+        let e: f64 = want
+            .iter()
+            .zip(got)
+            .map(|(&a, &b)| sq(a as f64 - b as f64))
+            .sum();
+        10.0 * ((p + 1.0) / (e + 1.0)).log10()
+    }
+
+    /// A peer's decoder follows a talker's own encoder (the room minus itself), then
+    /// is switched to the room's shared encoder after `silence` frames of a silent
+    /// mix. Returns, for the 20 frames of speech after the silence, the SNR of what it
+    /// decodes against what the shared stream's own decoder decodes.
+    fn after_a_switch(codec: CodecKind, silence: usize) -> Vec<f64> {
+        let mut own = Encoder::new(codec).unwrap();
+        let mut shared = Encoder::new(codec).unwrap();
+        let mut switched = Decoder::new(codec).unwrap();
+        let mut reference = Decoder::new(codec).unwrap();
+        let (talk, quiet_end) = (100, 100 + silence);
+        let mut snrs = Vec::new();
+        for k in 0..quiet_end + 20 {
+            let (mut mix, mut minus) = ([0i16; FRAME_SAMPLES], [0i16; FRAME_SAMPLES]);
+            if !(talk..quiet_end).contains(&k) {
+                for i in 0..FRAME_SAMPLES {
+                    let (a, b) = (voice(0.0, k * FRAME_SAMPLES + i), voice(1.3, k * 160 + i));
+                    mix[i] = (a + b) as i16;
+                    minus[i] = if k < talk { b as i16 } else { mix[i] };
+                }
+            }
+            let (mut ps, mut po) = ([0u8; MAX_FRAME_PAYLOAD], [0u8; MAX_FRAME_PAYLOAD]);
+            let ns = shared.encode(&mix, &mut ps).unwrap();
+            let no = own.encode(&minus, &mut po).unwrap();
+            let (mut want, mut got) = ([0i16; FRAME_SAMPLES], [0i16; FRAME_SAMPLES]);
+            reference.decode(&ps[..ns], &mut want).unwrap();
+            // The switch is made on the last silent frame, the latest a room can know
+            // the silence has lasted long enough.
+            let payload = if k + 1 < quiet_end {
+                &po[..no]
+            } else {
+                &ps[..ns]
+            };
+            switched.decode(payload, &mut got).unwrap();
+            if k >= quiet_end {
+                snrs.push(snr_db(&want, &got));
+            }
+        }
+        snrs
+    }
+
+    #[test]
+    fn a_switched_stream_decodes_as_its_own_after_the_seam() {
+        // Opus: after the codec's silence, the switch is seamless from the first frame
+        // of speech; without it the first frames are far off.
+        let n = CodecKind::Opus.seam_silence_frames().unwrap() as usize;
+        let seamless = after_a_switch(CodecKind::Opus, n);
+        assert!(seamless.iter().all(|&s| s > 60.0), "{seamless:.0?}");
+        let abrupt = after_a_switch(CodecKind::Opus, 0);
+        assert!(abrupt[0] < 30.0, "{abrupt:.0?}");
+        // G.722: switched during speech, the decoder re-converges within 20 frames,
+        // and waiting for silence first does not help the onset after it.
+        assert_eq!(CodecKind::G722.seam_silence_frames(), None);
+        let abrupt = after_a_switch(CodecKind::G722, 0);
+        assert!(abrupt[0] < 30.0 && abrupt[19] > 60.0, "{abrupt:.0?}");
+        let after_silence = after_a_switch(CodecKind::G722, 3);
+        assert!(after_silence[0] < abrupt[0] + 3.0, "{after_silence:.0?}");
+        // Stateless codecs: every frame is a seam-free switch.
+        for codec in [CodecKind::Pcmu, CodecKind::Pcma, CodecKind::L16] {
+            assert_eq!(codec.seam_silence_frames(), None);
+            let abrupt = after_a_switch(codec, 0);
+            assert!(abrupt.iter().all(|&s| s > 90.0), "{codec:?}: {abrupt:.0?}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Opus at 8 kHz mono, through the system libopus (audiopus 0.2).
+//! Opus at 8 kHz mono, through the system libopus (the decoder through audiopus
+//! 0.2, the encoder through its raw bindings, for the state copy below).
 //!
 //! The mixer runs at 8 kHz, and Opus decodes to and encodes from 8 kHz natively, so
 //! there is no resampler: the decoder renders any packet (whatever bandwidth the
@@ -20,8 +21,8 @@
 //! allocation either); only unexpected libopus failures carry a message.
 
 use super::{CodecError, CodecKind, MAX_PACKET_SAMPLES};
-use audiopus::coder::{Decoder as RawDecoder, Encoder as RawEncoder};
-use audiopus::{Application, Bandwidth, Bitrate, Channels, ErrorCode, SampleRate, Signal};
+use audiopus::coder::Decoder as RawDecoder;
+use audiopus::{Channels, ErrorCode, SampleRate};
 
 /// Samples in 2.5 ms at 8 kHz, the unit of every Opus frame duration.
 const UNIT: usize = 20;
@@ -143,24 +144,67 @@ impl OpusDecoder {
     }
 }
 
+/// One 16-byte unit of an encoder's state block: the block is allocated in these so
+/// it has the alignment `malloc` would have given libopus.
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+struct Unit([u8; 16]);
+
 /// An Opus encoder taking 8 kHz mono PCM.
+///
+/// libopus documents its encoder state as one position-independent block that can
+/// be copied freely. So the block lives in memory this type owns (sized by
+/// `opus_encoder_get_size`, set up by `opus_encoder_init`), and
+/// [`OpusEncoder::clone_state_from`] is a plain copy: a listener leaving the room's
+/// shared stream continues exactly where the shared encoder stands, the way G.722
+/// does, so the peer's decoder hears no seam.
 pub struct OpusEncoder {
-    raw: RawEncoder,
+    state: Box<[Unit]>,
 }
 
 impl OpusEncoder {
     /// Creates an encoder at 8 kHz mono: VoIP application, narrowband, voice,
     /// [`ENCODER_BITRATE`].
     pub fn new() -> Result<Self, CodecError> {
-        let setup = || -> Result<RawEncoder, audiopus::Error> {
-            let mut raw = RawEncoder::new(SampleRate::Hz8000, Channels::Mono, Application::Voip)?;
-            raw.set_bitrate(Bitrate::BitsPerSecond(ENCODER_BITRATE))?;
-            raw.set_bandwidth(Bandwidth::Narrowband)?;
-            raw.set_signal(Signal::Voice)?;
-            Ok(raw)
+        use audiopus_sys as ffi;
+        // SAFETY: a pure query of a constant.
+        let size = unsafe { ffi::opus_encoder_get_size(1) };
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|&s| s > 0)
+            .ok_or_else(|| CodecError::Opus(format!("encoder state size {size}")))?;
+        let units = size.div_ceil(std::mem::size_of::<Unit>());
+        let mut enc = OpusEncoder {
+            state: vec![Unit([0; 16]); units].into_boxed_slice(),
         };
-        let raw = setup().map_err(|e| CodecError::Opus(e.to_string()))?;
-        Ok(OpusEncoder { raw })
+        // SAFETY: the block is at least `opus_encoder_get_size(1)` bytes, aligned
+        // to 16, and exclusively ours.
+        let code =
+            unsafe { ffi::opus_encoder_init(enc.raw(), 8000, 1, ffi::OPUS_APPLICATION_VOIP) };
+        check(code, "init")?;
+        for (request, value, what) in [
+            (ffi::OPUS_SET_BITRATE_REQUEST, ENCODER_BITRATE, "bitrate"),
+            (
+                ffi::OPUS_SET_BANDWIDTH_REQUEST,
+                ffi::OPUS_BANDWIDTH_NARROWBAND,
+                "bandwidth",
+            ),
+            (
+                ffi::OPUS_SET_SIGNAL_REQUEST,
+                ffi::OPUS_SIGNAL_VOICE,
+                "signal",
+            ),
+        ] {
+            // SAFETY: an initialised state; each of these requests takes one
+            // `opus_int32` argument.
+            let code = unsafe { ffi::opus_encoder_ctl(enc.raw(), request, value) };
+            check(code, what)?;
+        }
+        Ok(enc)
+    }
+
+    fn raw(&mut self) -> *mut audiopus_sys::OpusEncoder {
+        self.state.as_mut_ptr().cast()
     }
 
     /// Encodes one frame of 8 kHz PCM (20 ms = 160 samples for the mixer; any Opus
@@ -176,10 +220,41 @@ impl OpusEncoder {
         if out.is_empty() {
             return Err(CodecError::BufferTooSmall { need: 1, have: 0 });
         }
-        self.raw
-            .encode(pcm, out)
-            .map_err(|e| CodecError::Opus(e.to_string()))
+        let max = i32::try_from(out.len()).unwrap_or(i32::MAX);
+        // SAFETY: an initialised state; `pcm` holds exactly the frame size given,
+        // and libopus writes at most `max` bytes into `out`.
+        let n = unsafe {
+            audiopus_sys::opus_encode(
+                self.raw(),
+                pcm.as_ptr(),
+                pcm.len() as i32,
+                out.as_mut_ptr(),
+                max,
+            )
+        };
+        check(n, "encode").map(|()| n as usize)
     }
+
+    /// Makes this encoder's state a copy of `other`'s: from here on both produce the
+    /// same packets from the same input.
+    pub fn clone_state_from(&mut self, other: &OpusEncoder) {
+        self.state.copy_from_slice(&other.state);
+    }
+}
+
+/// Maps a libopus return code: negative is an error, named by `what` and libopus's
+/// own text.
+fn check(code: i32, what: &str) -> Result<(), CodecError> {
+    if code >= 0 {
+        return Ok(());
+    }
+    // SAFETY: libopus returns a pointer to a static, NUL-terminated string for any
+    // code.
+    let text = unsafe { std::ffi::CStr::from_ptr(audiopus_sys::opus_strerror(code)) };
+    Err(CodecError::Opus(format!(
+        "{what}: {}",
+        text.to_string_lossy()
+    )))
 }
 
 #[cfg(test)]

@@ -151,11 +151,15 @@ impl Mixer {
         true
     }
 
-    /// The mix a mixed talker hears: everyone selected but itself.
-    pub fn render_minus(&self, own: &Frame, out: &mut Frame) {
+    /// The mix a mixed talker hears: everyone selected but itself. Returns false
+    /// when it is pure silence (nobody else talks).
+    pub fn render_minus(&self, own: &Frame, out: &mut Frame) -> bool {
         let others = self.summed.saturating_sub(1);
         match others {
-            0 => *out = [0; FRAME_SAMPLES],
+            0 => {
+                *out = [0; FRAME_SAMPLES];
+                return false;
+            }
             // A single other talker: its samples exactly, no limiter (bit-exact path).
             1 => {
                 for ((o, &t), &s) in out.iter_mut().zip(&self.total).zip(own) {
@@ -168,6 +172,7 @@ impl Mixer {
                 }
             }
         }
+        true
     }
 }
 
@@ -199,7 +204,7 @@ mod tests {
             m.add(f);
         }
         let mut out = frame(0);
-        m.render_minus(&frames[0], &mut out);
+        assert!(m.render_minus(&frames[0], &mut out));
         assert_eq!(out[0], 23);
         m.render_minus(&frames[1], &mut out);
         assert_eq!(out[0], 103);
@@ -221,8 +226,8 @@ mod tests {
         let mut out = frame(0);
         m.render_shared(&mut out);
         assert_eq!(out, talker);
-        // ... and the talker itself hears silence.
-        m.render_minus(&talker, &mut out);
+        // ... and the talker itself hears silence, and is told so.
+        assert!(!m.render_minus(&talker, &mut out));
         assert_eq!(out, frame(0));
     }
 
