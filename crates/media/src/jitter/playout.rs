@@ -123,6 +123,28 @@ struct Tally {
     synthetic: usize,
     /// Some of the concealment covers sequence numbers known to be missing.
     missing: bool,
+    /// Samples output from uniform payloads (one repeated value, see
+    /// [`FrameDecoder::uniform`]), all of `uniform`'s value unless `mixed_values`.
+    uniform_len: usize,
+    uniform: i16,
+    mixed_values: bool,
+}
+
+impl Tally {
+    /// `k` samples of value `v` went out as they were decoded.
+    fn uniform(&mut self, v: i16, k: usize) {
+        if self.uniform_len > 0 && self.uniform != v {
+            self.mixed_values = true;
+        }
+        self.uniform = v;
+        self.uniform_len += k;
+    }
+
+    /// The value of every sample of a played frame, when they all came unaltered from
+    /// uniform payloads of one value (a listener's silence).
+    fn uniform_frame(&self) -> Option<i16> {
+        (self.uniform_len == FRAME_SAMPLES && !self.mixed_values).then_some(self.uniform)
+    }
 }
 
 /// Jitter buffer, decoder driver and concealment of one leg. See the module docs.
@@ -148,6 +170,8 @@ pub struct Playout {
     fifo: Vec<i16>,
     fifo_pos: usize,
     fifo_len: usize,
+    /// The one value the fifo holds, when its packet was a uniform payload.
+    fifo_uniform: Option<i16>,
     plc: Plc,
     est: DelayEstimator,
     /// Samples concealed in the current loss.
@@ -193,6 +217,7 @@ impl Playout {
             fifo: vec![0; MAX_PACKET_SAMPLES],
             fifo_pos: 0,
             fifo_len: 0,
+            fifo_uniform: None,
             plc: Plc::new(),
             est: DelayEstimator::new(cfg, units_per_sec),
             erasure: 0,
@@ -308,9 +333,13 @@ impl Playout {
             self.state = State::Playing;
         }
         let mut tally = Tally::default();
+        let mut uniform = None;
         if self.state == State::Playing {
             match self.decide(now, now_u) {
-                Action::Play => self.pull(now_u, dec, out, &mut tally),
+                Action::Play => {
+                    self.pull(now_u, dec, out, &mut tally);
+                    uniform = tally.uniform_frame();
+                }
                 Action::Stretch => {
                     self.stats.stretched += 1;
                     if self.dry {
@@ -330,10 +359,11 @@ impl Playout {
             out.fill(0);
             self.plc.record(out);
         }
-        self.last_energy = out
-            .iter()
-            .map(|&x| i64::from(x) * i64::from(x))
-            .sum::<i64>();
+        self.last_energy = match uniform {
+            // A listener's silence: no pass over the frame.
+            Some(v) => i64::from(v) * i64::from(v) * FRAME_SAMPLES as i64,
+            None => out.iter().map(|&x| i64::from(x) * i64::from(x)).sum(),
+        };
         if tally.concealed > 0 {
             if tally.missing {
                 self.stats.concealed_frames += 1 + std::mem::take(&mut self.unproven);
@@ -582,8 +612,14 @@ impl Playout {
             if avail > 0 {
                 let k = avail.min(n - filled);
                 let chunk = &mut out[filled..filled + k];
-                chunk.copy_from_slice(&self.fifo[self.fifo_pos..self.fifo_pos + k]);
-                self.plc.good(chunk);
+                match self.fifo_uniform {
+                    Some(v) => chunk.fill(v),
+                    None => chunk.copy_from_slice(&self.fifo[self.fifo_pos..self.fifo_pos + k]),
+                }
+                let smoothed = self.plc.good(chunk);
+                if let (Some(v), false) = (self.fifo_uniform, smoothed) {
+                    tally.uniform(v, k);
+                }
                 self.fifo_pos += k;
                 filled += k;
                 tally.decoded += k;
@@ -628,6 +664,7 @@ impl Playout {
     fn decode(&mut self, s: i64, dec: &mut impl FrameDecoder) {
         let slot = self.ring.slot(s);
         let ts = slot.ts;
+        self.fifo_uniform = slot.uniform;
         let res = match slot.uniform {
             Some(v) => {
                 // Decoded already, in effect: the decoder is stateless for such

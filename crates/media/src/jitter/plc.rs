@@ -106,9 +106,10 @@ impl Plc {
     }
 
     /// Takes decoded audio: cross-fades its start out of a loss in progress, then
-    /// records it.
-    pub fn good(&mut self, pcm: &mut [i16]) {
-        if self.erased > 0 {
+    /// records it. Returns whether it cross-faded (changed `pcm`).
+    pub fn good(&mut self, pcm: &mut [i16]) -> bool {
+        let smoothed = self.erased > 0;
+        if smoothed {
             let blocks = self.erased / BLOCK;
             let n = (self.pitch / 4 + 32 * blocks).min(80).min(pcm.len());
             for (i, x) in pcm[..n].iter_mut().enumerate() {
@@ -119,6 +120,7 @@ impl Plc {
             self.erased = 0;
         }
         self.push(pcm);
+        smoothed
     }
 
     /// Records output that needs no smoothing (silence, codec concealment); ends any

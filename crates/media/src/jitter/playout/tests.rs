@@ -98,7 +98,7 @@ impl FrameDecoder for Pcmu {
 }
 
 #[test]
-fn a_silent_payload_kept_as_its_value_plays_exactly_what_decoding_it_plays() {
+fn a_silent_payload_kept_as_its_value_plays_exactly_what_decoding_it_plays_at_its_energy() {
     let t0 = crate::testclock::anchor();
     let mut rng = crate::netsim::Rng::new(5);
     let mut with = (
@@ -128,6 +128,10 @@ fn a_silent_payload_kept_as_its_value_plays_exactly_what_decoding_it_plays() {
             let ka = with.0.next_frame(tick, &mut with.1, &mut a);
             let kb = without.0.next_frame(tick, &mut without.1, &mut b);
             assert_eq!((ka, a), (kb, b), "frame {frames}");
+            // The energy the talker detection reads is the frame's, shortcut or not.
+            let energy: i64 = a.iter().map(|&x| i64::from(x) * i64::from(x)).sum();
+            assert_eq!(with.0.frame_energy(), energy as u64, "frame {frames}");
+            assert_eq!(without.0.frame_energy(), energy as u64, "frame {frames}");
             tick += Duration::from_millis(20);
             frames += 1;
         }
