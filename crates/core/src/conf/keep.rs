@@ -152,7 +152,7 @@ impl Conference {
             return Err(AdoptError::CallExists);
         }
         let (room, dtmf) = (room.to_string(), String::new());
-        self.calls.insert(call, Call::InRoom { room, dtmf });
+        self.put(call, Call::InRoom { room, dtmf });
         Ok(())
     }
 }

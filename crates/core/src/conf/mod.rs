@@ -151,6 +151,11 @@ pub struct Conference {
     cfg: ConfConfig,
     rng: Rng,
     calls: BTreeMap<CallRef, Call>,
+    /// The calls in `calls` that are dialing: the only ones with a deadline, so the
+    /// timeout is found without a walk over every call (a node holds thousands,
+    /// and the session asks after every event). Kept by [`Conference::put`] and
+    /// [`Conference::take`], the only writers of `calls`' membership.
+    dialing: std::collections::BTreeSet<CallRef>,
     dir: Directory,
     out: VecDeque<Output>,
     changes: Vec<Change>,
@@ -166,6 +171,7 @@ impl Conference {
             cfg,
             rng: Rng::new(seed),
             calls: BTreeMap::new(),
+            dialing: Default::default(),
             dir: Directory::default(),
             out: VecDeque::new(),
             changes: Vec::new(),
@@ -185,7 +191,7 @@ impl Conference {
         if self.calls.contains_key(&call) {
             return Err(ConfError::CallExists(call));
         }
-        self.calls.insert(
+        self.put(
             call,
             Call::Dialing {
                 dialed: String::with_capacity(called.len()),
@@ -319,7 +325,7 @@ impl Conference {
         match self.calls.get(&call) {
             None => Err(ConfError::NoSuchCall(call)),
             Some(Call::Dialing { .. }) => {
-                self.calls.remove(&call);
+                self.take(call);
                 Ok(())
             }
             Some(Call::InRoom { .. }) => {
@@ -347,10 +353,9 @@ impl Conference {
     /// Releases calls whose overlap timeout passed (cause 28).
     pub fn handle_timeout(&mut self, now: Instant) {
         let expired: Vec<CallRef> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| matches!(c, Call::Dialing { deadline, .. } if *deadline <= now))
-            .map(|(k, _)| *k)
+            .dialing_deadlines()
+            .filter(|&(_, deadline)| deadline <= now)
+            .map(|(call, _)| call)
             .collect();
         for call in expired {
             self.reject(call, Cause::INVALID_NUMBER);
@@ -364,13 +369,42 @@ impl Conference {
 
     /// When [`Conference::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.calls
-            .values()
-            .filter_map(|c| match c {
-                Call::Dialing { deadline, .. } => Some(*deadline),
-                Call::InRoom { .. } => None,
+        self.dialing_deadlines().map(|(_, deadline)| deadline).min()
+    }
+
+    /// Each dialing call and its deadline.
+    fn dialing_deadlines(&self) -> impl Iterator<Item = (CallRef, Instant)> + '_ {
+        #[cfg(test)]
+        {
+            let walked: Vec<CallRef> = (self.calls.iter())
+                .filter(|(_, c)| matches!(c, Call::Dialing { .. }))
+                .map(|(k, _)| *k)
+                .collect();
+            let kept: Vec<CallRef> = self.dialing.iter().copied().collect();
+            assert_eq!(kept, walked, "the dialing index follows the calls");
+        }
+        self.dialing
+            .iter()
+            .filter_map(|call| match self.calls.get(call) {
+                Some(Call::Dialing { deadline, .. }) => Some((*call, *deadline)),
+                _ => None,
             })
-            .min()
+    }
+
+    /// Sets `call`'s state, keeping the dialing index.
+    fn put(&mut self, call: CallRef, state: Call) {
+        if matches!(state, Call::Dialing { .. }) {
+            self.dialing.insert(call);
+        } else {
+            self.dialing.remove(&call);
+        }
+        self.calls.insert(call, state);
+    }
+
+    /// Forgets `call`, keeping the dialing index.
+    fn take(&mut self, call: CallRef) -> Option<Call> {
+        self.dialing.remove(&call);
+        self.calls.remove(&call)
     }
 
     /// Changes the capacity (a scaler's cluster grows, shrinks or links rooms).
@@ -560,7 +594,7 @@ impl Conference {
         let Some(heard) = self.dir.add_member(id, call, state) else {
             return;
         };
-        self.calls.insert(
+        self.put(
             call,
             Call::InRoom {
                 room: id.to_string(),
@@ -651,13 +685,13 @@ impl Conference {
 
     /// Releases a call that is not in a room.
     fn reject(&mut self, call: CallRef, cause: Cause) {
-        self.calls.remove(&call);
+        self.take(call);
         self.out.push_back(Output::Released { call, cause });
     }
 
     /// Takes a call out of its room; `notify` when the node (not the PBX) ends it.
     fn leave(&mut self, call: CallRef, cause: Cause, notify: bool) {
-        let Some(Call::InRoom { room: id, .. }) = self.calls.remove(&call) else {
+        let Some(Call::InRoom { room: id, .. }) = self.take(call) else {
             return;
         };
         self.dir.remove_member(&id, call, &mut self.changes);
