@@ -170,7 +170,8 @@ pub struct Playout {
     fifo: Vec<i16>,
     fifo_pos: usize,
     fifo_len: usize,
-    /// The one value the fifo holds, when its packet was a uniform payload.
+    /// The one value of every fifo sample, when its packet was a uniform payload
+    /// (the fifo's own contents are then not written).
     fifo_uniform: Option<i16>,
     plc: Plc,
     est: DelayEstimator,
@@ -612,13 +613,16 @@ impl Playout {
             if avail > 0 {
                 let k = avail.min(n - filled);
                 let chunk = &mut out[filled..filled + k];
-                match self.fifo_uniform {
-                    Some(v) => chunk.fill(v),
-                    None => chunk.copy_from_slice(&self.fifo[self.fifo_pos..self.fifo_pos + k]),
-                }
-                let smoothed = self.plc.good(chunk);
-                if let (Some(v), false) = (self.fifo_uniform, smoothed) {
-                    tally.uniform(v, k);
+                if let Some(v) = self.fifo_uniform {
+                    chunk.fill(v);
+                    if self.plc.good_uniform(v, k) {
+                        tally.uniform(v, k);
+                    } else {
+                        self.plc.good(chunk);
+                    }
+                } else {
+                    chunk.copy_from_slice(&self.fifo[self.fifo_pos..self.fifo_pos + k]);
+                    self.plc.good(chunk);
                 }
                 self.fifo_pos += k;
                 filled += k;
@@ -666,12 +670,11 @@ impl Playout {
         let ts = slot.ts;
         self.fifo_uniform = slot.uniform;
         let res = match slot.uniform {
-            Some(v) => {
+            Some(_) => {
                 // Decoded already, in effect: the decoder is stateless for such
                 // payloads, so leaving it out changes nothing it would say later.
-                let n = ((slot.len / self.ups) as usize).min(self.fifo.len());
-                self.fifo[..n].fill(v);
-                Ok(n)
+                // The fifo's samples are not written: `fifo_uniform` stands for them.
+                Ok(((slot.len / self.ups) as usize).min(self.fifo.len()))
             }
             None => dec.decode(&slot.payload, &mut self.fifo),
         };

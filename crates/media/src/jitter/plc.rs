@@ -59,6 +59,10 @@ pub struct Plc {
     idx: usize,
     /// Samples synthesised in the current loss (0: not concealing).
     erased: usize,
+    /// The newest `run.1` samples of the history, all of value `run.0`, not yet
+    /// written into `hist`: a listener's silence is recorded without a copy, and
+    /// written out only when other audio follows or a loss needs the history.
+    run: (i16, usize),
 }
 
 impl Default for Plc {
@@ -76,6 +80,7 @@ impl Plc {
             pitch: MIN_PITCH,
             idx: 0,
             erased: 0,
+            run: (0, 0),
         }
     }
 
@@ -106,10 +111,9 @@ impl Plc {
     }
 
     /// Takes decoded audio: cross-fades its start out of a loss in progress, then
-    /// records it. Returns whether it cross-faded (changed `pcm`).
-    pub fn good(&mut self, pcm: &mut [i16]) -> bool {
-        let smoothed = self.erased > 0;
-        if smoothed {
+    /// records it.
+    pub fn good(&mut self, pcm: &mut [i16]) {
+        if self.erased > 0 {
             let blocks = self.erased / BLOCK;
             let n = (self.pitch / 4 + 32 * blocks).min(80).min(pcm.len());
             for (i, x) in pcm[..n].iter_mut().enumerate() {
@@ -120,7 +124,20 @@ impl Plc {
             self.erased = 0;
         }
         self.push(pcm);
-        smoothed
+    }
+
+    /// Takes `n` decoded samples of value `v`, as [`Plc::good`] would take them,
+    /// without their copy. Outside a loss only (nothing to cross-fade): returns
+    /// false in one, and the caller gives the samples to [`Plc::good`].
+    pub fn good_uniform(&mut self, v: i16, n: usize) -> bool {
+        if self.erased > 0 {
+            return false;
+        }
+        if self.run.1 > 0 && self.run.0 != v {
+            self.write_run();
+        }
+        self.run = (v, (self.run.1 + n).min(HISTORY));
+        true
     }
 
     /// Records output that needs no smoothing (silence, codec concealment); ends any
@@ -131,6 +148,7 @@ impl Plc {
     }
 
     fn push(&mut self, pcm: &[i16]) {
+        self.write_run();
         let pcm = &pcm[pcm.len().saturating_sub(HISTORY)..];
         let first = (HISTORY - self.hist_pos).min(pcm.len());
         self.hist[self.hist_pos..self.hist_pos + first].copy_from_slice(&pcm[..first]);
@@ -138,7 +156,17 @@ impl Plc {
         self.hist_pos = (self.hist_pos + pcm.len()) % HISTORY;
     }
 
+    /// Writes the pending run of one value into the history.
+    fn write_run(&mut self) {
+        let (v, n) = std::mem::take(&mut self.run);
+        let first = (HISTORY - self.hist_pos).min(n);
+        self.hist[self.hist_pos..self.hist_pos + first].fill(v);
+        self.hist[..n - first].fill(v);
+        self.hist_pos = (self.hist_pos + n) % HISTORY;
+    }
+
     fn begin_loss(&mut self) {
+        self.write_run();
         let (older, newer) = self.hist.split_at(self.hist_pos);
         self.src[..newer.len()].copy_from_slice(newer);
         self.src[newer.len()..].copy_from_slice(older);
@@ -233,6 +261,34 @@ mod tests {
             plc.good(&mut sine(freq, 8000.0, k * 160, 160));
         }
         plc
+    }
+
+    #[test]
+    fn runs_of_one_value_recorded_by_value_conceal_as_the_samples_themselves() {
+        // Speech, then runs of silence values in pieces of 80 and 160 (wrapping the
+        // history, changing value, one run longer than the history), each followed
+        // by a loss: both histories must give the same concealment.
+        for runs in [
+            &[(0i16, 160usize)][..],
+            &[(8, 80), (8, 80), (-8, 160)],
+            &[(3, 160), (3, 160), (3, 160), (5, 80)],
+        ] {
+            let (mut by_value, mut copied) = (primed(200.0), primed(200.0));
+            for &(v, n) in runs {
+                assert!(by_value.good_uniform(v, n));
+                copied.good(&mut vec![v; n]);
+            }
+            // Talk resumes for part of a frame, then is lost.
+            let mut talk = sine(300.0, 6000.0, 0, 50);
+            by_value.good(&mut talk.clone());
+            copied.good(&mut talk);
+            let (mut a, mut b) = ([0i16; 320], [0i16; 320]);
+            by_value.conceal(&mut a);
+            copied.conceal(&mut b);
+            assert_eq!(a, b, "{runs:?}");
+            // In a loss there is nothing to record by value: the caller cross-fades.
+            assert!(!by_value.good_uniform(0, 160));
+        }
     }
 
     #[test]
