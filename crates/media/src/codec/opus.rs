@@ -205,6 +205,11 @@ impl OpusEncoder {
                 ffi::OPUS_SIGNAL_VOICE,
                 "signal",
             ),
+            (
+                ffi::OPUS_SET_COMPLEXITY_REQUEST,
+                ENCODER_COMPLEXITY,
+                "complexity",
+            ),
         ] {
             // SAFETY: an initialised state; each of these requests takes one
             // `opus_int32` argument.
@@ -463,6 +468,31 @@ mod tests {
             }
         }
         assert!(rejected > 0);
+    }
+
+    #[test]
+    fn the_encoder_is_set_up_as_documented() {
+        let mut enc = OpusEncoder::new().unwrap();
+        // The bandwidth reads back as that of the last frame coded.
+        enc.encode(&tone(1000.0, 160), &mut [0u8; 400]).unwrap();
+        let mut get = |request| {
+            let mut value = 0i32;
+            // SAFETY: an initialised state; each GET request writes one opus_int32
+            // through the pointer it is given.
+            let code = unsafe {
+                audiopus_sys::opus_encoder_ctl(enc.raw(), request, &mut value as *mut i32)
+            };
+            assert_eq!(code, 0);
+            value
+        };
+        use audiopus_sys as ffi;
+        assert_eq!(get(ffi::OPUS_GET_BITRATE_REQUEST), ENCODER_BITRATE);
+        assert_eq!(get(ffi::OPUS_GET_COMPLEXITY_REQUEST), ENCODER_COMPLEXITY);
+        assert_eq!(get(ffi::OPUS_GET_SIGNAL_REQUEST), ffi::OPUS_SIGNAL_VOICE);
+        assert_eq!(
+            get(ffi::OPUS_GET_BANDWIDTH_REQUEST),
+            ffi::OPUS_BANDWIDTH_NARROWBAND
+        );
     }
 
     #[test]
