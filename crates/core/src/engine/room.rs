@@ -169,44 +169,46 @@ impl Room {
             }
             let codec = leg.spec.codec;
             let mixed = self.mixer.is_mixed(i as u32);
-            let personal = !self.encode_once
+            let own = !self.encode_once
                 || mixed
                 || match leg.stream {
                     Stream::Own { silent, unmixed } => {
                         !self.may_rejoin(codec, silent, unmixed, tick, &mut work)
                     }
                     Stream::Fresh | Stream::Shared => false,
-                }
-                // Only an Opus encoder can fail to be made; the leg's own then serves.
-                || self.shared_encoding(codec, tick, &mut work).is_none();
-            let (payload, silent): (&[u8], bool) = if personal {
-                let (pcm, silent) = if mixed {
-                    let sound = self.mixer.render_minus(&leg.frame, &mut self.scratch);
-                    (&self.scratch, !sound)
-                } else {
-                    (&self.shared_pcm, self.mix_silent)
                 };
-                match work.encode(&mut leg.encoder, pcm, &mut self.payload) {
-                    Some(n) => (&self.payload[..n], silent),
-                    None => continue,
-                }
+            // Only an Opus encoder can fail to be made; the leg's own then serves.
+            let shared = if own {
+                None
             } else {
-                let slot = self
-                    .shared_encoding(codec, tick, &mut work)
-                    .expect("made above");
-                work.shared_sends += 1;
-                (&slot.payload[..slot.len], false)
+                self.shared_encoding(codec, tick, &mut work)
             };
-            leg.stream = match (personal, leg.stream) {
-                (false, _) => Stream::Shared,
-                (true, Stream::Own { silent: s, unmixed }) => Stream::Own {
-                    silent: if silent { s.saturating_add(1) } else { 0 },
-                    unmixed: if mixed { 0 } else { unmixed.saturating_add(1) },
-                },
-                (true, _) => Stream::Own {
-                    silent: silent as u32,
-                    unmixed: !mixed as u32,
-                },
+            let payload: &[u8] = match shared {
+                Some(slot) => {
+                    work.shared_sends += 1;
+                    leg.stream = Stream::Shared;
+                    &slot.payload[..slot.len]
+                }
+                None => {
+                    let (pcm, silent) = if mixed {
+                        let sound = self.mixer.render_minus(&leg.frame, &mut self.scratch);
+                        (&self.scratch, !sound)
+                    } else {
+                        (&self.shared_pcm, self.mix_silent)
+                    };
+                    let Some(n) = work.encode(&mut leg.encoder, pcm, &mut self.payload) else {
+                        continue;
+                    };
+                    let (s, u) = match leg.stream {
+                        Stream::Own { silent, unmixed } => (silent, unmixed),
+                        Stream::Fresh | Stream::Shared => (0, 0),
+                    };
+                    leg.stream = Stream::Own {
+                        silent: if silent { s.saturating_add(1) } else { 0 },
+                        unmixed: if mixed { 0 } else { u.saturating_add(1) },
+                    };
+                    &self.payload[..n]
+                }
             };
             send_rtp(leg, payload, tx);
         }

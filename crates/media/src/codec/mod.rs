@@ -425,7 +425,10 @@ mod tests {
             let (mut mix, mut minus) = ([0i16; FRAME_SAMPLES], [0i16; FRAME_SAMPLES]);
             if !(talk..quiet_end).contains(&k) {
                 for i in 0..FRAME_SAMPLES {
-                    let (a, b) = (voice(0.0, k * FRAME_SAMPLES + i), voice(1.3, k * 160 + i));
+                    let (a, b) = (
+                        voice(0.0, k * FRAME_SAMPLES + i),
+                        voice(1.3, k * FRAME_SAMPLES + i),
+                    );
                     mix[i] = (a + b) as i16;
                     minus[i] = if k < talk { b as i16 } else { mix[i] };
                 }

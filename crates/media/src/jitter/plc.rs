@@ -150,19 +150,28 @@ impl Plc {
     fn push(&mut self, pcm: &[i16]) {
         self.write_run();
         let pcm = &pcm[pcm.len().saturating_sub(HISTORY)..];
-        let first = (HISTORY - self.hist_pos).min(pcm.len());
-        self.hist[self.hist_pos..self.hist_pos + first].copy_from_slice(&pcm[..first]);
-        self.hist[..pcm.len() - first].copy_from_slice(&pcm[first..]);
-        self.hist_pos = (self.hist_pos + pcm.len()) % HISTORY;
+        let (tail, head) = self.claim(pcm.len());
+        let (to_tail, to_head) = pcm.split_at(tail.len());
+        tail.copy_from_slice(to_tail);
+        head.copy_from_slice(to_head);
     }
 
     /// Writes the pending run of one value into the history.
     fn write_run(&mut self) {
         let (v, n) = std::mem::take(&mut self.run);
-        let first = (HISTORY - self.hist_pos).min(n);
-        self.hist[self.hist_pos..self.hist_pos + first].fill(v);
-        self.hist[..n - first].fill(v);
-        self.hist_pos = (self.hist_pos + n) % HISTORY;
+        let (tail, head) = self.claim(n);
+        tail.fill(v);
+        head.fill(v);
+    }
+
+    /// The next `n` (at most [`HISTORY`]) places of the history ring, as the part up
+    /// to its end and the part from its start, and moves past them.
+    fn claim(&mut self, n: usize) -> (&mut [i16], &mut [i16]) {
+        let at = self.hist_pos;
+        let first = (HISTORY - at).min(n);
+        self.hist_pos = (at + n) % HISTORY;
+        let (head, tail) = self.hist.split_at_mut(at);
+        (&mut tail[..first], &mut head[..n - first])
     }
 
     fn begin_loss(&mut self) {
