@@ -175,13 +175,39 @@ fn keep_tail(log: &mut Vec<String>, line: String) {
     log.push(line);
 }
 
+/// Stops `child` with up to `signals` SIGINTs, [`SIGINT_GAP`] apart, and waits
+/// for it to exit; after [`EXIT_TIMEOUT`] kills it and returns true.
+fn interrupt(child: &mut Child, signals: u32) -> bool {
+    let pid = child.id() as libc::pid_t;
+    let start = Instant::now();
+    let mut sent = 0u32;
+    while matches!(child.try_wait(), Ok(None)) {
+        let since = start.elapsed();
+        if since > EXIT_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return true;
+        }
+        if sent < signals && since >= SIGINT_GAP * sent {
+            // SAFETY: kill(2) on the pid of a child the caller owns and has not
+            // reaped yet (try_wait just said it runs), so the pid cannot have
+            // been reused.
+            unsafe { libc::kill(pid, libc::SIGINT) };
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
 /// A value shared with a stderr thread; a poisoned lock still holds good data
 /// (the thread only appends).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A live ffmpeg encoder sending a test picture as RTP; killed when dropped.
+/// A live ffmpeg encoder sending a test picture as RTP; killed when dropped
+/// ([`FfmpegSource::stop`] stops it cleanly).
 #[derive(Debug)]
 pub struct FfmpegSource {
     child: Child,
@@ -267,6 +293,14 @@ impl FfmpegSource {
     /// What ffmpeg logged so far (warnings and errors).
     pub fn log(&self) -> Vec<String> {
         lock(&self.log).clone()
+    }
+
+    /// Stops ffmpeg between two frames: on SIGINT it finishes the frame it is
+    /// sending and exits, where a kill (what dropping does) can cut a frame's
+    /// packets short and leave the receiver a truncated picture to decode.
+    /// Returns false if it had to be killed after [`EXIT_TIMEOUT`].
+    pub fn stop(mut self) -> bool {
+        !interrupt(&mut self.child, 1)
     }
 }
 
@@ -389,27 +423,7 @@ impl FfmpegDecoder {
     /// ffmpeg still flushes and exits normally. After [`EXIT_TIMEOUT`] it is
     /// killed (and that is reported as an error).
     pub fn finish(mut self) -> DecodeReport {
-        let pid = self.child.id() as libc::pid_t;
-        let mut timed_out = false;
-        let start = Instant::now();
-        let mut signals = 0u32;
-        while matches!(self.child.try_wait(), Ok(None)) {
-            let since = start.elapsed();
-            if since > EXIT_TIMEOUT {
-                timed_out = true;
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            if signals < 2 && since >= SIGINT_GAP * signals {
-                // SAFETY: kill(2) on the pid of a child this struct owns and has
-                // not reaped yet (try_wait just said it runs), so the pid cannot
-                // have been reused.
-                unsafe { libc::kill(pid, libc::SIGINT) };
-                signals += 1;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let timed_out = interrupt(&mut self.child, 2);
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }

@@ -35,9 +35,10 @@ fn source_to_decoder(codec: VideoCodec, pt: u8) {
     let got = dec.wait_frames(FRAMES, WAIT);
     let running = src.is_running();
     let src_log = src.log();
-    drop(src);
+    let clean = src.stop();
     let r = dec.finish();
     assert!(running, "{codec:?} source stopped: {src_log:#?}");
+    assert!(clean, "{codec:?} source did not stop on SIGINT");
     assert!(
         got,
         "{codec:?}: {} frames within {WAIT:?}: {r:#?}",
