@@ -79,6 +79,11 @@ fn main() -> ExitCode {
 
 async fn run_node(o: Overrides) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let cfg = Config::load(&o)?;
+    // Handlers first (as the scaler's): a signal that comes once the node has
+    // registered or listens must stop it cleanly, not kill it.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let node = NodeHandle::start(&cfg)?;
     let control = scnf::control::start(node.clone(), &cfg).await?;
     // Next to the control listener, not instead of it: a node can serve a scaler and
@@ -93,10 +98,9 @@ async fn run_node(o: Overrides) -> Result<ExitCode, Box<dyn std::error::Error>> 
     );
     let mut report = tokio::time::interval(Duration::from_secs(60));
     report.tick().await;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
             _ = term.recv() => break,
             _ = report.tick() => {
                 for w in node.stats().await? {
