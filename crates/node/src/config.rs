@@ -88,6 +88,12 @@ pub struct RtpSection {
     /// load). Media datagrams are far below any MTU; one above the interface's is
     /// refused and counted as a send error instead of fragmented. Default true.
     pub dont_fragment: bool,
+    /// Receive coalescing, microseconds: a worker that has just read datagrams
+    /// sleeps this long before it reads again, instead of waking for each one
+    /// that arrives. Audio is unchanged (datagrams carry their kernel arrival
+    /// stamps, and whatever arrived is read before every tick); video and RTCP
+    /// are handled up to this much later. 0 reads on every arrival. Default 1000.
+    pub rx_coalesce_us: u64,
 }
 
 impl Default for RtpSection {
@@ -104,6 +110,7 @@ impl Default for RtpSection {
             rtcp_interval_ms: 5_000,
             media_timeout_ms: 30_000,
             dont_fragment: true,
+            rx_coalesce_us: 1_000,
         }
     }
 }
@@ -324,6 +331,9 @@ impl Config {
                 "at least 65536 bytes",
             ));
         }
+        if r.rx_coalesce_us > 10_000 {
+            return Err(invalid("rtp.rx_coalesce_us", "at most 10000"));
+        }
         if !(500..=60_000).contains(&r.rtcp_interval_ms) {
             return Err(invalid("rtp.rtcp_interval_ms", "must be 500..=60000"));
         }
@@ -502,6 +512,7 @@ mod tests {
             ("[jitter]\nmin_ms = 50\nstart_ms = 40\n", "jitter"),
             ("[mixer]\nmax_talkers = 0\n", "mixer.max_talkers"),
             ("[rtp]\nbatch = 0\n", "rtp.batch"),
+            ("[rtp]\nrx_coalesce_us = 20000\n", "rtp.rx_coalesce_us"),
             (
                 "[rtp]\nworkers = 4\nport_min = 20000\nport_max = 20005\n",
                 "rtp.port_min",

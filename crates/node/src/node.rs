@@ -137,6 +137,7 @@ impl NodeHandle {
                 commands: rx,
                 events: events.clone(),
                 batch: cfg.rtp.batch,
+                rx_coalesce: std::time::Duration::from_micros(cfg.rtp.rx_coalesce_us),
                 multicast,
             };
             let thread = std::thread::Builder::new()

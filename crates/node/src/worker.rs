@@ -19,7 +19,12 @@
 //! carry the kernel's receive stamps ([`arrival`]), so a worker busy with a tick or a
 //! batch does not make the jitter buffers see network jitter that is its own; and
 //! when a tick is due, what waits on the sockets is read before it runs
-//! ([`drain_before_tick`]), so a datagram that arrived in time is played in time.
+//! ([`read_waiting`]), so a datagram that arrived in time is played in time.
+//!
+//! **A loaded worker reads on its own schedule.** Once a read finds datagrams the
+//! worker rests ([`rest_turn`]): it sleeps up to `rtp.rx_coalesce_us` and then
+//! reads whole batches, rather than being woken by every arrival. The stamps
+//! above make this invisible to the audio.
 //!
 //! The turn logic is generic over the datagram source and the clock ([`Datagrams`],
 //! [`Clock`]), so a test drives it with a source that never runs dry on a virtual
@@ -84,6 +89,8 @@ pub struct WorkerIo {
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub events: broadcast::Sender<NodeEvent>,
     pub batch: usize,
+    /// Receive coalescing (see [`rest_turn`]); zero reads on every arrival.
+    pub rx_coalesce: Duration,
     /// Multicast reception (video relayed from other nodes); `None`: refused.
     pub multicast: Option<Multicast>,
 }
@@ -211,6 +218,7 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
         mut commands,
         events,
         batch,
+        rx_coalesce,
         multicast,
     } = w;
     let mut groups: Option<Groups> = None;
@@ -232,6 +240,9 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
     let timer = tokio::time::sleep(idle);
     tokio::pin!(timer);
     let mut flood = FloodWatch::new(Instant::now(), FLOOD_SUMMARY);
+    // Whether the last read found datagrams (with coalescing on): the worker then
+    // rests on the thread instead of waiting for readiness (see `rest_turn`).
+    let mut resting = false;
     loop {
         if engine.poll_timeout().is_some_and(|due| due <= clock.now()) {
             // What arrived before the tick is read before it runs (a busy worker
@@ -243,14 +254,55 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
                 (multicast, Via::Rtp),
             ] {
                 let Some(sock) = sock else { continue };
-                let mut src = Unpolled {
-                    sock,
-                    batch: &mut recv,
-                };
-                drain_before_tick(&mut engine, &mut src, via, &clock, &mut truncated);
+                let mut src = Unpolled::new(sock, &mut recv);
+                read_waiting(&mut engine, &mut src, via, &clock, &mut truncated);
             }
         }
         run_due(&mut engine, clock.now(), &mut |e| out.drain(e, &rtp, &rtcp));
+        if resting {
+            let mut stop = false;
+            loop {
+                match commands.try_recv() {
+                    Ok(Command::Op { op, reply }) => {
+                        let shell = (truncated, out.send_errors);
+                        command(
+                            index,
+                            &mut engine,
+                            &mut groups,
+                            multicast.as_ref(),
+                            shell,
+                            op,
+                            reply,
+                        );
+                    }
+                    Ok(Command::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => {
+                        stop = true;
+                        break;
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                }
+            }
+            if stop {
+                break;
+            }
+            let mut src = Unpolled::new(&rtp, &mut recv);
+            let mut got = rest_turn(
+                &mut engine,
+                &mut src,
+                Via::Rtp,
+                &clock,
+                rx_coalesce,
+                &mut truncated,
+            );
+            if let Some(g) = groups.as_ref() {
+                let mut src = Unpolled::new(&g.sock, &mut recv);
+                got += read_waiting(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated);
+            }
+            resting = got > 0;
+            out.drain(&mut engine, &rtp, &rtcp);
+            flood_summary(index, &engine, truncated, &mut flood);
+            continue;
+        }
         let deadline = engine.poll_timeout().unwrap_or_else(|| clock.now() + idle);
         if timer.deadline() != deadline.into() {
             timer.as_mut().reset(deadline.into());
@@ -264,31 +316,29 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
             cmd = commands.recv() => match cmd {
                 None | Some(Command::Shutdown) => break,
                 Some(Command::Op { op, reply }) => {
-                    if matches!(op, MediaOp::JoinGroup { .. } | MediaOp::LeaveGroup { .. }) {
-                        reply.send(group_op(&mut groups, multicast.as_ref(), &op));
-                    } else {
-                        apply(index, &mut engine, (truncated, out.send_errors), op, reply);
-                    }
+                    let shell = (truncated, out.send_errors);
+                    command(index, &mut engine, &mut groups, multicast.as_ref(), shell, op, reply);
                 }
             },
             _ = &mut timer => {}
             r = groups_readable(&groups) => {
                 r?;
                 if let Some(g) = groups.as_ref() {
-                    let mut src = Socket { sock: &g.sock, batch: &mut recv };
+                    let mut src = Socket { sock: &g.sock, batch: &mut recv, got: 0 };
                     let mut after = |e: &mut Engine| out.drain(e, &rtp, &rtcp);
                     receive_logged(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated, &mut after);
                 }
             }
             r = rtp.readable() => {
                 r?;
-                let mut src = Socket { sock: &rtp, batch: &mut recv };
+                let mut src = Socket { sock: &rtp, batch: &mut recv, got: 0 };
                 let mut after = |e: &mut Engine| out.drain(e, &rtp, &rtcp);
                 receive_logged(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated, &mut after);
+                resting = !rx_coalesce.is_zero() && src.got > 0;
             }
             r = rtcp.readable() => {
                 r?;
-                let mut src = Socket { sock: &rtcp, batch: &mut recv };
+                let mut src = Socket { sock: &rtcp, batch: &mut recv, got: 0 };
                 let mut after = |e: &mut Engine| out.drain(e, &rtp, &rtcp);
                 receive_logged(&mut engine, &mut src, Via::Rtcp, &clock, &mut truncated, &mut after);
             }
@@ -316,25 +366,59 @@ fn receive_logged(
 }
 
 /// Reads what waits on `src` (at most [`MAX_BATCHES_PER_TURN`] batches) without
-/// running the tick in between: called when the tick is due, so that everything
-/// that arrived before it is in the jitter buffers when it runs.
-pub fn drain_before_tick(
+/// running the tick in between, and returns how many datagrams it read. Called
+/// when the tick is due, so that everything that arrived before it is in the
+/// jitter buffers when it runs, and by a resting worker ([`rest_turn`]).
+pub fn read_waiting(
     engine: &mut Engine,
     src: &mut dyn Datagrams,
     via: Via,
     clock: &dyn Clock,
     truncated: &mut u64,
-) {
+) -> usize {
+    let mut got = 0;
     for _ in 0..MAX_BATCHES_PER_TURN {
         match read_batch(engine, src, via, clock, truncated) {
-            Ok(0) => return,
-            Ok(_) => {}
+            Ok(0) => break,
+            Ok(n) => got += n,
             Err(e) => {
                 tracing::warn!(error = %e, "recvmmsg failed");
-                return;
+                break;
             }
         }
     }
+    got
+}
+
+/// One turn of a resting worker: it sleeps until the tick or `coalesce` from
+/// now, whichever is first, then reads what arrived meanwhile ([`read_waiting`])
+/// and returns how many datagrams that was. The worker rests while reads find
+/// datagrams and waits for readiness again once one finds none.
+///
+/// **Why rest.** A worker that waits for readiness under load wakes for nearly
+/// every datagram: each arrival on a socket wakes the thread blocked in
+/// `epoll_wait` (readiness is edge-triggered, and every new datagram is an
+/// edge), so a loaded worker reads ~6 datagrams per `recvmmsg` and pays a wake-up,
+/// an `epoll_wait` and an empty read for each handful. Resting, it wakes once per
+/// `coalesce` and reads whole batches. The rest is a sleep of the thread, not a
+/// tokio timer: the runtime would park in `epoll_wait` and be woken by the very
+/// arrivals the rest is meant to batch.
+///
+/// **What it costs.** Nothing for audio: datagrams keep their kernel arrival
+/// stamps and the sockets are read just before every tick, so the jitter buffers
+/// see the same arrivals and the mix is the same (the tests show it). Video and
+/// RTCP are handled up to `coalesce` later, and commands wait up to that long.
+pub fn rest_turn(
+    engine: &mut Engine,
+    src: &mut dyn Datagrams,
+    via: Via,
+    clock: &dyn Clock,
+    coalesce: Duration,
+    truncated: &mut u64,
+) -> usize {
+    let wake = clock.now() + coalesce;
+    clock.sleep_until(engine.poll_timeout().map_or(wake, |due| due.min(wake)));
+    read_waiting(engine, src, via, clock, truncated)
 }
 
 /// One batch from `src` into the engine, each datagram at its arrival time: the
@@ -386,6 +470,8 @@ pub trait Clock {
     fn wall(&self) -> std::time::SystemTime {
         std::time::SystemTime::now()
     }
+    /// Blocks the worker's thread until `at` (see [`rest_turn`]).
+    fn sleep_until(&self, at: Instant);
 }
 
 /// The real clock.
@@ -394,6 +480,9 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Instant {
         Instant::now()
+    }
+    fn sleep_until(&self, at: Instant) {
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
     }
 }
 
@@ -408,6 +497,8 @@ pub trait Datagrams {
 struct Socket<'a> {
     sock: &'a tokio::net::UdpSocket,
     batch: &'a mut RecvBatch,
+    /// Datagrams read so far.
+    got: usize,
 }
 
 impl Datagrams for Socket<'_> {
@@ -424,6 +515,7 @@ impl Datagrams for Socket<'_> {
                 for d in batch.iter() {
                     f(&d);
                 }
+                self.got += n;
                 Ok(n)
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
@@ -433,16 +525,36 @@ impl Datagrams for Socket<'_> {
 }
 
 /// A tokio socket read directly, whatever tokio's readiness says: before a tick,
-/// datagrams that arrived since the reactor last looked must be read too. A
-/// readiness left set by it costs one empty read later.
+/// datagrams that arrived since the reactor last looked must be read too, and a
+/// resting worker does not ask the reactor at all. A readiness left set by it
+/// costs one empty read later.
+///
+/// A batch that came back short means the socket was empty: the next call
+/// reports it dry without another `recvmmsg` (what arrives later is read on the
+/// next turn).
 struct Unpolled<'a> {
     sock: &'a tokio::net::UdpSocket,
     batch: &'a mut RecvBatch,
+    dry: bool,
+}
+
+impl<'a> Unpolled<'a> {
+    fn new(sock: &'a tokio::net::UdpSocket, batch: &'a mut RecvBatch) -> Self {
+        Unpolled {
+            sock,
+            batch,
+            dry: false,
+        }
+    }
 }
 
 impl Datagrams for Unpolled<'_> {
     fn recv_batch(&mut self, f: &mut dyn FnMut(&Datagram<'_>)) -> std::io::Result<usize> {
+        if self.dry {
+            return Ok(0);
+        }
         let n = self.batch.recv(self.sock)?;
+        self.dry = n < self.batch.capacity();
         for d in self.batch.iter() {
             f(&d);
         }
@@ -574,6 +686,24 @@ fn flood_summary(index: usize, engine: &Engine, truncated: u64, flood: &mut Floo
 
 /// Applies one operation; a snapshot gets the shell's counters (truncated datagrams,
 /// send errors).
+/// One command: a group join or leave for the worker's multicast socket, any
+/// other operation for the engine.
+fn command(
+    index: usize,
+    engine: &mut Engine,
+    groups: &mut Option<Groups>,
+    multicast: Option<&Multicast>,
+    shell: (u64, u64),
+    op: MediaOp,
+    reply: Reply,
+) {
+    if matches!(op, MediaOp::JoinGroup { .. } | MediaOp::LeaveGroup { .. }) {
+        reply.send(group_op(groups, multicast, &op));
+    } else {
+        apply(index, engine, shell, op, reply);
+    }
+}
+
 fn apply(index: usize, engine: &mut Engine, shell: (u64, u64), op: MediaOp, reply: Reply) {
     let mut result = engine.apply(Instant::now(), index, op);
     if let MediaResult::Snapshot(s) = &mut result {

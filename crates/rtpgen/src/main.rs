@@ -166,6 +166,10 @@ struct ReflectArgs {
     /// (the kernel then spends no IP identifier per datagram).
     #[arg(long)]
     dont_fragment: bool,
+    /// Rest this many microseconds after every read that found datagrams, as
+    /// scnf does with `rtp.rx_coalesce_us` (0: wait for each arrival).
+    #[arg(long, default_value_t = 0)]
+    rest_us: u64,
 }
 
 fn main() -> ExitCode {
@@ -216,7 +220,9 @@ fn reflect(a: ReflectArgs) -> ExitCode {
             flag.store(true, Ordering::Relaxed);
         });
         let deadline = Instant::now() + Duration::from_secs(a.seconds);
-        let s = reflector::run(&socket, &stop, Some(deadline)).map_err(|e| e.to_string())?;
+        let rest = Duration::from_micros(a.rest_us);
+        let s = reflector::run_resting(&socket, &stop, Some(deadline), rest)
+            .map_err(|e| e.to_string())?;
         println!(
             "rtpgen reflect: received {}, reflected {}, dropped {}, {} batches",
             s.received, s.reflected, s.dropped, s.batches

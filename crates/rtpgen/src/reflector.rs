@@ -59,7 +59,23 @@ pub fn run(
     stop: &AtomicBool,
     deadline: Option<Instant>,
 ) -> io::Result<ReflectorStats> {
+    run_resting(socket, stop, deadline, Duration::ZERO)
+}
+
+/// [`run`], resting `rest` after every read that found datagrams and emptied the
+/// socket (a batch that came back short), as a scnf
+/// worker does with `rtp.rx_coalesce_us`: it then wakes once per `rest` under
+/// load instead of once per handful of arrivals. The baseline for a node that
+/// coalesces its reads is this one, the same wake-up strategy on the same socket
+/// path. `Duration::ZERO` is [`run`].
+pub fn run_resting(
+    socket: &UdpSocket,
+    stop: &AtomicBool,
+    deadline: Option<Instant>,
+    rest: Duration,
+) -> io::Result<ReflectorStats> {
     let mut stats = ReflectorStats::default();
+    let mut resting = false;
     let mut rx = RecvBatch::new(DEFAULT_BATCH, DEFAULT_SLOT_BYTES);
     let mut tx = SendBatch::new(DEFAULT_BATCH, DEFAULT_SLOT_BYTES);
     while let Some(wait) = time_left(stop, deadline) {
@@ -74,7 +90,12 @@ pub fn run(
             }
             continue;
         }
+        if resting {
+            std::thread::sleep(rest.min(wait));
+        }
         let n = rx.recv(socket)?;
+        // A full batch may have left more behind: read on before resting.
+        resting = n > 0 && n < rx.capacity() && !rest.is_zero();
         if n == 0 {
             wait_for(socket, libc::POLLIN, wait)?;
             continue;
@@ -147,10 +168,14 @@ mod tests {
 
     impl Running {
         fn start(sock: UdpSocket) -> Running {
+            Running::resting(sock, Duration::ZERO)
+        }
+
+        fn resting(sock: UdpSocket, rest: Duration) -> Running {
             let addr = sock.local_addr().expect("a bound socket has an address");
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
-            let thread = std::thread::spawn(move || run(&sock, &flag, None));
+            let thread = std::thread::spawn(move || run_resting(&sock, &flag, None, rest));
             Running { addr, stop, thread }
         }
 
@@ -189,7 +214,18 @@ mod tests {
 
     #[test]
     fn each_sender_gets_exactly_its_own_datagrams_back_unchanged() {
-        let r = Running::start(reflector_socket());
+        echoes_each_sender_its_own(Running::start(reflector_socket()));
+    }
+
+    #[test]
+    fn resting_between_reads_still_echoes_each_sender_its_own_datagrams() {
+        echoes_each_sender_its_own(Running::resting(
+            reflector_socket(),
+            Duration::from_millis(1),
+        ));
+    }
+
+    fn echoes_each_sender_its_own(r: Running) {
         let clients: Vec<UdpSocket> = (0..4).map(|_| client()).collect();
         let mut sent: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
         for round in 0..50u32 {

@@ -15,6 +15,9 @@ impl Clock for VirtualClock {
     fn now(&self) -> Instant {
         self.0.get()
     }
+    fn sleep_until(&self, at: Instant) {
+        self.0.set(self.0.get().max(at));
+    }
 }
 
 /// Valid-looking RTP from one address with a new SSRC on every packet, a full batch
@@ -228,6 +231,9 @@ impl Clock for StampClock {
     fn wall(&self) -> std::time::SystemTime {
         self.wall_at(self.now.get())
     }
+    fn sleep_until(&self, at: Instant) {
+        self.now.set(self.now.get().max(at));
+    }
 }
 
 /// Datagrams queued with their arrival instants, handed out with kernel stamps of
@@ -297,7 +303,7 @@ fn toned_arrivals(t0: Instant) -> Vec<(Instant, SocketAddr, Vec<u8>)> {
 }
 
 /// Every RTP datagram an engine sent, by destination, in order.
-fn sent_rtp(e: &mut Engine, into: &mut std::collections::BTreeMap<SocketAddr, Vec<Vec<u8>>>) {
+fn sent_rtp(e: &mut Engine, into: &mut Sent) {
     while let Some(t) = e.poll_transmit() {
         if t.via == Via::Rtp {
             into.entry(t.dst).or_default().push(t.data.to_vec());
@@ -312,19 +318,7 @@ fn reading_only_at_the_tick_with_kernel_stamps_sends_what_reading_on_arrival_sen
     // The last datagrams arrive just after 6 s.
     let end = t0 + Duration::from_secs(6) + 2 * TICK;
 
-    // On arrival: every datagram handled the instant it arrives, ticks in between.
-    let (mut eager, _) = worker_engine(t0);
-    let mut heard_eager = Default::default();
-    let mut tick_until = |e: &mut Engine, until: Instant| {
-        while let Some(due) = e.poll_timeout().filter(|&d| d <= until) {
-            run_due(e, due, &mut |e| sent_rtp(e, &mut heard_eager));
-        }
-    };
-    for (at, src, data) in &arrivals {
-        tick_until(&mut eager, *at);
-        eager.handle_datagram(*at, *src, Via::Rtp, data);
-    }
-    tick_until(&mut eager, end);
+    let (eager, heard_eager) = on_arrival(t0, &arrivals, end);
 
     // A busy worker at the extreme: the socket is read only when a tick is due,
     // each datagram at its kernel stamp.
@@ -338,13 +332,44 @@ fn reading_only_at_the_tick_with_kernel_stamps_sends_what_reading_on_arrival_sen
     let mut truncated = 0;
     while let Some(due) = late.poll_timeout().filter(|&d| d <= end) {
         clock.now.set(due);
-        drain_before_tick(&mut late, &mut src, Via::Rtp, &clock, &mut truncated);
+        read_waiting(&mut late, &mut src, Via::Rtp, &clock, &mut truncated);
         run_due(&mut late, due, &mut |e| sent_rtp(e, &mut heard_late));
     }
 
     // The playouts measured the same path and took the same steps: the 2 ms of
     // jitter lowered the delay from the start's 40 ms by a skipped frame. Read at
     // the ticks without stamps, the same path would look 20 ms jittery.
+    same_as_on_arrival(&eager, &heard_eager, &late, &heard_late);
+}
+
+/// Sent = what [`worker_engine`] sends when every datagram of `arrivals` is
+/// handled the instant it arrives, ticks in between, until `end`.
+fn on_arrival(
+    t0: Instant,
+    arrivals: &[(Instant, SocketAddr, Vec<u8>)],
+    end: Instant,
+) -> (Engine, Sent) {
+    let (mut eager, _) = worker_engine(t0);
+    let mut heard = Default::default();
+    let mut tick_until = |e: &mut Engine, until: Instant| {
+        while let Some(due) = e.poll_timeout().filter(|&d| d <= until) {
+            run_due(e, due, &mut |e| sent_rtp(e, &mut heard));
+        }
+    };
+    for (at, src, data) in arrivals {
+        tick_until(&mut eager, *at);
+        eager.handle_datagram(*at, *src, Via::Rtp, data);
+    }
+    tick_until(&mut eager, end);
+    (eager, heard)
+}
+
+/// RTP sent, by destination, in order.
+type Sent = std::collections::BTreeMap<SocketAddr, Vec<Vec<u8>>>;
+
+/// Asserts that `late` (fed some other way) took the playout steps `eager` took
+/// (fed on arrival, [`on_arrival`]) and sent every leg the same packets.
+fn same_as_on_arrival(eager: &Engine, heard_eager: &Sent, late: &Engine, heard_late: &Sent) {
     for id in [0, 1, 10, 11, 20, 21] {
         let (a, b) = (
             eager.leg_stats(LegId(id)).unwrap(),
@@ -359,19 +384,93 @@ fn reading_only_at_the_tick_with_kernel_stamps_sends_what_reading_on_arrival_sen
         );
     }
     assert_eq!(heard_eager.len(), 6, "every leg was sent its mix");
-    for (dst, eager) in &heard_eager {
+    for (dst, eager) in heard_eager {
         assert!(eager.len() >= 300, "{dst}: a packet per tick");
         let late = &heard_late[dst];
         let first = eager.iter().zip(late).position(|(a, b)| a != b);
         assert!(
             first.is_none() && late.len() == eager.len(),
-            "{dst} heard something else when the socket was read at the ticks: \
+            "{dst} heard something else when the socket was read later: \
              packet {first:?} of {} / {}",
             eager.len(),
             late.len()
         );
     }
     assert_eq!(late.stats().datagrams, eager.stats().datagrams);
+}
+
+#[test]
+fn a_resting_worker_reads_once_per_coalescing_period_and_sends_what_reading_on_arrival_sends() {
+    let t0 = Instant::now();
+    let arrivals = toned_arrivals(t0);
+    let end = t0 + Duration::from_secs(6) + 2 * TICK;
+    let (eager, heard_eager) = on_arrival(t0, &arrivals, end);
+
+    // The worker's resting loop: the read and the tick when one is due, else a
+    // rest of 1 ms and a read.
+    let coalesce = Duration::from_millis(1);
+    let clock = StampClock::new(t0);
+    let (mut rested, _) = worker_engine(t0);
+    let mut heard = Default::default();
+    let mut src = Stamped {
+        clock: &clock,
+        queue: arrivals.into_iter().collect(),
+    };
+    let (mut truncated, mut turns, mut ticks_late) = (0, 0u32, 0u32);
+    while rested.poll_timeout().is_some_and(|d| d <= end) {
+        if let Some(due) = rested.poll_timeout().filter(|&d| d <= clock.now()) {
+            ticks_late += u32::from(clock.now() > due);
+            read_waiting(&mut rested, &mut src, Via::Rtp, &clock, &mut truncated);
+            run_due(&mut rested, clock.now(), &mut |e| sent_rtp(e, &mut heard));
+        }
+        rest_turn(
+            &mut rested,
+            &mut src,
+            Via::Rtp,
+            &clock,
+            coalesce,
+            &mut truncated,
+        );
+        turns += 1;
+    }
+
+    same_as_on_arrival(&eager, &heard_eager, &rested, &heard);
+    assert_eq!(ticks_late, 0, "a rest ends at the tick, never after it");
+    // 6 s in rests of at most 1 ms, each shortened at most once by a tick.
+    let span = (end - t0).as_micros() as u32;
+    assert!(
+        turns >= span / 1000 && turns <= span / 1000 + 2 * 300 + 2,
+        "{turns} turns"
+    );
+}
+
+#[test]
+fn a_rest_ends_at_the_tick_and_reads_a_flood_a_bounded_amount() {
+    let t0 = Instant::now();
+    let clock = VirtualClock(Cell::new(t0));
+    let (mut engine, flooded) = worker_engine(t0);
+    let due = engine.poll_timeout().unwrap();
+    clock.0.set(due - Duration::from_micros(300));
+    let mut flood = Flood::new(&clock, flooded);
+    let mut truncated = 0;
+    let got = rest_turn(
+        &mut engine,
+        &mut flood,
+        Via::Rtp,
+        &clock,
+        Duration::from_millis(1),
+        &mut truncated,
+    );
+    assert_eq!(flood.batches, MAX_BATCHES_PER_TURN);
+    assert_eq!(got, MAX_BATCHES_PER_TURN * flood.batch);
+    // The rest ended at the tick (the flood's batches took time after it).
+    let read = Duration::from_micros(2) * (got as u32);
+    assert_eq!(clock.now(), due + read);
+    assert_eq!(
+        engine.stats().ticks,
+        0,
+        "the tick is the loop's, after the rest"
+    );
 }
 
 #[test]
@@ -400,7 +499,7 @@ fn the_read_before_a_tick_is_bounded_and_runs_no_tick() {
     let (mut engine, flooded) = worker_engine(t0);
     let mut flood = Flood::new(&clock, flooded);
     let mut truncated = 0;
-    drain_before_tick(&mut engine, &mut flood, Via::Rtp, &clock, &mut truncated);
+    read_waiting(&mut engine, &mut flood, Via::Rtp, &clock, &mut truncated);
     assert_eq!(
         flood.batches, MAX_BATCHES_PER_TURN,
         "a flood is read a bounded amount"
