@@ -433,7 +433,13 @@ fn read_batch(
 ) -> std::io::Result<usize> {
     let now = clock.now();
     let mut wall = None;
-    src.recv_batch(&mut |d| {
+    src.recv_batch(&mut |pass, d| {
+        if pass == Pass::Look {
+            if via == Via::Rtp && !d.truncated {
+                engine.prefetch(d.src);
+            }
+            return;
+        }
         if d.truncated {
             *truncated += 1;
             return;
@@ -488,9 +494,31 @@ impl Clock for SystemClock {
 
 /// Where received datagrams come from: the worker's sockets, or a test's flood.
 pub trait Datagrams {
-    /// Receives one batch and hands each datagram to `f`.
+    /// Receives one batch and hands each datagram to `f`, in a [`Pass::Look`]
+    /// over the whole batch and then a [`Pass::Handle`] over it. A source may
+    /// skip the look (it is a hint).
     /// `Ok(0)`: nothing is waiting (the source ran dry).
-    fn recv_batch(&mut self, f: &mut dyn FnMut(&Datagram<'_>)) -> std::io::Result<usize>;
+    fn recv_batch(&mut self, f: &mut dyn FnMut(Pass, &Datagram<'_>)) -> std::io::Result<usize>;
+}
+
+/// Which pass over a received batch a datagram is shown in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Before any is handled: the engine starts loading the state of each one's
+    /// leg ([`Engine::prefetch`]), so the cache misses of a batch overlap.
+    Look,
+    /// Handled, in order.
+    Handle,
+}
+
+/// Shows every datagram of `batch` to `f`, a [`Pass::Look`] and then a
+/// [`Pass::Handle`].
+fn deliver(batch: &RecvBatch, f: &mut dyn FnMut(Pass, &Datagram<'_>)) {
+    for pass in [Pass::Look, Pass::Handle] {
+        for d in batch.iter() {
+            f(pass, &d);
+        }
+    }
 }
 
 /// A tokio socket read in `recvmmsg` batches.
@@ -502,7 +530,7 @@ struct Socket<'a> {
 }
 
 impl Datagrams for Socket<'_> {
-    fn recv_batch(&mut self, f: &mut dyn FnMut(&Datagram<'_>)) -> std::io::Result<usize> {
+    fn recv_batch(&mut self, f: &mut dyn FnMut(Pass, &Datagram<'_>)) -> std::io::Result<usize> {
         let (sock, batch) = (self.sock, &mut *self.batch);
         // `try_io` clears the readiness flag when the closure reports WouldBlock, so
         // the next `readable()` waits for new datagrams.
@@ -512,9 +540,7 @@ impl Datagrams for Socket<'_> {
         });
         match got {
             Ok(n) => {
-                for d in batch.iter() {
-                    f(&d);
-                }
+                deliver(batch, f);
                 self.got += n;
                 Ok(n)
             }
@@ -549,15 +575,13 @@ impl<'a> Unpolled<'a> {
 }
 
 impl Datagrams for Unpolled<'_> {
-    fn recv_batch(&mut self, f: &mut dyn FnMut(&Datagram<'_>)) -> std::io::Result<usize> {
+    fn recv_batch(&mut self, f: &mut dyn FnMut(Pass, &Datagram<'_>)) -> std::io::Result<usize> {
         if self.dry {
             return Ok(0);
         }
         let n = self.batch.recv(self.sock)?;
         self.dry = n < self.batch.capacity();
-        for d in self.batch.iter() {
-            f(&d);
-        }
+        deliver(self.batch, f);
         Ok(n)
     }
 }

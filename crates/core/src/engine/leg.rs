@@ -371,6 +371,19 @@ impl Leg {
         SsrcCheck::Adopted
     }
 
+    /// Starts loading what the receive path touches of the leg (see
+    /// [`scnf_media::util::prefetch`]): its budget, stream and reception state,
+    /// counters and playout. A hint; it changes nothing.
+    pub fn prefetch(&self) {
+        use scnf_media::util::prefetch;
+        prefetch(&self.budget);
+        prefetch(&self.peer_ssrc);
+        prefetch(&self.spec.payload_type);
+        prefetch(&self.stats);
+        prefetch(&self.reception);
+        self.playout.prefetch();
+    }
+
     /// A snapshot of the leg's statistics.
     pub fn snapshot(&self) -> LegStats {
         let mut s = self.stats.clone();

@@ -93,6 +93,11 @@ impl Ring {
     }
 
     /// True when `seq` is queued or was played and its slot not reused since.
+    /// Starts loading the slot of `seq` (see [`crate::util::prefetch`]).
+    pub fn prefetch(&self, seq: i64) {
+        crate::util::prefetch(self.slot(seq));
+    }
+
     pub fn holds(&self, seq: i64) -> bool {
         let s = self.slot(seq);
         s.state != SlotState::Empty && s.seq == seq

@@ -234,6 +234,16 @@ impl Playout {
     }
 
     /// A packet arrived at `now`. Never panics; an expected drop is a [`Rejected`].
+    /// Starts loading what [`Playout::insert`] of the stream's next packet will
+    /// touch first: the playout's own fields, its delay estimator's and the ring
+    /// slot of the sequence number after the latest (see
+    /// [`crate::util::prefetch`]). A hint; it changes nothing.
+    pub fn prefetch(&self) {
+        crate::util::prefetch(self);
+        crate::util::prefetch(&self.est);
+        self.ring.prefetch(self.seq_ref + 1);
+    }
+
     pub fn insert(
         &mut self,
         now: Instant,

@@ -50,7 +50,7 @@ impl<'a> Flood<'a> {
 }
 
 impl Datagrams for Flood<'_> {
-    fn recv_batch(&mut self, f: &mut dyn FnMut(&Datagram<'_>)) -> std::io::Result<usize> {
+    fn recv_batch(&mut self, f: &mut dyn FnMut(Pass, &Datagram<'_>)) -> std::io::Result<usize> {
         if self.dry_after.is_some_and(|n| self.batches >= n) {
             return Ok(0);
         }
@@ -64,13 +64,16 @@ impl Datagrams for Flood<'_> {
             }
             .write(&mut self.pkt)
             .unwrap();
-            f(&Datagram {
-                src: self.from,
-                data: &self.pkt,
-                truncated: false,
-                dst: None,
-                stamp: None,
-            });
+            f(
+                Pass::Handle,
+                &Datagram {
+                    src: self.from,
+                    data: &self.pkt,
+                    truncated: false,
+                    dst: None,
+                    stamp: None,
+                },
+            );
             self.sent += 1;
         }
         self.batches += 1;
@@ -244,17 +247,20 @@ struct Stamped<'a> {
 }
 
 impl Datagrams for Stamped<'_> {
-    fn recv_batch(&mut self, f: &mut dyn FnMut(&Datagram<'_>)) -> std::io::Result<usize> {
+    fn recv_batch(&mut self, f: &mut dyn FnMut(Pass, &Datagram<'_>)) -> std::io::Result<usize> {
         let mut n = 0;
         while n < 64 && self.queue.front().is_some_and(|d| d.0 <= self.clock.now()) {
             let (at, src, data) = self.queue.pop_front().expect("checked above");
-            f(&Datagram {
-                src,
-                data: &data,
-                truncated: false,
-                dst: None,
-                stamp: Some(self.clock.wall_at(at)),
-            });
+            f(
+                Pass::Handle,
+                &Datagram {
+                    src,
+                    data: &data,
+                    truncated: false,
+                    dst: None,
+                    stamp: Some(self.clock.wall_at(at)),
+                },
+            );
             n += 1;
         }
         Ok(n)
