@@ -240,26 +240,18 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
     let timer = tokio::time::sleep(idle);
     tokio::pin!(timer);
     let mut flood = FloodWatch::new(Instant::now(), FLOOD_SUMMARY);
-    // Whether the last read found datagrams (with coalescing on): the worker then
-    // rests on the thread instead of waiting for readiness (see `rest_turn`).
-    let mut resting = false;
+    // Whether the worker rests on the thread instead of waiting for readiness
+    // (see `rest_turn`).
+    let mut resting = Resting::default();
     loop {
         if engine.poll_timeout().is_some_and(|due| due <= clock.now()) {
             // What arrived before the tick is read before it runs (a busy worker
             // may not have looked since).
-            let multicast = groups.as_ref().map(|g| &g.sock);
-            for (sock, via) in [
-                (Some(&rtp), Via::Rtp),
-                (Some(&rtcp), Via::Rtcp),
-                (multicast, Via::Rtp),
-            ] {
-                let Some(sock) = sock else { continue };
-                let mut src = Unpolled::new(sock, &mut recv);
-                read_waiting(&mut engine, &mut src, via, &clock, &mut truncated);
-            }
+            let socks = media_sockets(&rtp, &rtcp, &groups);
+            read_sockets(&mut engine, &mut recv, socks, &clock, &mut truncated);
         }
         run_due(&mut engine, clock.now(), &mut |e| out.drain(e, &rtp, &rtcp));
-        if resting {
+        if resting.on {
             let mut stop = false;
             loop {
                 match commands.try_recv() {
@@ -285,20 +277,10 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
             if stop {
                 break;
             }
-            let mut src = Unpolled::new(&rtp, &mut recv);
-            let mut got = rest_turn(
-                &mut engine,
-                &mut src,
-                Via::Rtp,
-                &clock,
-                rx_coalesce,
-                &mut truncated,
-            );
-            if let Some(g) = groups.as_ref() {
-                let mut src = Unpolled::new(&g.sock, &mut recv);
-                got += read_waiting(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated);
-            }
-            resting = got > 0;
+            let socks = media_sockets(&rtp, &rtcp, &groups);
+            rest_turn(&mut engine, &clock, rx_coalesce, &mut resting, &mut |e| {
+                read_sockets(e, &mut recv, socks, &clock, &mut truncated)
+            });
             out.drain(&mut engine, &rtp, &rtcp);
             flood_summary(index, &engine, truncated, &mut flood);
             continue;
@@ -333,8 +315,11 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
                 r?;
                 let mut src = Socket { sock: &rtp, batch: &mut recv, got: 0 };
                 let mut after = |e: &mut Engine| out.drain(e, &rtp, &rtcp);
-                receive_logged(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated, &mut after);
-                resting = !rx_coalesce.is_zero() && src.got > 0;
+                let drained = receive_logged(&mut engine, &mut src, Via::Rtp, &clock, &mut truncated, &mut after);
+                resting = Resting {
+                    on: !rx_coalesce.is_zero() && src.got > 0,
+                    backlog: drained == Drained::Bounded,
+                };
             }
             r = rtcp.readable() => {
                 r?;
@@ -359,41 +344,97 @@ fn receive_logged(
     clock: &dyn Clock,
     truncated: &mut u64,
     after_tick: &mut dyn FnMut(&mut Engine),
-) {
-    if let Err(e) = receive(engine, src, via, clock, truncated, after_tick) {
+) -> Drained {
+    receive(engine, src, via, clock, truncated, after_tick).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "recvmmsg failed");
+        Drained::Dry
+    })
+}
+
+/// The worker's receiving sockets and what arrives on each: RTP, RTCP and,
+/// once it has joined a group, multicast (RTP).
+type MediaSockets<'a> = [(Option<&'a tokio::net::UdpSocket>, Via); 3];
+
+fn media_sockets<'a>(
+    rtp: &'a tokio::net::UdpSocket,
+    rtcp: &'a tokio::net::UdpSocket,
+    groups: &'a Option<Groups>,
+) -> MediaSockets<'a> {
+    let multicast = groups.as_ref().map(|g| &g.sock);
+    [
+        (Some(rtp), Via::Rtp),
+        (Some(rtcp), Via::Rtcp),
+        (multicast, Via::Rtp),
+    ]
+}
+
+/// [`read_waiting`] on each of `socks`, read directly ([`Unpolled`]).
+fn read_sockets(
+    engine: &mut Engine,
+    batch: &mut RecvBatch,
+    socks: MediaSockets<'_>,
+    clock: &dyn Clock,
+    truncated: &mut u64,
+) -> Read {
+    let mut read = Read::default();
+    for (sock, via) in socks {
+        let Some(sock) = sock else { continue };
+        let mut src = Unpolled::new(sock, batch);
+        read += read_waiting(engine, &mut src, via, clock, truncated);
+    }
+    read
+}
+
+/// What a read of the sockets found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Read {
+    /// Datagrams read.
+    pub datagrams: usize,
+    /// A socket still had datagrams after [`MAX_BATCHES_PER_TURN`] batches.
+    pub bounded: bool,
+}
+
+impl std::ops::AddAssign for Read {
+    fn add_assign(&mut self, other: Read) {
+        self.datagrams += other.datagrams;
+        self.bounded |= other.bounded;
     }
 }
 
 /// Reads what waits on `src` (at most [`MAX_BATCHES_PER_TURN`] batches) without
-/// running the tick in between, and returns how many datagrams it read. Called
-/// when the tick is due, so that everything that arrived before it is in the
-/// jitter buffers when it runs, and by a resting worker ([`rest_turn`]).
+/// running the tick in between. Called when the tick is due, so that everything
+/// that arrived before it is in the jitter buffers when it runs, and by a
+/// resting worker ([`rest_turn`]).
 pub fn read_waiting(
     engine: &mut Engine,
     src: &mut dyn Datagrams,
     via: Via,
     clock: &dyn Clock,
     truncated: &mut u64,
-) -> usize {
-    let mut got = 0;
+) -> Read {
+    let mut read = Read::default();
     for _ in 0..MAX_BATCHES_PER_TURN {
         match read_batch(engine, src, via, clock, truncated) {
-            Ok(0) => break,
-            Ok(n) => got += n,
+            Ok(0) => return read,
+            Ok(n) => read.datagrams += n,
             Err(e) => {
                 tracing::warn!(error = %e, "recvmmsg failed");
-                break;
+                return read;
             }
         }
     }
-    got
+    read.bounded = true;
+    read
 }
 
 /// One turn of a resting worker: it sleeps until the tick or `coalesce` from
-/// now, whichever is first, then reads what arrived meanwhile ([`read_waiting`])
-/// and returns how many datagrams that was. The worker rests while reads find
-/// datagrams and waits for readiness again once one finds none.
+/// now, whichever is first, then reads what arrived meanwhile on each socket
+/// ([`read_waiting`]). The worker rests while reads find datagrams and waits for
+/// readiness again once one finds none. After a read that left datagrams behind
+/// (a flood, or a burst larger than a turn's bound) the next turn is given no
+/// rest: a flood is read and dropped as fast as before, rather than left to fill
+/// the socket's buffer, where the kernel would drop other legs' datagrams with
+/// it.
 ///
 /// **Why rest.** A worker that waits for readiness under load wakes for nearly
 /// every datagram: each arrival on a socket wakes the thread blocked in
@@ -410,15 +451,27 @@ pub fn read_waiting(
 /// RTCP are handled up to `coalesce` later, and commands wait up to that long.
 pub fn rest_turn(
     engine: &mut Engine,
-    src: &mut dyn Datagrams,
-    via: Via,
     clock: &dyn Clock,
     coalesce: Duration,
-    truncated: &mut u64,
-) -> usize {
-    let wake = clock.now() + coalesce;
-    clock.sleep_until(engine.poll_timeout().map_or(wake, |due| due.min(wake)));
-    read_waiting(engine, src, via, clock, truncated)
+    state: &mut Resting,
+    read: &mut dyn FnMut(&mut Engine) -> Read,
+) {
+    if !state.backlog {
+        let wake = clock.now() + coalesce;
+        clock.sleep_until(engine.poll_timeout().map_or(wake, |due| due.min(wake)));
+    }
+    let r = read(engine);
+    state.on = r.datagrams > 0;
+    state.backlog = r.bounded;
+}
+
+/// A worker's resting state between turns (see [`rest_turn`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resting {
+    /// The last read found datagrams: the next turn is a [`rest_turn`].
+    pub on: bool,
+    /// It also left datagrams behind: the next turn reads without a rest.
+    pub backlog: bool,
 }
 
 /// One batch from `src` into the engine, each datagram at its arrival time: the

@@ -423,20 +423,16 @@ fn a_resting_worker_reads_once_per_coalescing_period_and_sends_what_reading_on_a
         queue: arrivals.into_iter().collect(),
     };
     let (mut truncated, mut turns, mut ticks_late) = (0, 0u32, 0u32);
+    let mut state = Resting::default();
     while rested.poll_timeout().is_some_and(|d| d <= end) {
         if let Some(due) = rested.poll_timeout().filter(|&d| d <= clock.now()) {
             ticks_late += u32::from(clock.now() > due);
             read_waiting(&mut rested, &mut src, Via::Rtp, &clock, &mut truncated);
             run_due(&mut rested, clock.now(), &mut |e| sent_rtp(e, &mut heard));
         }
-        rest_turn(
-            &mut rested,
-            &mut src,
-            Via::Rtp,
-            &clock,
-            coalesce,
-            &mut truncated,
-        );
+        rest_turn(&mut rested, &clock, coalesce, &mut state, &mut |e| {
+            read_waiting(e, &mut src, Via::Rtp, &clock, &mut truncated)
+        });
         turns += 1;
     }
 
@@ -451,7 +447,7 @@ fn a_resting_worker_reads_once_per_coalescing_period_and_sends_what_reading_on_a
 }
 
 #[test]
-fn a_rest_ends_at_the_tick_and_reads_a_flood_a_bounded_amount() {
+fn a_rest_ends_at_the_tick_and_a_flood_is_read_on_without_one() {
     let t0 = Instant::now();
     let clock = VirtualClock(Cell::new(t0));
     let (mut engine, flooded) = worker_engine(t0);
@@ -459,19 +455,31 @@ fn a_rest_ends_at_the_tick_and_reads_a_flood_a_bounded_amount() {
     clock.0.set(due - Duration::from_micros(300));
     let mut flood = Flood::new(&clock, flooded);
     let mut truncated = 0;
-    let got = rest_turn(
-        &mut engine,
-        &mut flood,
-        Via::Rtp,
-        &clock,
-        Duration::from_millis(1),
-        &mut truncated,
-    );
-    assert_eq!(flood.batches, MAX_BATCHES_PER_TURN);
-    assert_eq!(got, MAX_BATCHES_PER_TURN * flood.batch);
-    // The rest ended at the tick (the flood's batches took time after it).
-    let read = Duration::from_micros(2) * (got as u32);
+    let coalesce = Duration::from_millis(1);
+    let mut state = Resting::default();
+    let mut turn = |e: &mut Engine, state: &mut Resting| {
+        rest_turn(e, &clock, coalesce, state, &mut |e| {
+            read_waiting(e, &mut flood, Via::Rtp, &clock, &mut truncated)
+        });
+    };
+    let per_batch = Duration::from_micros(2) * 64;
+
+    // The first rest ends at the tick (300 µs, not 1 ms), and the read is bounded.
+    turn(&mut engine, &mut state);
+    let read = per_batch * MAX_BATCHES_PER_TURN as u32;
     assert_eq!(clock.now(), due + read);
+    assert_eq!(
+        state,
+        Resting {
+            on: true,
+            backlog: true
+        }
+    );
+    // The flood left datagrams behind: the next turn reads on at once, as a
+    // worker waiting for readiness would, instead of letting the socket's buffer
+    // fill (and the kernel drop the other legs' datagrams with the flood's).
+    turn(&mut engine, &mut state);
+    assert_eq!(clock.now(), due + read * 2, "no rest after a bounded read");
     assert_eq!(
         engine.stats().ticks,
         0,
