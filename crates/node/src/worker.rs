@@ -252,28 +252,20 @@ async fn run_loop(w: WorkerIo) -> std::io::Result<()> {
         }
         run_due(&mut engine, clock.now(), &mut |e| out.drain(e, &rtp, &rtcp));
         if resting.on {
-            let mut stop = false;
-            loop {
+            // The commands that came during the rest, then the read.
+            let stop = loop {
                 match commands.try_recv() {
                     Ok(Command::Op { op, reply }) => {
                         let shell = (truncated, out.send_errors);
-                        command(
-                            index,
-                            &mut engine,
-                            &mut groups,
-                            multicast.as_ref(),
-                            shell,
-                            op,
-                            reply,
-                        );
+                        let mc = multicast.as_ref();
+                        command(index, &mut engine, &mut groups, mc, shell, op, reply);
                     }
                     Ok(Command::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => {
-                        stop = true;
-                        break;
+                        break true
                     }
-                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => break false,
                 }
-            }
+            };
             if stop {
                 break;
             }
@@ -633,7 +625,7 @@ impl Datagrams for Unpolled<'_> {
             return Ok(0);
         }
         let n = self.batch.recv(self.sock)?;
-        self.dry = n < self.batch.capacity();
+        self.dry = self.batch.emptied();
         deliver(self.batch, f);
         Ok(n)
     }

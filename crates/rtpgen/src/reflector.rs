@@ -95,7 +95,7 @@ pub fn run_resting(
         }
         let n = rx.recv(socket)?;
         // A full batch may have left more behind: read on before resting.
-        resting = n > 0 && n < rx.capacity() && !rest.is_zero();
+        resting = n > 0 && rx.emptied() && !rest.is_zero();
         if n == 0 {
             wait_for(socket, libc::POLLIN, wait)?;
             continue;

@@ -94,6 +94,13 @@ impl RecvBatch {
         self.len == 0
     }
 
+    /// Whether the last [`recv`](Self::recv) emptied the socket: it came back
+    /// short of [`capacity`](Self::capacity) (the kernel fills a batch while it
+    /// has datagrams), so what another read would find arrived after it.
+    pub fn emptied(&self) -> bool {
+        self.len < self.capacity()
+    }
+
     /// How many of the held datagrams are truncated.
     pub fn truncated(&self) -> usize {
         self.truncated
@@ -295,6 +302,35 @@ mod tests {
         // Loopback keeps the order of sends on one host.
         assert_eq!(got, expected);
         assert_eq!(batch.truncated(), 0);
+    }
+
+    #[test]
+    fn a_full_batch_may_leave_datagrams_behind_and_a_short_one_emptied_the_socket() {
+        let rx = bind_local();
+        let to = rx.local_addr().unwrap();
+        let tx = bind_local();
+        for i in 0..12 {
+            tx.send_to(&payload(7, i), to).unwrap();
+        }
+        let mut batch = RecvBatch::new(8, 2048);
+        let mut reads = Vec::new();
+        // Loopback delivers on send; a read may still see fewer than were sent
+        // only if they are not all queued yet, so read until all 12 are in.
+        let mut seen = 0;
+        while seen < 12 {
+            let n = batch.recv(&rx).unwrap();
+            if n > 0 {
+                reads.push((n, batch.emptied()));
+            }
+            seen += n;
+        }
+        assert_eq!(reads[0], (8, false), "{reads:?}");
+        assert!(
+            reads[1..].iter().all(|&(n, emptied)| emptied == (n < 8)),
+            "{reads:?}"
+        );
+        assert_eq!(batch.recv(&rx).unwrap(), 0);
+        assert!(batch.emptied());
     }
 
     #[test]

@@ -317,24 +317,52 @@ fn sent_rtp(e: &mut Engine, into: &mut Sent) {
     }
 }
 
+/// The six seconds of [`toned_arrivals`] and their end (the last datagrams
+/// arrive just after 6 s), with what an engine fed on arrival sent
+/// ([`on_arrival`]): what a worker reading some other way must match.
+struct Replay {
+    t0: Instant,
+    end: Instant,
+    arrivals: Vec<(Instant, SocketAddr, Vec<u8>)>,
+    eager: Engine,
+    heard_eager: Sent,
+}
+
+impl Replay {
+    fn new() -> Replay {
+        let t0 = Instant::now();
+        let arrivals = toned_arrivals(t0);
+        let end = t0 + Duration::from_secs(6) + 2 * TICK;
+        let (eager, heard_eager) = on_arrival(t0, &arrivals, end);
+        Replay {
+            t0,
+            end,
+            arrivals,
+            eager,
+            heard_eager,
+        }
+    }
+
+    /// The arrivals as a socket with kernel stamps, on `clock`.
+    fn socket<'a>(&self, clock: &'a StampClock) -> Stamped<'a> {
+        Stamped {
+            clock,
+            queue: self.arrivals.iter().cloned().collect(),
+        }
+    }
+}
+
 #[test]
 fn reading_only_at_the_tick_with_kernel_stamps_sends_what_reading_on_arrival_sends() {
-    let t0 = Instant::now();
-    let arrivals = toned_arrivals(t0);
-    // The last datagrams arrive just after 6 s.
-    let end = t0 + Duration::from_secs(6) + 2 * TICK;
-
-    let (eager, heard_eager) = on_arrival(t0, &arrivals, end);
+    let r = Replay::new();
+    let (t0, end) = (r.t0, r.end);
 
     // A busy worker at the extreme: the socket is read only when a tick is due,
     // each datagram at its kernel stamp.
     let clock = StampClock::new(t0);
     let (mut late, _) = worker_engine(t0);
     let mut heard_late = Default::default();
-    let mut src = Stamped {
-        clock: &clock,
-        queue: arrivals.into_iter().collect(),
-    };
+    let mut src = r.socket(&clock);
     let mut truncated = 0;
     while let Some(due) = late.poll_timeout().filter(|&d| d <= end) {
         clock.now.set(due);
@@ -345,7 +373,7 @@ fn reading_only_at_the_tick_with_kernel_stamps_sends_what_reading_on_arrival_sen
     // The playouts measured the same path and took the same steps: the 2 ms of
     // jitter lowered the delay from the start's 40 ms by a skipped frame. Read at
     // the ticks without stamps, the same path would look 20 ms jittery.
-    same_as_on_arrival(&eager, &heard_eager, &late, &heard_late);
+    same_as_on_arrival(&r.eager, &r.heard_eager, &late, &heard_late);
 }
 
 /// Sent = what [`worker_engine`] sends when every datagram of `arrivals` is
@@ -407,10 +435,8 @@ fn same_as_on_arrival(eager: &Engine, heard_eager: &Sent, late: &Engine, heard_l
 
 #[test]
 fn a_resting_worker_reads_once_per_coalescing_period_and_sends_what_reading_on_arrival_sends() {
-    let t0 = Instant::now();
-    let arrivals = toned_arrivals(t0);
-    let end = t0 + Duration::from_secs(6) + 2 * TICK;
-    let (eager, heard_eager) = on_arrival(t0, &arrivals, end);
+    let r = Replay::new();
+    let (t0, end) = (r.t0, r.end);
 
     // The worker's resting loop: the read and the tick when one is due, else a
     // rest of 1 ms and a read.
@@ -418,10 +444,7 @@ fn a_resting_worker_reads_once_per_coalescing_period_and_sends_what_reading_on_a
     let clock = StampClock::new(t0);
     let (mut rested, _) = worker_engine(t0);
     let mut heard = Default::default();
-    let mut src = Stamped {
-        clock: &clock,
-        queue: arrivals.into_iter().collect(),
-    };
+    let mut src = r.socket(&clock);
     let (mut truncated, mut turns, mut ticks_late) = (0, 0u32, 0u32);
     let mut state = Resting::default();
     while rested.poll_timeout().is_some_and(|d| d <= end) {
@@ -436,7 +459,7 @@ fn a_resting_worker_reads_once_per_coalescing_period_and_sends_what_reading_on_a
         turns += 1;
     }
 
-    same_as_on_arrival(&eager, &heard_eager, &rested, &heard);
+    same_as_on_arrival(&r.eager, &r.heard_eager, &rested, &heard);
     assert_eq!(ticks_late, 0, "a rest ends at the tick, never after it");
     // 6 s in rests of at most 1 ms, each shortened at most once by a tick.
     let span = (end - t0).as_micros() as u32;
